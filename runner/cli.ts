@@ -1,0 +1,363 @@
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { CapstanError, InputError, PlaybookError, errorMessage } from './errors.js';
+import type { Reporter } from './events.js';
+import { Secret } from './secret.js';
+
+const USAGE = `capstan — idempotent, parallel provisioning over SSH, with an honest --check
+
+Usage:
+  capstan run <playbook.ts> -i <inventory> [options]   apply a playbook (--check: dry run)
+  capstan exec -i <inventory> <pattern> -- <command>   run a command on many hosts at once
+  capstan inventory -i <inventory> --list | --graph    show the parsed inventory (ansible-inventory's format)
+  capstan lab up|down|status                           local Debian test hosts (systemd-nspawn)
+
+Run "capstan <command> --help" for the options of each command.
+Exit codes: 0 ok, 1 bad input, 2 a task failed, 4 a host was unreachable.`;
+
+const RUN_HELP = `capstan run <playbook.ts> -i <inventory> [options]
+
+  -i, --inventory FILE       Ansible YAML or INI inventory (required)
+  -C, --check                dry run: report what would change, change nothing
+  -D, --diff                 show unified diffs of file changes
+  -l, --limit PATTERN        only hosts matching this pattern (also @file: one host per line)
+  -f, --forks N              hosts in parallel (default 50)
+  -e, --extra-vars K=V       a variable over every inventory var (repeatable; or a JSON object)
+  -u, --user USER            remote user when the inventory sets no ansible_user
+  -b, --become               sudo to root on every host
+  -K, --ask-become-pass      prompt for the sudo password (never echoed or logged)
+      --accept-new-host-keys accept and record unknown host keys (changed keys are always refused)
+      --timeout SECONDS      per-command timeout (default 600)
+      --json                 one JSON event per line; the last line is the recap
+  -v, --verbose              show command output of changed tasks
+  -h, --help`;
+
+const EXEC_HELP = `capstan exec -i <inventory> <pattern> [options] -- <command...>
+
+Runs the command on every matched host in parallel and prints each host's output as one block
+(never interleaved). One argument after -- is shell text ("ps aux | grep etcd"); several are an
+argv, each quoted. Exit code 2 when any host's command failed, 4 when a host was unreachable.
+
+  -i, --inventory FILE, -l/--limit, -f/--forks, -u/--user, -b/--become, -K, --accept-new-host-keys, --timeout`;
+
+const INVENTORY_HELP = `capstan inventory -i <inventory> (--list | --graph) [--host NAME]
+
+  --list    JSON in the shape of ansible-inventory --list (groups, _meta.hostvars with merged vars)
+  --graph   the group tree, like ansible-inventory --graph
+  --host    the merged vars of one host`;
+
+const LAB_HELP = `capstan lab up [--hosts N] [--inventory-out FILE] | down | status
+
+Debian bookworm test hosts on this machine: systemd-nspawn containers with real systemd and sshd,
+each in its own network namespace on a bridge (10.77.0.0/24), apt through a local apt-cacher-ng.
+The first "up" builds the root filesystem with mmdebstrap (cached). Needs root on Linux.`;
+
+const connectionOptions = {
+  inventory: { type: 'string', short: 'i' },
+  limit: { type: 'string', short: 'l' },
+  forks: { type: 'string', short: 'f' },
+  user: { type: 'string', short: 'u' },
+  become: { type: 'boolean', short: 'b' },
+  'ask-become-pass': { type: 'boolean', short: 'K' },
+  'accept-new-host-keys': { type: 'boolean' },
+  timeout: { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const satisfies ParseArgsConfig['options'];
+
+/** Parses argv and runs a command; returns the exit code. The only place that decides exit codes. */
+export async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  try {
+    switch (command) {
+      case 'run':
+        return await runCommand(rest);
+      case 'exec':
+        return await execCommand(rest);
+      case 'inventory':
+        return await inventoryCommand(rest);
+      case 'lab':
+        return await labCommand(rest);
+      case undefined:
+      case '-h':
+      case '--help':
+      case 'help':
+        process.stdout.write(`${USAGE}\n`);
+        return command === undefined ? 1 : 0;
+      default:
+        throw new InputError(`unknown command "${command}"\n\n${USAGE}`);
+    }
+  } catch (error) {
+    process.stderr.write(`capstan: ${describeError(error)}\n`);
+    return exitCodeOf(error);
+  }
+}
+
+function describeError(error: unknown): string {
+  if (error instanceof CapstanError) {
+    const where = [error.host, error.task].filter(Boolean).join(': ');
+    return where && !error.message.includes(where) ? `${where}: ${error.message}` : error.message;
+  }
+  return errorMessage(error);
+}
+
+function exitCodeOf(error: unknown): number {
+  if (error instanceof InputError || error instanceof PlaybookError) return 1;
+  if ((error as { code?: string }).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' || (error as { code?: string }).code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') return 1;
+  return 2;
+}
+
+function parse<T extends NonNullable<ParseArgsConfig['options']>>(args: string[], options: T, help: string) {
+  try {
+    const parsed = parseArgs({ args, options, allowPositionals: true, strict: true });
+    return parsed;
+  } catch (error) {
+    throw new InputError(`${errorMessage(error)}\n\n${help}`);
+  }
+}
+
+async function loadInventoryFile(path: string | undefined, help: string) {
+  if (!path) throw new InputError(`-i/--inventory is required\n\n${help}`);
+  const { loadInventory } = await import('./inventory/index.js');
+  return loadInventory(path);
+}
+
+async function connectionSettings(values: { user?: string; become?: boolean; 'ask-become-pass'?: boolean; 'accept-new-host-keys'?: boolean; timeout?: string }) {
+  const timeout = values.timeout === undefined ? 600 : Number(values.timeout);
+  if (!(timeout > 0)) throw new InputError(`--timeout must be a positive number of seconds, not ${values.timeout}`);
+  const { hostFactory } = await import('./connect.js');
+  const password = values['ask-become-pass'] ? await promptSecret('BECOME password: ') : undefined;
+  return hostFactory({
+    acceptNewHostKeys: values['accept-new-host-keys'] === true,
+    commandTimeoutMs: timeout * 1000,
+    ...(values.user ? { user: values.user } : {}),
+    ...(values.become ? { become: true } : {}),
+    ...(password ? { becomePassword: password } : {}),
+  });
+}
+
+function forksOf(value: string | undefined): number {
+  const forks = value === undefined ? 50 : Number(value);
+  if (!Number.isInteger(forks) || forks < 1) throw new InputError(`--forks must be a positive integer, not ${value}`);
+  return forks;
+}
+
+/** --limit PATTERN, or @file with one host per line (Ansible's retry files). */
+async function limitOf(value: string | undefined): Promise<string | undefined> {
+  if (value === undefined || !value.startsWith('@')) return value;
+  const { readFile } = await import('node:fs/promises');
+  const path = value.slice(1);
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (error) {
+    throw new InputError(`--limit ${value}: cannot read ${path}: ${errorMessage(error)}`);
+  }
+  const hosts = text.split('\n').map((l) => l.trim()).filter(Boolean);
+  if (!hosts.length) throw new InputError(`--limit ${value}: ${path} lists no hosts`);
+  return hosts.join(':');
+}
+
+function parseExtraVars(values: string[] | undefined): Record<string, unknown> {
+  const vars: Record<string, unknown> = {};
+  for (const value of values ?? []) {
+    if (value.trim().startsWith('{')) {
+      try {
+        Object.assign(vars, JSON.parse(value));
+      } catch (error) {
+        throw new InputError(`-e ${value}: not valid JSON: ${errorMessage(error)}`);
+      }
+      continue;
+    }
+    for (const pair of value.split(/\s+/).filter(Boolean)) {
+      const eq = pair.indexOf('=');
+      if (eq <= 0) throw new InputError(`-e ${pair}: expected key=value`);
+      vars[pair.slice(0, eq)] = pair.slice(eq + 1);
+    }
+  }
+  return vars;
+}
+
+async function runCommand(args: string[]): Promise<number> {
+  const { values, positionals } = parse(
+    args,
+    {
+      ...connectionOptions,
+      check: { type: 'boolean', short: 'C' },
+      diff: { type: 'boolean', short: 'D' },
+      json: { type: 'boolean' },
+      verbose: { type: 'boolean', short: 'v' },
+      'extra-vars': { type: 'string', short: 'e', multiple: true },
+    },
+    RUN_HELP,
+  );
+  if (values.help) {
+    process.stdout.write(`${RUN_HELP}\n`);
+    return 0;
+  }
+  if (positionals.length !== 1) throw new InputError(`run takes one playbook file\n\n${RUN_HELP}`);
+  const playbookPath = positionals[0]!;
+  const inventory = await loadInventoryFile(values.inventory, RUN_HELP);
+  const playbook = await loadPlaybook(playbookPath);
+  const limit = await limitOf(values.limit);
+  const extraVars = parseExtraVars(values['extra-vars']);
+  const forks = forksOf(values.forks);
+  const { planPlaybook, runPlaybook } = await import('./run.js');
+  const settings = { inventory, checkMode: values.check === true, extraVars, ...(limit ? { limit } : {}) };
+  await planPlaybook(playbook, settings); // before the -K prompt and any connection: bad input costs nothing
+  const connect = await connectionSettings(values);
+  const reporter = await makeReporter({ json: values.json === true, diff: values.diff === true, verbose: values.verbose === true });
+  const summary = await runPlaybook(playbook, { ...settings, forks, reporter, connect });
+  await reporter.close();
+  if (summary.failedHosts.length) await writeRetryFile(playbookPath, summary.failedHosts);
+  return summary.exitCode;
+}
+
+/** Like Ansible's .retry file: the hosts that failed, for `--limit @<file>`. */
+async function writeRetryFile(playbookPath: string, hosts: string[]): Promise<void> {
+  const { writeFile, mkdir } = await import('node:fs/promises');
+  const { homedir } = await import('node:os');
+  const { basename, join } = await import('node:path');
+  const dir = join(process.env.CAPSTAN_RETRY_DIR ?? join(homedir(), '.capstan', 'retry'));
+  const file = join(dir, `${basename(playbookPath).replace(/\.[cm]?[jt]s$/, '')}.retry`);
+  try {
+    await mkdir(dir, { recursive: true });
+    await writeFile(file, `${hosts.join('\n')}\n`);
+    process.stderr.write(`failed hosts written to ${file}: re-run them with --limit @${file}\n`);
+  } catch {
+    // A retry file is a convenience: failing to write one must not hide the run's own result.
+  }
+}
+
+async function loadPlaybook(path: string) {
+  const { playbookFrom } = await import('./load.js');
+  return playbookFrom(resolve(path), pathToFileURL(resolve(path)).href);
+}
+
+async function makeReporter(options: { json: boolean; diff: boolean; verbose: boolean }): Promise<Reporter> {
+  const write = (text: string) => void process.stdout.write(text);
+  if (options.json) return new (await import('./report/json.js')).JsonReporter(write);
+  if (process.stdout.isTTY && !process.env.CI) return new (await import('./report/tty.js')).TtyReporter(write, options);
+  return new (await import('./report/plain.js')).PlainReporter(write, options);
+}
+
+async function execCommand(args: string[]): Promise<number> {
+  const separator = args.indexOf('--');
+  const ours = separator >= 0 ? args.slice(0, separator) : args;
+  const remote = separator >= 0 ? args.slice(separator + 1) : [];
+  const { values, positionals } = parse(ours, { ...connectionOptions, json: { type: 'boolean' } }, EXEC_HELP);
+  if (values.help) {
+    process.stdout.write(`${EXEC_HELP}\n`);
+    return 0;
+  }
+  if (positionals.length !== 1) throw new InputError(`exec takes one host pattern before --\n\n${EXEC_HELP}`);
+  if (remote.length === 0) throw new InputError(`exec needs a command after --\n\n${EXEC_HELP}`);
+  const inventory = await loadInventoryFile(values.inventory, EXEC_HELP);
+  const limit = await limitOf(values.limit);
+  const pattern = limit ? `${positionals[0]!}:&${limit}` : positionals[0]!;
+  const hosts = inventory.select(pattern);
+  const connect = await connectionSettings(values);
+  const { execOnHosts } = await import('./exec.js');
+  return execOnHosts(hosts, remote, { connect, forks: forksOf(values.forks), json: values.json === true, write: (t) => void process.stdout.write(t) });
+}
+
+async function inventoryCommand(args: string[]): Promise<number> {
+  const { values } = parse(
+    args,
+    { inventory: { type: 'string', short: 'i' }, list: { type: 'boolean' }, graph: { type: 'boolean' }, host: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+    INVENTORY_HELP,
+  );
+  if (values.help) {
+    process.stdout.write(`${INVENTORY_HELP}\n`);
+    return 0;
+  }
+  const inventory = await loadInventoryFile(values.inventory, INVENTORY_HELP);
+  const { toAnsibleList, toGraph } = await import('./inventory/index.js');
+  if (values.host !== undefined) {
+    const host = inventory.hosts.get(values.host);
+    if (!host) throw new InputError(`no host ${values.host} in ${inventory.source}`);
+    process.stdout.write(`${JSON.stringify(host.vars, null, 4)}\n`);
+  } else if (values.graph) {
+    process.stdout.write(`${toGraph(inventory)}\n`);
+  } else if (values.list) {
+    process.stdout.write(`${JSON.stringify(toAnsibleList(inventory), null, 4)}\n`);
+  } else {
+    throw new InputError(`inventory needs --list, --graph or --host\n\n${INVENTORY_HELP}`);
+  }
+  return 0;
+}
+
+async function labCommand(args: string[]): Promise<number> {
+  const [action, ...rest] = args;
+  const { values } = parse(rest, { hosts: { type: 'string' }, 'inventory-out': { type: 'string' }, help: { type: 'boolean', short: 'h' } }, LAB_HELP);
+  if (values.help || action === undefined || action === '--help' || action === '-h') {
+    process.stdout.write(`${LAB_HELP}\n`);
+    return action === undefined ? 1 : 0;
+  }
+  const lab = await import('./lab/index.js');
+  const log = (line: string) => void process.stderr.write(`${line}\n`);
+  switch (action) {
+    case 'up': {
+      const count = values.hosts === undefined ? 3 : Number(values.hosts);
+      if (!Number.isInteger(count) || count < 1 || count > 200) throw new InputError(`--hosts must be 1..200, not ${values.hosts}`);
+      lab.assertLabSupported();
+      const state = await lab.labUp({ hosts: count, log, ...(values['inventory-out'] ? { inventoryOut: resolve(values['inventory-out']) } : {}) });
+      for (const host of state.hosts) process.stdout.write(`${host.name}\t${host.address}\n`);
+      process.stdout.write(`inventory: ${state.inventoryPath}\ntry: capstan exec -i ${state.inventoryPath} all -- hostname\nremove: capstan lab down\n`);
+      return 0;
+    }
+    case 'down':
+      lab.assertLabSupported();
+      await lab.labDown({ log });
+      return 0;
+    case 'status': {
+      const state = await lab.labStatus();
+      if (!state) {
+        process.stdout.write('no lab is up\n');
+        return 0;
+      }
+      for (const host of state.hosts) process.stdout.write(`${host.name}\t${host.address}\n`);
+      process.stdout.write(`inventory: ${state.inventoryPath}\n`);
+      return 0;
+    }
+    default:
+      throw new InputError(`unknown lab action "${action}"\n\n${LAB_HELP}`);
+  }
+}
+
+/** Reads a password without echo: from the terminal when there is one, else one line of stdin. */
+async function promptSecret(prompt: string): Promise<Secret> {
+  const { createInterface } = await import('node:readline');
+  const input = process.stdin;
+  process.stderr.write(prompt);
+  if (input.isTTY) input.setRawMode(true);
+  const value = await new Promise<string>((resolveLine) => {
+    if (input.isTTY) {
+      let typed = '';
+      const onData = (chunk: Buffer) => {
+        for (const char of chunk.toString('utf8')) {
+          if (char === '\r' || char === '\n') {
+            input.off('data', onData);
+            input.setRawMode(false);
+            input.pause();
+            resolveLine(typed);
+            return;
+          }
+          if (char === '\u0003') process.exit(130);
+          typed = char === '\u007f' ? typed.slice(0, -1) : typed + char;
+        }
+      };
+      input.on('data', onData);
+      input.resume();
+    } else {
+      const rl = createInterface({ input });
+      rl.once('line', (line) => {
+        rl.close();
+        resolveLine(line);
+      });
+      rl.once('close', () => resolveLine(''));
+    }
+  });
+  process.stderr.write('\n');
+  return new Secret(value);
+}

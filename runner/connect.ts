@@ -1,0 +1,128 @@
+import { existsSync } from 'node:fs';
+import { homedir, userInfo } from 'node:os';
+import { join } from 'node:path';
+import { InputError } from './errors.js';
+import { Host, type BecomeSettings } from './host.js';
+import type { InventoryHost } from './inventory/index.js';
+import { Secret, isSecret } from './secret.js';
+import { LocalTransport } from './transport/local.js';
+import { SshTransport } from './transport/ssh.js';
+import { resolveSshConfig } from './transport/ssh-config.js';
+import type { SshTarget } from './transport/types.js';
+
+/** Connection settings from the command line. */
+export interface ConnectionSettings {
+  /** -u: the remote user when the inventory sets none (Ansible: ansible_user wins over -u). */
+  user?: string;
+  acceptNewHostKeys: boolean;
+  /** -b: become root on every host. */
+  become?: boolean;
+  /** -K: the sudo password typed at the prompt. */
+  becomePassword?: Secret;
+  /** Per-command timeout. */
+  commandTimeoutMs?: number;
+  /** Path of the ssh client config (default ~/.ssh/config). */
+  sshConfigPath?: string;
+}
+
+const DEFAULT_KEYS = ['id_ed25519', 'id_ecdsa', 'id_rsa'];
+
+/** Makes the Host for an inventory host: local or SSH transport, sudo settings, all from its vars. */
+export function hostFactory(settings: ConnectionSettings): (host: InventoryHost) => Host {
+  return (inventoryHost) => {
+    const vars = inventoryHost.vars;
+    const become = becomeSettings(inventoryHost, settings);
+    const timeout = settings.commandTimeoutMs ?? 600_000;
+    if (vars.ansible_connection === 'local') {
+      return new Host(inventoryHost.name, vars, new LocalTransport(inventoryHost.name), become, userInfo().username, timeout);
+    }
+    if (vars.ansible_connection !== undefined && vars.ansible_connection !== 'ssh' && vars.ansible_connection !== 'paramiko') {
+      throw new InputError(`host ${inventoryHost.name}: ansible_connection ${JSON.stringify(vars.ansible_connection)} is not supported (ssh or local)`, { host: inventoryHost.name });
+    }
+    const target = sshTarget(inventoryHost, settings);
+    return new Host(inventoryHost.name, vars, new SshTransport(target), become, target.user, timeout);
+  };
+}
+
+function becomeSettings(host: InventoryHost, settings: ConnectionSettings): BecomeSettings {
+  const vars = host.vars;
+  const password = settings.becomePassword ?? secretVar(vars.ansible_become_password ?? vars.ansible_become_pass ?? vars.ansible_sudo_pass);
+  const method = vars.ansible_become_method;
+  if (method !== undefined && method !== 'sudo') {
+    throw new InputError(`host ${host.name}: ansible_become_method ${JSON.stringify(method)} is not supported (sudo)`, { host: host.name });
+  }
+  return {
+    enabled: settings.become === true || truthy(vars.ansible_become),
+    user: typeof vars.ansible_become_user === 'string' ? vars.ansible_become_user : 'root',
+    ...(password ? { password } : {}),
+  };
+}
+
+function secretVar(value: unknown): Secret | undefined {
+  if (value === undefined || value === null) return undefined;
+  return isSecret(value) ? value : new Secret(String(value));
+}
+
+function truthy(value: unknown): boolean {
+  return value === true || (typeof value === 'string' && /^(true|yes|on|1)$/i.test(value)) || value === 1;
+}
+
+/** SshTarget from inventory vars over ~/.ssh/config over defaults. */
+export function sshTarget(host: InventoryHost, settings: ConnectionSettings): SshTarget {
+  const vars = host.vars;
+  const alias = String(vars.ansible_host ?? vars.ansible_ssh_host ?? host.name);
+  const config = resolveSshConfig(alias, settings.sshConfigPath ? { configPath: settings.sshConfigPath } : {});
+  const explicitKey = vars.ansible_ssh_private_key_file ?? vars.ansible_private_key_file;
+  const defaults = DEFAULT_KEYS.map((k) => join(homedir(), '.ssh', k)).filter((p) => existsSync(p));
+  const identityFiles = [...(explicitKey ? [expandHome(String(explicitKey))] : []), ...config.identityFiles, ...defaults];
+  const port = Number(vars.ansible_port ?? vars.ansible_ssh_port ?? config.port ?? 22);
+  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new InputError(`host ${host.name}: ansible_port ${JSON.stringify(vars.ansible_port)} is not a port`, { host: host.name });
+  const target: SshTarget = {
+    name: host.name,
+    host: config.hostName ?? alias,
+    port,
+    user: String(vars.ansible_user ?? vars.ansible_ssh_user ?? config.user ?? settings.user ?? userInfo().username),
+    identityFiles: [...new Set(identityFiles)],
+    knownHostsFiles: knownHostsFiles(vars, config.userKnownHostsFiles),
+    acceptNewHostKeys: settings.acceptNewHostKeys || config.strictHostKeyChecking === 'accept-new',
+    connectTimeoutMs: Number(vars.ansible_ssh_timeout ?? vars.ansible_timeout ?? 10) * 1000,
+    connectRetries: Number(vars.ansible_ssh_retries ?? 2),
+    keepaliveIntervalMs: 15_000,
+    maxChannels: 8,
+  };
+  if (process.env.SSH_AUTH_SOCK) target.agent = process.env.SSH_AUTH_SOCK;
+  if (config.proxyJump && config.proxyJump !== 'none') target.jump = jumpTarget(host.name, config.proxyJump, target, settings);
+  return target;
+}
+
+/** ProxyJump "user@host:port" (the first hop of a comma list; further hops come from its own config). */
+function jumpTarget(forHost: string, spec: string, via: SshTarget, settings: ConnectionSettings): SshTarget {
+  const first = spec.split(',')[0]!.trim();
+  const match = /^(?:([^@]+)@)?(\[[^\]]+\]|[^:]+)(?::(\d+))?$/.exec(first);
+  if (!match) throw new InputError(`host ${forHost}: ProxyJump ${JSON.stringify(spec)} is not user@host:port`, { host: forHost });
+  const vars: Record<string, unknown> = { ansible_host: match[2]!.replace(/^\[|\]$/g, '') };
+  if (match[1]) vars.ansible_user = match[1];
+  if (match[3]) vars.ansible_port = Number(match[3]);
+  const jump = sshTarget({ name: `${forHost} via ${first}`, vars, groups: [] }, settings);
+  return { ...jump, knownHostsFiles: jump.knownHostsFiles.length ? jump.knownHostsFiles : via.knownHostsFiles };
+}
+
+/** capstan_known_hosts_file, -o UserKnownHostsFile=… in ansible_ssh_common_args/extra_args, ssh config, ~/.ssh/known_hosts. */
+function knownHostsFiles(vars: Record<string, unknown>, fromConfig: string[] | undefined): string[] {
+  const files: string[] = [];
+  if (typeof vars.capstan_known_hosts_file === 'string') files.push(expandHome(vars.capstan_known_hosts_file));
+  for (const key of ['ansible_ssh_common_args', 'ansible_ssh_extra_args']) {
+    const args = vars[key];
+    if (typeof args !== 'string') continue;
+    for (const match of args.matchAll(/UserKnownHostsFile[= ]\s*("([^"]+)"|'([^']+)'|(\S+))/g)) {
+      for (const file of (match[2] ?? match[3] ?? match[4] ?? '').split(/\s+/)) if (file) files.push(expandHome(file));
+    }
+  }
+  files.push(...(fromConfig ?? []).map(expandHome));
+  if (files.length === 0) files.push(join(homedir(), '.ssh', 'known_hosts'));
+  return [...new Set(files)];
+}
+
+function expandHome(path: string): string {
+  return path === '~' || path.startsWith('~/') ? join(homedir(), path.slice(1)) : path;
+}

@@ -1,0 +1,112 @@
+import { CapstanError, TaskError, TransportError, errorMessage } from './errors.js';
+import { showDrift, describeDrift } from './drift.js';
+import type { Host } from './host.js';
+import type { ShownDrift, TaskStatus } from './events.js';
+import { Pending, type ApplyContext, type BoundTask, type CheckContext, type Drift, type HostView } from './task.js';
+
+/** What one task did on one host. */
+export interface TaskOutcome {
+  status: TaskStatus;
+  drift: ShownDrift[];
+  message?: string;
+  value?: unknown;
+  /** The host became unreachable during this task. */
+  unreachable?: boolean;
+  durationMs: number;
+}
+
+/** Per-host state carried from task to task within a run. */
+export interface HostRunState {
+  /** Titles of tasks that would change (check mode): later checks may depend on them. */
+  pendingChanges: string[];
+}
+
+export function checkContext(host: Host, view: HostView, checkMode: boolean, state: HostRunState): CheckContext {
+  return {
+    host: view,
+    checkMode,
+    probe: (command, options) => host.exec(command, options),
+    readFile: (path) => host.readFile(path),
+    readText: (path) => host.readText(path),
+    stat: (path) => host.stat(path),
+    pendingChanges: state.pendingChanges,
+  };
+}
+
+function applyContext(host: Host, base: CheckContext, log: (line: string) => void): ApplyContext {
+  return {
+    ...base,
+    run: (command, options) => host.run(command, options),
+    exec: (command, options) => host.exec(command, options),
+    writeFile: (path, content, options) => host.writeFile(path, content, options),
+    log,
+  };
+}
+
+/**
+ * The task contract: check → (check mode: report) → apply → check again. Drift left after apply
+ * is a failure ("did not converge"). In check mode a check that fails while earlier tasks on the
+ * host would change is reported as "would change (pending …)", because its failure may be caused
+ * by a state those changes would create (a package not yet installed, a directory not yet made).
+ */
+export async function runTask(
+  host: Host,
+  view: HostView,
+  task: BoundTask,
+  options: { checkMode: boolean; state: HostRunState; log: (line: string) => void },
+): Promise<TaskOutcome> {
+  const started = Date.now();
+  const done = (outcome: Omit<TaskOutcome, 'durationMs'>): TaskOutcome => ({ ...outcome, durationMs: Date.now() - started });
+  const ctx = checkContext(host, view, options.checkMode, options.state);
+  let drift: Drift[];
+  try {
+    drift = await task.check(ctx);
+  } catch (error) {
+    if (error instanceof TransportError) return done({ status: 'failed', drift: [], message: errorMessage(error), unreachable: true });
+    if (options.checkMode && options.state.pendingChanges.length > 0) {
+      const reason = options.state.pendingChanges.join(', ');
+      options.state.pendingChanges.push(task.title);
+      return done({
+        status: 'changed',
+        drift: [{ subject: 'would change', pending: reason }],
+        message: `would change (pending: ${reason}); check could not run yet: ${firstLine(errorMessage(error))}`,
+        value: new Pending(`${task.title} on ${view.name}`),
+      });
+    }
+    return done({ status: 'failed', drift: [], message: `check failed: ${errorMessage(error)}` });
+  }
+  if (drift.length === 0) {
+    return done({ status: 'ok', drift: [], ...(await resultOf(task, ctx)) });
+  }
+  const shown = drift.map(showDrift);
+  if (options.checkMode) {
+    options.state.pendingChanges.push(task.title);
+    return done({ status: 'changed', drift: shown, value: new Pending(`${task.title} on ${view.name}`) });
+  }
+  try {
+    await task.apply(applyContext(host, ctx, options.log), drift);
+    if (task.verify) {
+      const left = await task.check(ctx);
+      if (left.length > 0) {
+        throw new TaskError(`did not converge: ${left.map((d) => describeDrift(showDrift(d))).join('; ')}`, { host: view.name, task: task.id });
+      }
+    }
+  } catch (error) {
+    const unreachable = error instanceof TransportError;
+    return done({ status: 'failed', drift: shown, message: errorMessage(error), ...(unreachable ? { unreachable } : {}) });
+  }
+  return done({ status: 'changed', drift: shown, ...(await resultOf(task, ctx)) });
+}
+
+async function resultOf(task: BoundTask, ctx: CheckContext): Promise<{ value?: unknown }> {
+  if (!task.result) return {};
+  return { value: await task.result(ctx) };
+}
+
+function firstLine(text: string): string {
+  return text.split('\n')[0] ?? '';
+}
+
+export function isCapstanError(error: unknown): error is CapstanError {
+  return error instanceof CapstanError;
+}

@@ -1,0 +1,224 @@
+import { createHash } from 'node:crypto';
+import { asArgument, Command, sh } from './quote.js';
+import { CommandError, InputError, TransportError } from './errors.js';
+import { redact, Secret } from './secret.js';
+import { FACTS_COMMAND, parseFacts, type Facts } from './facts.js';
+import type { ExecResult, Transport } from './transport/types.js';
+
+/** Output of a command on a host, decoded, with secrets already redacted from stdout/stderr text. */
+export interface RunResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+  /** The raw bytes of stdout (for binary file reads); not redacted. */
+  bytes: Buffer;
+}
+
+export interface RunOptions {
+  stdin?: string | Buffer | Secret;
+  timeoutMs?: number;
+  /** Run as root through sudo when the login user is not root. Defaults to the host's become setting. */
+  become?: boolean;
+}
+
+export interface FileStat {
+  type: 'file' | 'directory' | 'symlink' | 'other';
+  /** Octal permission bits, four digits: "0644". */
+  mode: string;
+  owner: string;
+  group: string;
+  size: number;
+}
+
+export interface WriteOptions {
+  /** "0644"; default: keep the existing file's mode, or 0644 for a new file. */
+  mode?: string;
+  /** Default: keep the existing file's owner, or the (become) user for a new file. */
+  owner?: string;
+  group?: string;
+  /** Copy the current file to `<path>.<timestamp>.capstan-backup` first. */
+  backup?: boolean;
+}
+
+export interface BecomeSettings {
+  enabled: boolean;
+  /** Target user, root by default. */
+  user: string;
+  password?: Secret;
+}
+
+/** Exit code our own probe scripts use for "does not exist", chosen to not clash with tools' own codes. */
+const MISSING = 44;
+
+/**
+ * The script behind every file write, on every transport. Atomic: content goes to a temp file in
+ * the same directory, its size and sha256 are checked (a connection that drops mid-transfer gives
+ * a short file, which is discarded — never renamed over the target), it gets its mode/owner, is
+ * fsynced, then renamed over the target and the directory is fsynced. The target is therefore
+ * always either the old or the new content.
+ */
+const ATOMIC_WRITE = `set -e
+p=$1 mode=$2 owner=$3 group=$4 size=$5 sum=$6 backup=$7
+d=$(dirname -- "$p")
+t=$(mktemp "$d/.capstan.XXXXXX")
+trap 'rm -f -- "$t"' EXIT
+trap 'rm -f -- "$t"; exit 129' HUP INT TERM PIPE
+cat > "$t"
+[ "$(wc -c < "$t")" -eq "$size" ] || { echo "capstan: short write ($(wc -c < "$t") of $size bytes); $p left unchanged" >&2; exit 90; }
+[ "$(sha256sum < "$t" | cut -d' ' -f1)" = "$sum" ] || { echo "capstan: checksum mismatch; $p left unchanged" >&2; exit 91; }
+if [ -e "$p" ]; then
+  chmod --reference="$p" -- "$t"; chown --reference="$p" -- "$t" 2>/dev/null || true
+  if [ "$backup" = 1 ]; then cp -p -- "$p" "$p.$(date +%Y%m%d%H%M%S).capstan-backup"; fi
+else
+  chmod 0644 -- "$t"
+fi
+[ -z "$mode" ] || chmod "$mode" -- "$t"
+[ -z "$owner" ] || chown "$owner" -- "$t"
+[ -z "$group" ] || chgrp "$group" -- "$t"
+sync -- "$t" 2>/dev/null || sync
+mv -f -- "$t" "$p"
+trap - EXIT
+sync -- "$d" 2>/dev/null || true`;
+
+/**
+ * One inventory host with its connection. Everything that touches the host goes through here, so
+ * privilege escalation, timeouts, secret redaction and atomic writes are written once.
+ */
+export class Host {
+  #facts?: Promise<Facts>;
+  #sudoNeedsPassword?: Promise<boolean>;
+
+  constructor(
+    readonly name: string,
+    readonly vars: Record<string, unknown>,
+    readonly transport: Transport,
+    readonly become: BecomeSettings,
+    /** The login user (for deciding whether sudo is needed). */
+    readonly loginUser: string,
+    readonly commandTimeoutMs = 600_000,
+  ) {}
+
+  connect(): Promise<void> {
+    return this.transport.connect();
+  }
+
+  close(): Promise<void> {
+    return this.transport.close();
+  }
+
+  /** Facts, gathered on first use and kept for the run. */
+  facts(): Promise<Facts> {
+    this.#facts ??= this.exec(FACTS_COMMAND, { become: false }).then((result) => parseFacts(result.stdout));
+    return this.#facts;
+  }
+
+  /** Runs a command; a non-zero exit is returned, not thrown. Transport failures throw TransportError. */
+  async exec(command: Command, options: RunOptions = {}): Promise<RunResult> {
+    const { wrapped, stdin } = await this.#escalate(command, options);
+    const secrets = [...command.secrets, ...(this.become.password ? [this.become.password] : [])];
+    if (options.stdin instanceof Secret) secrets.push(options.stdin);
+    let result: ExecResult;
+    try {
+      result = await this.transport.exec(wrapped, {
+        ...(stdin === undefined ? {} : { stdin }),
+        timeoutMs: options.timeoutMs ?? this.commandTimeoutMs,
+      });
+    } catch (error) {
+      if (error instanceof TransportError) {
+        error.host ??= this.name;
+        throw error;
+      }
+      throw new TransportError(redact(String(error), secrets), { host: this.name, cause: error });
+    }
+    return {
+      code: result.code,
+      stdout: redact(result.stdout.toString('utf8'), secrets),
+      stderr: redact(result.stderr.toString('utf8'), secrets),
+      bytes: result.stdout,
+    };
+  }
+
+  /** Runs a command that must succeed; throws CommandError with its stderr otherwise. */
+  async run(command: Command, options: RunOptions = {}): Promise<RunResult> {
+    const result = await this.exec(command, options);
+    if (result.code !== 0) {
+      const detail = (result.stderr.trim() || result.stdout.trim()).split('\n').slice(-5).join('\n');
+      throw new CommandError(
+        `command failed (${result.code === null ? 'killed by a signal' : `exit ${result.code}`}): ${command.display}${detail ? `\n${detail}` : ''}`,
+        command.display,
+        result.code,
+        result.stderr,
+        { host: this.name },
+      );
+    }
+    return result;
+  }
+
+  /** The file's bytes, or null when it does not exist. */
+  async readFile(path: string): Promise<Buffer | null> {
+    const result = await this.exec(sh`if [ -e ${path} ]; then exec cat -- ${path}; else exit ${MISSING}; fi`);
+    if (result.code === MISSING) return null;
+    if (result.code !== 0) throw new CommandError(`cannot read ${path}: ${result.stderr.trim()}`, `cat ${path}`, result.code, result.stderr, { host: this.name });
+    return result.bytes;
+  }
+
+  async readText(path: string): Promise<string | null> {
+    const bytes = await this.readFile(path);
+    return bytes === null ? null : bytes.toString('utf8');
+  }
+
+  /** lstat: a symlink is reported as such, not followed. */
+  async stat(path: string): Promise<FileStat | null> {
+    const result = await this.exec(
+      sh`if [ -e ${path} ] || [ -L ${path} ]; then exec stat -c '%F|%a|%U|%G|%s' -- ${path}; else exit ${MISSING}; fi`,
+    );
+    if (result.code === MISSING) return null;
+    if (result.code !== 0) throw new CommandError(`cannot stat ${path}: ${result.stderr.trim()}`, `stat ${path}`, result.code, result.stderr, { host: this.name });
+    return parseStat(result.stdout);
+  }
+
+  /** Writes a whole file atomically (see ATOMIC_WRITE). Secret content is sent on stdin, never in argv. */
+  async writeFile(path: string, content: string | Buffer | Secret, options: WriteOptions = {}): Promise<void> {
+    const bytes = content instanceof Secret ? Buffer.from(content.reveal()) : Buffer.from(content);
+    const sum = createHash('sha256').update(bytes).digest('hex');
+    const command = sh`sh -c ${ATOMIC_WRITE} capstan-write ${path} ${options.mode ?? ''} ${options.owner ?? ''} ${options.group ?? ''} ${bytes.length} ${sum} ${options.backup ? '1' : '0'}`;
+    const result = await this.exec(new Command(command.text, `write ${path}`), { stdin: bytes });
+    if (result.code !== 0) {
+      throw new CommandError(`cannot write ${path}: ${result.stderr.trim() || `exit ${result.code}`}`, `write ${path}`, result.code, result.stderr, { host: this.name });
+    }
+  }
+
+  /** Wraps a command in sudo when becoming another user, deciding once whether sudo wants a password. */
+  async #escalate(command: Command, options: RunOptions): Promise<{ wrapped: Command; stdin?: string | Buffer }> {
+    const stdin = options.stdin instanceof Secret ? options.stdin.reveal() : options.stdin;
+    const wanted = options.become ?? this.become.enabled;
+    if (!wanted || this.loginUser === this.become.user) return stdin === undefined ? { wrapped: command } : { wrapped: command, stdin };
+    const inner = asArgument(command);
+    if (!(await this.#needsPassword())) {
+      return { wrapped: sh`sudo -n -H -u ${this.become.user} -- sh -c ${inner}`, ...(stdin === undefined ? {} : { stdin }) };
+    }
+    const password = this.become.password;
+    if (!password) {
+      throw new InputError(`sudo on ${this.name} asks for a password: pass -K (--ask-become-pass) or set ansible_become_password`, { host: this.name });
+    }
+    // sudo -S reads exactly one line (the password) from stdin; the rest of stdin reaches the command.
+    const prefix = Buffer.from(`${password.reveal()}\n`);
+    const body = stdin === undefined ? Buffer.alloc(0) : Buffer.from(stdin);
+    return { wrapped: sh`sudo -S -p '' -H -u ${this.become.user} -- sh -c ${inner}`, stdin: Buffer.concat([prefix, body]) };
+  }
+
+  #needsPassword(): Promise<boolean> {
+    this.#sudoNeedsPassword ??= this.transport
+      .exec(sh`sudo -n true`, { timeoutMs: 30_000 })
+      .then((result) => result.code !== 0);
+    return this.#sudoNeedsPassword;
+  }
+}
+
+/** Parses `stat -c '%F|%a|%U|%G|%s'` (pure). */
+export function parseStat(line: string): FileStat {
+  const [kind = '', mode = '', owner = '', group = '', size = '0'] = line.trim().split('|');
+  const type: FileStat['type'] =
+    kind === 'regular file' || kind === 'regular empty file' ? 'file' : kind === 'directory' ? 'directory' : kind === 'symbolic link' ? 'symlink' : 'other';
+  return { type, mode: mode.padStart(4, '0'), owner, group, size: Number(size) };
+}

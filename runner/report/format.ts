@@ -1,0 +1,34 @@
+import { describeDrift } from '../drift.js';
+import type { HostRecap, RunEvent } from '../events.js';
+
+type TaskEvent = Extract<RunEvent, { type: 'task' }>;
+
+/** Lines describing a task result's drift: a summary per drift, and unified diffs when `diff` is on. */
+export function driftLines(event: TaskEvent, diff: boolean, indent = '    '): string[] {
+  const lines: string[] = [];
+  for (const drift of event.drift) {
+    lines.push(`${indent}${describeDrift(drift)}`);
+    if (diff && drift.diff) lines.push(...drift.diff.trimEnd().split('\n').map((l) => `${indent}${l}`));
+  }
+  return lines;
+}
+
+export function statusWord(status: TaskEvent['status'], checkMode: boolean): string {
+  if (status === 'changed') return checkMode ? 'would change' : 'changed';
+  if (status === 'failed') return 'FAILED';
+  return status;
+}
+
+/** The recap table printed at the end of human output. */
+export function recapTable(hosts: Record<string, HostRecap>): string[] {
+  const names = Object.keys(hosts);
+  const width = Math.max(4, ...names.map((n) => n.length));
+  const lines = [`${'HOST'.padEnd(width)}  ok  changed  failed  skipped  unreachable`];
+  for (const name of names) {
+    const h = hosts[name]!;
+    lines.push(
+      `${name.padEnd(width)}  ${String(h.ok).padStart(2)}  ${String(h.changed).padStart(7)}  ${String(h.failed).padStart(6)}  ${String(h.skipped).padStart(7)}  ${h.unreachable ? 'UNREACHABLE' : 'no'}`,
+    );
+  }
+  return lines;
+}

@@ -1,0 +1,24 @@
+import type { Reporter, RunEvent } from '../events.js';
+
+/**
+ * One JSON object per line per event (--json). The last line is the recap:
+ * {"type":"recap","hosts":{"<name>":{"ok":N,"changed":N,"failed":N,"skipped":N,"unreachable":false}}}.
+ * Secrets were replaced before events were made; Secret.toJSON is a second guard.
+ */
+export class JsonReporter implements Reporter {
+  constructor(private readonly write: (text: string) => void) {}
+
+  emit(event: RunEvent): void {
+    if (event.type === 'recap') {
+      const hosts: Record<string, unknown> = {};
+      for (const [name, h] of Object.entries(event.hosts)) {
+        hosts[name] = { ok: h.ok, changed: h.changed, failed: h.failed, skipped: h.skipped, unreachable: h.unreachable };
+      }
+      this.write(`${JSON.stringify({ type: 'recap', hosts })}\n`);
+      return;
+    }
+    this.write(`${JSON.stringify(event)}\n`);
+  }
+
+  close(): void {}
+}

@@ -1,0 +1,268 @@
+import pLimit from 'p-limit';
+import { CapstanError, InputError, PlaybookError, TransportError, errorMessage } from './errors.js';
+import { runTask, type HostRunState, type TaskOutcome } from './engine.js';
+import type { HostRecap, Reporter, RunEvent } from './events.js';
+import type { Host } from './host.js';
+import type { Inventory, InventoryHost } from './inventory/index.js';
+import { PlayResult, serialBatches, type HostPlayResult, type PlayOptions, type Playbook, type PlaybookContext } from './playbook.js';
+import type { BoundTask, HostView, Task } from './task.js';
+
+export interface RunSettings {
+  inventory: Inventory;
+  checkMode: boolean;
+  /** --limit pattern: intersected with every play's pattern. */
+  limit?: string;
+  forks: number;
+  extraVars: Record<string, unknown>;
+  reporter: Reporter;
+  /** Makes the Host (and its transport) for an inventory host; called once per host per run. */
+  connect: (host: InventoryHost) => Host;
+}
+
+export interface RunSummary {
+  recap: Record<string, HostRecap>;
+  /** Ansible's: 0 ok, 1 bad input, 2 a task failed, 4 a host unreachable. */
+  exitCode: number;
+  /** Hosts that failed or were unreachable, for a --limit @retry re-run. */
+  failedHosts: string[];
+}
+
+/** Validates a whole playbook before any connection: patterns, options, task parameters, id conflicts. */
+export async function planPlaybook(playbook: Playbook, settings: Pick<RunSettings, 'inventory' | 'limit' | 'extraVars' | 'checkMode'>): Promise<void> {
+  const claims = new Map<string, { desired: string; where: string }>(); // key: host + task id
+  const ctx: PlaybookContext = {
+    checkMode: settings.checkMode,
+    extraVars: settings.extraVars,
+    inventory: settings.inventory,
+    planning: true,
+    play: async (title, pattern, tasks, options = {}) => {
+      validatePlayOptions(title, options);
+      const hosts = selectHosts(settings.inventory, pattern, settings.limit);
+      tasks.forEach((task, index) => {
+        if (!task.static) return; // per-host parameters: validated and checked for conflicts when bound
+        for (const host of options.runOnce ? hosts.slice(0, 1) : hosts) {
+          claim(claims, host.name, task.static, `play "${title}" task ${index + 1}`);
+        }
+      });
+      return new PlayResult(title, new Map(), true);
+    },
+  };
+  try {
+    await playbook.body(ctx);
+  } catch (error) {
+    if (error instanceof CapstanError) throw error;
+    throw new PlaybookError(`playbook "${playbook.name}" threw while planning (before any host was contacted): ${errorMessage(error)}`, { cause: error });
+  }
+}
+
+function claim(claims: Map<string, { desired: string; where: string }>, host: string, task: BoundTask, where: string): void {
+  const key = `${host}\0${task.id}`;
+  const desired = JSON.stringify(task.desired);
+  const previous = claims.get(key);
+  if (previous && previous.desired !== desired) {
+    throw new InputError(`${previous.where} and ${where} both manage ${task.id} on ${host} but want different states`, { host, task: task.id });
+  }
+  if (!previous) claims.set(key, { desired, where });
+}
+
+function validatePlayOptions(title: string, options: PlayOptions): void {
+  try {
+    serialBatches([1, 2, 3], options.serial);
+  } catch (error) {
+    throw new InputError(`play "${title}": ${errorMessage(error)}`);
+  }
+  if (options.maxFailPercent !== undefined && !(options.maxFailPercent >= 0 && options.maxFailPercent <= 100)) {
+    throw new InputError(`play "${title}": maxFailPercent must be between 0 and 100`);
+  }
+}
+
+function selectHosts(inventory: Inventory, pattern: string, limit: string | undefined): InventoryHost[] {
+  const hosts = inventory.select(pattern);
+  if (limit === undefined) return hosts;
+  const allowed = new Set(inventory.select(limit).map((h) => h.name));
+  return hosts.filter((h) => allowed.has(h.name));
+}
+
+/** Runs a playbook: plan (no connection), then plays in order; hosts in parallel; tasks in order per host. */
+export async function runPlaybook(playbook: Playbook, settings: RunSettings): Promise<RunSummary> {
+  await planPlaybook(playbook, settings);
+  return new PlaybookRun(playbook, settings).run();
+}
+
+class PlaybookRun {
+  readonly #hosts = new Map<string, Host>();
+  readonly #states = new Map<string, HostRunState>();
+  readonly #views = new Map<string, HostView>();
+  readonly #recap: Record<string, HostRecap> = {};
+  /** Hosts that dropped out (failed or unreachable); later plays leave them out. */
+  readonly #dropped = new Set<string>();
+  readonly #claims = new Map<string, { desired: string; where: string }>();
+  readonly #limit: ReturnType<typeof pLimit>;
+
+  constructor(
+    readonly playbook: Playbook,
+    readonly settings: RunSettings,
+  ) {
+    this.#limit = pLimit(Math.max(1, settings.forks));
+  }
+
+  async run(): Promise<RunSummary> {
+    const emit = (event: RunEvent) => this.settings.reporter.emit(event);
+    await emit({ type: 'start', playbook: this.playbook.name, check: this.settings.checkMode, hosts: this.settings.inventory.hosts.size });
+    let aborted = false;
+    try {
+      await this.playbook.body(this.#context());
+    } catch (error) {
+      aborted = true;
+      await emit({ type: 'error', message: errorMessage(error) });
+    } finally {
+      await Promise.allSettled([...this.#hosts.values()].map((host) => host.close()));
+    }
+    await emit({ type: 'recap', hosts: this.#recap });
+    const values = Object.values(this.#recap);
+    const exitCode = values.some((h) => h.unreachable) ? 4 : values.some((h) => h.failed > 0) || aborted ? 2 : 0;
+    const failedHosts = Object.entries(this.#recap).filter(([, h]) => h.unreachable || h.failed > 0).map(([name]) => name);
+    return { recap: this.#recap, exitCode, failedHosts };
+  }
+
+  #context(): PlaybookContext {
+    return {
+      checkMode: this.settings.checkMode,
+      extraVars: this.settings.extraVars,
+      inventory: this.settings.inventory,
+      planning: false,
+      play: (title, pattern, tasks, options) => this.#play(title, pattern, tasks, options ?? {}),
+    };
+  }
+
+  async #play(title: string, pattern: string, tasks: Task<unknown>[], options: PlayOptions): Promise<PlayResult> {
+    let hosts = selectHosts(this.settings.inventory, pattern, this.settings.limit).filter((h) => !this.#dropped.has(h.name));
+    if (options.runOnce) hosts = hosts.slice(0, 1);
+    await this.settings.reporter.emit({ type: 'play', title, pattern, hosts: hosts.map((h) => h.name) });
+    const results = new Map<string, HostPlayResult>();
+    for (const batch of serialBatches(hosts, options.serial)) {
+      await Promise.all(batch.map((host) => this.#limit(async () => results.set(host.name, await this.#runHost(title, host, tasks)))));
+      const failed = batch.filter((h) => {
+        const status = results.get(h.name)?.status;
+        return status === 'failed' || status === 'unreachable';
+      });
+      if (failed.length > 0 && options.anyErrorsFatal) {
+        throw new PlaybookError(`play "${title}" failed on ${failed.map((h) => h.name).join(', ')} (anyErrorsFatal): stopping`);
+      }
+      if (options.maxFailPercent !== undefined && (failed.length / batch.length) * 100 > options.maxFailPercent) {
+        throw new PlaybookError(`play "${title}": ${failed.length} of ${batch.length} hosts failed, over maxFailPercent ${options.maxFailPercent}: stopping`);
+      }
+    }
+    await this.settings.reporter.emit({ type: 'play-end', title });
+    return new PlayResult(title, results);
+  }
+
+  #recapOf(name: string): HostRecap {
+    return (this.#recap[name] ??= { ok: 0, changed: 0, failed: 0, skipped: 0, unreachable: false });
+  }
+
+  async #view(inventoryHost: InventoryHost, host: Host): Promise<HostView> {
+    let view = this.#views.get(inventoryHost.name);
+    if (!view) {
+      await host.connect();
+      const facts = await host.facts();
+      view = { name: inventoryHost.name, vars: { ...inventoryHost.vars, ...this.settings.extraVars }, facts };
+      this.#views.set(inventoryHost.name, view);
+    }
+    return view;
+  }
+
+  async #runHost(playTitle: string, inventoryHost: InventoryHost, tasks: Task<unknown>[]): Promise<HostPlayResult> {
+    const name = inventoryHost.name;
+    const emit = (event: RunEvent) => this.settings.reporter.emit(event);
+    const recap = this.#recapOf(name);
+    const values = new Map<Task<unknown>, unknown>();
+    let host = this.#hosts.get(name);
+    if (!host) {
+      host = this.settings.connect(inventoryHost);
+      this.#hosts.set(name, host);
+    }
+    let view: HostView;
+    try {
+      view = await this.#view(inventoryHost, host);
+    } catch (error) {
+      if (error instanceof TransportError) return this.#unreachable(name, errorMessage(error), values);
+      // Not a network problem (a missing key file, a refused sudo): the host failed, with the reason.
+      this.#dropped.add(name);
+      recap.failed++;
+      await emit({ type: 'task', host: name, task: 'connect', title: 'connect', status: 'failed', drift: [], message: errorMessage(error), durationMs: 0 });
+      await emit({ type: 'host-done', host: name });
+      return { status: 'failed', values };
+    }
+    const state = this.#states.get(name) ?? { pendingChanges: [] };
+    this.#states.set(name, state);
+    let status: HostPlayResult['status'] = 'ok';
+    const notified: Task<unknown>[] = [];
+    const runOne = async (task: Task<unknown>, index: number): Promise<TaskOutcome | 'skipped'> => {
+      if (task.options.when && !task.options.when(view)) return 'skipped';
+      const bound = task.bind(view);
+      if (!task.static) claim(this.#claims, name, bound, `play "${playTitle}" task ${index + 1}`);
+      await emit({ type: 'task-start', host: name, task: bound.id, title: bound.title });
+      const outcome = await runTask(host!, view, bound, {
+        checkMode: this.settings.checkMode,
+        state,
+        log: (line) => void emit({ type: 'log', host: name, task: bound.id, line }),
+      });
+      await emit({
+        type: 'task',
+        host: name,
+        task: bound.id,
+        title: bound.title,
+        status: outcome.status,
+        drift: outcome.drift,
+        durationMs: outcome.durationMs,
+        ...(outcome.message === undefined ? {} : { message: outcome.message }),
+      });
+      if (outcome.value !== undefined) values.set(task, outcome.value);
+      return outcome;
+    };
+    const queue = tasks.map((task, index) => ({ task, index }));
+    for (let i = 0; i < queue.length; i++) {
+      const { task, index } = queue[i]!;
+      let outcome: TaskOutcome | 'skipped';
+      try {
+        outcome = await runOne(task, index);
+      } catch (error) {
+        // Binding errors (per-host parameters invalid, conflicting ids) fail this host only.
+        outcome = { status: 'failed', drift: [], message: errorMessage(error), durationMs: 0 };
+        await emit({ type: 'task', host: name, task: `${task.kind}`, title: task.kind, status: 'failed', drift: [], message: errorMessage(error), durationMs: 0 });
+      }
+      if (outcome === 'skipped') {
+        recap.skipped++;
+        continue;
+      }
+      if (outcome.unreachable) {
+        return this.#unreachable(name, outcome.message ?? 'connection lost', values);
+      }
+      recap[outcome.status === 'changed' ? 'changed' : outcome.status === 'failed' ? 'failed' : 'ok']++;
+      if (outcome.status === 'failed') {
+        this.#dropped.add(name);
+        status = 'failed';
+        break;
+      }
+      if (outcome.status === 'changed') {
+        status = 'changed';
+        for (const handler of task.options.notify ?? []) if (!notified.includes(handler)) notified.push(handler);
+      }
+      // Handlers run once, after the play's own tasks, in notification order.
+      if (i === queue.length - 1 && notified.length > 0) {
+        queue.push(...notified.splice(0).map((handler) => ({ task: handler, index: -1 })));
+      }
+    }
+    await emit({ type: 'host-done', host: name });
+    return { status, values };
+  }
+
+  async #unreachable(name: string, message: string, values: Map<Task<unknown>, unknown>): Promise<HostPlayResult> {
+    this.#dropped.add(name);
+    this.#recapOf(name).unreachable = true;
+    await this.settings.reporter.emit({ type: 'unreachable', host: name, message });
+    await this.settings.reporter.emit({ type: 'host-done', host: name });
+    return { status: 'unreachable', values };
+  }
+}

@@ -1,0 +1,174 @@
+import type { Facts } from './facts.js';
+import type { FileStat, RunOptions, RunResult, WriteOptions } from './host.js';
+import type { Command } from './quote.js';
+import type { Secret } from './secret.js';
+import { InputError } from './errors.js';
+
+/** What a task sees of the host it is bound to: its name, merged inventory vars and facts. */
+export interface HostView {
+  name: string;
+  vars: Record<string, unknown>;
+  facts: Facts;
+}
+
+/** A parameter that is either a value or a function of the host (its vars and facts). */
+export type PerHost<T> = T | ((host: HostView) => T);
+export type PerHostParams<P> = { [K in keyof P]: PerHost<P[K]> };
+
+export type DriftValue = string | Secret | null;
+
+/**
+ * One difference between a host and what a task wants. `current`/`desired` are short values
+ * ("0644", "absent", the line), or whole file contents when `file` is set (rendered as a unified
+ * diff with --diff). A Secret renders as ***. `pending` says the difference is predicted from a
+ * change still pending in check mode ("would change (pending: …)").
+ */
+export interface Drift {
+  subject: string;
+  current?: DriftValue;
+  desired?: DriftValue;
+  file?: string;
+  pending?: string;
+}
+
+/**
+ * The read-only context `check` gets: probes, reads and stats. It has no write method, so a check
+ * cannot change a host by construction; `probe` is for commands that only read.
+ */
+export interface CheckContext {
+  host: HostView;
+  /** True in --check: nothing will be applied. */
+  checkMode: boolean;
+  probe(command: Command, options?: RunOptions): Promise<RunResult>;
+  readFile(path: string): Promise<Buffer | null>;
+  readText(path: string): Promise<string | null>;
+  stat(path: string): Promise<FileStat | null>;
+  /** Titles of earlier tasks on this host that would change (check mode only; empty when applying). */
+  pendingChanges: readonly string[];
+}
+
+/** What `apply` gets: the check context plus commands that change things and atomic file writes. */
+export interface ApplyContext extends CheckContext {
+  /** Runs a command that must succeed (throws CommandError otherwise). */
+  run(command: Command, options?: RunOptions): Promise<RunResult>;
+  /** Runs a command and returns its result whatever the exit code. */
+  exec(command: Command, options?: RunOptions): Promise<RunResult>;
+  writeFile(path: string, content: string | Buffer | Secret, options?: WriteOptions): Promise<void>;
+  /** A line of progress shown with -v. */
+  log(line: string): void;
+}
+
+/**
+ * A task family: how to identify, check and converge one kind of thing. Parameters arrive already
+ * resolved for the host (per-host functions called).
+ */
+export interface TaskSpec<P, R = void> {
+  /** Family name, the prefix of every id: `file`, `line`, `sysctl`. */
+  kind: string;
+  /** Canonical identity: two tasks with the same id on one host must want the same state. */
+  id(params: P): string;
+  title(params: P): string;
+  /** The desired state compared for conflicts between tasks of the same id; default: the params. */
+  desired?(params: P): unknown;
+  /** Throws (any Error; its message is kept) when the parameters are invalid. Runs before any connection when possible. */
+  validate?(params: P): void;
+  check(ctx: CheckContext, params: P): Promise<Drift[]>;
+  apply(ctx: ApplyContext, params: P, drift: Drift[]): Promise<void>;
+  /** Check again after apply and fail with "did not converge" if drift is left. Default true. */
+  verify?: boolean | ((params: P) => boolean);
+  /** A value for later plays (e.g. a cluster handle). In check mode after drift, the value is Pending. */
+  result?(ctx: CheckContext, params: P): Promise<R>;
+  /** Parameter names whose function values are real functions, not per-host values. */
+  functionParams?: readonly (keyof P)[];
+}
+
+export interface TaskOptions {
+  /** Handlers run once at the end of the play on a host where this task changed something. */
+  notify?: Task<unknown>[];
+  /** Run the task only on hosts where this is true; elsewhere it is reported as skipped. */
+  when?: (host: HostView) => boolean;
+  /** A title instead of the task's own. */
+  title?: string;
+}
+
+/** A task resolved for one host. */
+export interface BoundTask<R = unknown> {
+  id: string;
+  title: string;
+  desired: unknown;
+  verify: boolean;
+  check(ctx: CheckContext): Promise<Drift[]>;
+  apply(ctx: ApplyContext, drift: Drift[]): Promise<void>;
+  result?(ctx: CheckContext): Promise<R>;
+}
+
+/** A task in a playbook: parameters that may depend on the host, bound per host at run time. */
+export interface Task<R = unknown> {
+  readonly kind: string;
+  /** The task bound without a host, when none of its parameters is per-host (validated at load). */
+  readonly static?: BoundTask<R>;
+  readonly options: TaskOptions;
+  bind(host: HostView): BoundTask<R>;
+}
+
+/** A value a task could not produce yet because, in check mode, the change that makes it is pending. */
+export class Pending {
+  constructor(readonly reason: string) {}
+  toString(): string {
+    return `pending: ${this.reason}`;
+  }
+}
+
+/**
+ * Builds a task from a family spec and its (possibly per-host) parameters. Parameters without
+ * per-host functions are validated here, when the playbook loads, before any connection.
+ */
+export function defineTask<P extends object, R = void>(
+  spec: TaskSpec<P, R>,
+  params: PerHostParams<P>,
+  options: TaskOptions = {},
+): Task<R> {
+  const literal = new Set<PropertyKey>(spec.functionParams ?? []);
+  const perHostKeys = Object.keys(params).filter(
+    (key) => typeof (params as Record<string, unknown>)[key] === 'function' && !literal.has(key),
+  );
+  const bindResolved = (resolved: P): BoundTask<R> => {
+    try {
+      spec.validate?.(resolved);
+    } catch (error) {
+      throw new InputError(`invalid parameters for ${spec.kind} task: ${error instanceof Error ? error.message : String(error)}`, {
+        task: safeTitle(spec, resolved),
+      });
+    }
+    const bound: BoundTask<R> = {
+      id: spec.id(resolved),
+      title: options.title ?? spec.title(resolved),
+      desired: spec.desired ? spec.desired(resolved) : resolved,
+      verify: typeof spec.verify === 'function' ? spec.verify(resolved) : (spec.verify ?? true),
+      check: (ctx) => spec.check(ctx, resolved),
+      apply: (ctx, drift) => spec.apply(ctx, resolved, drift),
+    };
+    if (spec.result) bound.result = (ctx) => spec.result!(ctx, resolved);
+    return bound;
+  };
+  const resolve = (host: HostView): P => {
+    const out: Record<string, unknown> = { ...(params as Record<string, unknown>) };
+    for (const key of perHostKeys) out[key] = (out[key] as (h: HostView) => unknown)(host);
+    return out as P;
+  };
+  const staticTask = perHostKeys.length === 0 ? bindResolved(params as P) : undefined;
+  return {
+    kind: spec.kind,
+    options,
+    ...(staticTask ? { static: staticTask } : {}),
+    bind: (host) => staticTask ?? bindResolved(resolve(host)),
+  };
+}
+
+function safeTitle<P>(spec: TaskSpec<P, unknown>, params: P): string {
+  try {
+    return spec.title(params);
+  } catch {
+    return spec.kind;
+  }
+}

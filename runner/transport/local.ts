@@ -1,0 +1,43 @@
+import { spawn } from 'node:child_process';
+import type { Command } from '../quote.js';
+import { TransportError } from '../errors.js';
+import type { ExecOptions, ExecResult, Transport } from './types.js';
+
+/** Runs commands on the controller itself through /bin/sh (`ansible_connection: local`). */
+export class LocalTransport implements Transport {
+  constructor(private readonly name: string) {}
+
+  async connect(): Promise<void> {}
+
+  exec(command: Command, options: ExecOptions = {}): Promise<ExecResult> {
+    return new Promise((resolve, reject) => {
+      const child = spawn('/bin/sh', ['-c', command.text], { stdio: ['pipe', 'pipe', 'pipe'] });
+      const stdout: Buffer[] = [];
+      const stderr: Buffer[] = [];
+      let timer: NodeJS.Timeout | undefined;
+      if (options.timeoutMs) {
+        timer = setTimeout(() => {
+          child.kill('SIGKILL');
+          reject(new TransportError(`command timed out after ${options.timeoutMs! / 1000}s: ${command.display}`, { host: this.name }));
+        }, options.timeoutMs);
+      }
+      child.stdout.on('data', (chunk: Buffer) => stdout.push(chunk));
+      child.stderr.on('data', (chunk: Buffer) => stderr.push(chunk));
+      child.on('error', (error) => {
+        clearTimeout(timer);
+        reject(new TransportError(`cannot run /bin/sh: ${error.message}`, { host: this.name }));
+      });
+      child.on('close', (code, signal) => {
+        clearTimeout(timer);
+        const result: ExecResult = { stdout: Buffer.concat(stdout), stderr: Buffer.concat(stderr), code };
+        if (signal) result.signal = signal;
+        resolve(result);
+      });
+      // A command that does not read its stdin closes the pipe early: that is not an error.
+      child.stdin.on('error', () => {});
+      child.stdin.end(options.stdin ?? '');
+    });
+  }
+
+  async close(): Promise<void> {}
+}

@@ -1,0 +1,54 @@
+import type { Command } from '../quote.js';
+
+/** What one remote (or local) command produced. `code` is null when it was killed by a signal. */
+export interface ExecResult {
+  stdout: Buffer;
+  stderr: Buffer;
+  code: number | null;
+  signal?: string;
+}
+
+export interface ExecOptions {
+  /** Bytes written to the command's standard input, then EOF. */
+  stdin?: string | Buffer;
+  /** Kill the command (close its channel) after this many milliseconds; the call rejects with TransportError. */
+  timeoutMs?: number;
+}
+
+/**
+ * The whole transport surface. File reads/writes, sudo and facts are built on top of `exec`
+ * once, in runner/host.ts, so every transport gets the same atomic write and the same quoting.
+ * `exec` runs `command.text` with `sh -c` semantics on the target (sshd runs it through the
+ * login shell; the local transport through /bin/sh).
+ */
+export interface Transport {
+  /** Opens the connection (idempotent). Rejects with TransportError naming the host. */
+  connect(): Promise<void>;
+  exec(command: Command, options?: ExecOptions): Promise<ExecResult>;
+  close(): Promise<void>;
+}
+
+/** Connection settings for one host, merged from inventory vars, ~/.ssh/config and CLI flags. */
+export interface SshTarget {
+  /** Inventory name, used in every message. */
+  name: string;
+  /** Address to connect to (ansible_host, else ssh config HostName, else the name). */
+  host: string;
+  port: number;
+  user: string;
+  /** Private key files to try, in order (ansible_ssh_private_key_file, ssh config IdentityFile, ~/.ssh/id_*). */
+  identityFiles: string[];
+  /** Path of an ssh-agent socket (SSH_AUTH_SOCK) when present. */
+  agent?: string;
+  /** Optional jump host chain, already resolved (ProxyJump). */
+  jump?: SshTarget;
+  /** known_hosts files to read; the first one is where accepted new keys are written. */
+  knownHostsFiles: string[];
+  /** Accept and record an unknown host key (never a changed one). */
+  acceptNewHostKeys: boolean;
+  connectTimeoutMs: number;
+  connectRetries: number;
+  keepaliveIntervalMs: number;
+  /** Concurrent channels on this one connection; below sshd's MaxSessions (10). */
+  maxChannels: number;
+}
