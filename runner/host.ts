@@ -57,7 +57,7 @@ const MISSING = 44;
  * fsynced, then renamed over the target and the directory is fsynced. The target is therefore
  * always either the old or the new content.
  */
-const ATOMIC_WRITE = `set -e
+export const ATOMIC_WRITE = `set -e
 p=$1 mode=$2 owner=$3 group=$4 size=$5 sum=$6 backup=$7
 d=$(dirname -- "$p")
 t=$(mktemp "$d/.capstan.XXXXXX")

@@ -196,6 +196,8 @@ export function editLine(text: string, p: Pick<LineParams, 'line' | 'regexp' | '
     lines[last] = p.line;
     return joinLines(lines);
   }
+  // As Ansible's lineinfile: when the regexp no longer matches because the line was already put in place, nothing to do.
+  if (lines.includes(p.line)) return text;
   if (p.insertAfter !== undefined) {
     const anchor = new RegExp(p.insertAfter);
     let at = -1;
