@@ -1,0 +1,109 @@
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { closeSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { CapstanError } from '../errors.js';
+import { mountOverlay } from './mounts.js';
+import { sshdAnswers } from './probe.js';
+import { generateHostKeys } from './keys.js';
+import { processMatches, run, systemEnv, tail, terminate, waitUntil } from './proc.js';
+import type { HostRecord } from './state.js';
+
+/** How long a booting host has to answer on port 22. */
+const SSH_TIMEOUT_MS = 60_000;
+
+/**
+ * The part of nspawn's command line that identifies one host's container, so a recorded PID is
+ * only ever signalled while it is still that container.
+ */
+function marker(host: HostRecord): string {
+  return `--directory=${host.root}`;
+}
+
+/** True while the host's systemd-nspawn runs. */
+export function containerRunning(host: HostRecord): boolean {
+  return processMatches(host.pid, marker(host));
+}
+
+/**
+ * Mounts the host's overlay on the cached rootfs and gives it its identity: hostname, a
+ * 127.0.1.1 line in /etc/hosts, its own machine-id and, when missing, its own ssh host keys
+ * (a fresh overlay gets fresh keys; a restarted host keeps its own).
+ */
+export async function prepareRoot(host: HostRecord, rootfs: string): Promise<void> {
+  for (const dir of [host.upper, host.work, host.root]) mkdirSync(dir, { recursive: true });
+  await mountOverlay(rootfs, host.upper, host.work, host.root);
+  writeFileSync(join(host.root, 'etc/hostname'), `${host.name}\n`);
+  const hostsFile = join(host.root, 'etc/hosts');
+  const hosts = readFileSync(hostsFile, 'utf8');
+  if (!hosts.includes(`\t${host.name}\n`)) writeFileSync(hostsFile, `${hosts}127.0.1.1\t${host.name}\n`);
+  const machineId = join(host.root, 'etc/machine-id');
+  if (readFileSync(machineId, 'utf8').trim() === '') writeFileSync(machineId, `${randomBytes(16).toString('hex')}\n`);
+  await generateHostKeys(host.root);
+}
+
+/**
+ * Boots the host: `systemd-nspawn -b` (real systemd as PID 1) in the host's netns, detached, its
+ * console appended to the host's console log. `record` gets the PID before anything can fail.
+ */
+export function bootContainer(host: HostRecord, record: (pid: number) => void): void {
+  const output = openSync(host.console, 'a');
+  const child = spawn('systemd-nspawn', nspawnArgs(host), {
+    detached: true,
+    stdio: ['ignore', output, output],
+    // Writable /proc/sys (with the capabilities and syscalls below) lets hosts set sysctls and
+    // swap as on a VM; sysctls outside net.* are then global to the machine.
+    env: systemEnv({ SYSTEMD_NSPAWN_API_VFS_WRITABLE: 'yes' }),
+  });
+  closeSync(output);
+  child.unref();
+  record(child.pid ?? 0);
+}
+
+function nspawnArgs(host: HostRecord): string[] {
+  return [
+    '--quiet',
+    '--boot',
+    marker(host),
+    `--machine=${host.name}`,
+    // The machine itself may not run systemd (no system bus to register with, no unit to move to).
+    '--register=no',
+    '--keep-unit',
+    '--console=passive',
+    `--network-namespace-path=/run/netns/${host.netns}`,
+    '--capability=all',
+    '--system-call-filter=@swap @module @raw-io',
+    // No DNS in the lab: the machine's resolv.conf would make lookups hang instead of fail.
+    '--resolv-conf=off',
+    '--link-journal=no',
+  ];
+}
+
+/** Waits until the host's sshd answers with its banner; fails with the console tail otherwise. */
+export async function waitForSshd(host: HostRecord, timeoutMs = SSH_TIMEOUT_MS): Promise<void> {
+  const answered = await waitUntil(async () => !containerRunning(host) || (await sshdAnswers(host.address)), timeoutMs);
+  if (answered && containerRunning(host)) return;
+  const why = containerRunning(host) ? `sshd did not answer on ${host.address}:22 within ${timeoutMs / 1000} s` : 'the container exited';
+  throw new CapstanError(`lab host ${host.name}: ${why}; console (${host.console}):\n${tail(host.console)}`, { host: host.name });
+}
+
+/**
+ * Powers the host off: SIGTERM makes nspawn shut the container's systemd down cleanly; SIGKILL
+ * after the grace period (nspawn's child, the container's PID 1, dies with it).
+ */
+export async function stopContainer(host: HostRecord): Promise<void> {
+  await terminate(host.pid, marker(host), 15_000);
+}
+
+/** PID of the container's init (systemd), as the machine sees it: nspawn's child. */
+function containerInit(host: HostRecord): number {
+  if (!containerRunning(host)) throw new CapstanError(`lab host ${host.name} is not running`, { host: host.name });
+  const children = readFileSync(`/proc/${host.pid}/task/${host.pid}/children`, 'utf8').trim().split(/\s+/);
+  return Number(children[0]);
+}
+
+/** Runs a command inside the running host (all its namespaces and its root), without ssh. */
+export async function execInContainer(host: HostRecord, command: string[]): Promise<string> {
+  const init = containerInit(host);
+  return run('nsenter', [`--target=${init}`, '--mount', '--uts', '--ipc', '--net', '--pid', '--cgroup', '--root', '--wd', '--', ...command]);
+}
