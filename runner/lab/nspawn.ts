@@ -1,3 +1,4 @@
+import { APT_PROXY_URL } from './paths.js';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
@@ -34,6 +35,8 @@ export async function prepareRoot(host: HostRecord, rootfs: string): Promise<voi
   for (const dir of [host.upper, host.work, host.root]) mkdirSync(dir, { recursive: true });
   await mountOverlay(rootfs, host.upper, host.work, host.root);
   writeFileSync(join(host.root, 'etc/hostname'), `${host.name}\n`);
+  // apt goes through apt-cacher-ng on this lab's bridge (its address depends on CAPSTAN_LAB_NET).
+  writeFileSync(join(host.root, 'etc/apt/apt.conf.d/01capstan-lab-proxy'), `Acquire::http::Proxy "${APT_PROXY_URL}";\n`);
   const hostsFile = join(host.root, 'etc/hosts');
   const hosts = readFileSync(hostsFile, 'utf8');
   if (!hosts.includes(`\t${host.name}\n`)) writeFileSync(hostsFile, `${hosts}127.0.1.1\t${host.name}\n`);

@@ -4,7 +4,6 @@ import { release } from 'node:os';
 import { join } from 'node:path';
 import { quote } from '../quote.js';
 import { removeTree } from './mounts.js';
-import { APT_PROXY_URL } from './paths.js';
 import { run } from './proc.js';
 
 const SUITE = 'bookworm';
@@ -78,7 +77,6 @@ function builtinModules(): string[] {
 function customizeHook(publicKey: string, sources: RootfsRecipe['sources'], kernel: string, modules: string[]): string {
   const sshdConfig = 'PermitRootLogin prohibit-password\nUseDNS no\nMaxSessions 10\n';
   const hosts = '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n';
-  const proxy = `Acquire::http::Proxy "${APT_PROXY_URL}";\n`;
   const builtin = modules.map((path) => `${path}\n`).join('');
   return `set -eu
 r="$1"
@@ -94,10 +92,9 @@ chroot "$r" useradd --create-home --shell /bin/bash --groups sudo ${LAB_USER}
 printf '%s\\n' ${quote(`${LAB_USER}:${LAB_USER_PASSWORD}`)} | chroot "$r" chpasswd
 chroot "$r" install -d -m 700 -o ${LAB_USER} -g ${LAB_USER} /home/${LAB_USER}/.ssh
 chroot "$r" install -m 600 -o ${LAB_USER} -g ${LAB_USER} /root/.ssh/authorized_keys /home/${LAB_USER}/.ssh/authorized_keys
-# the machine's Debian sources; downloads go through apt-cacher-ng on the bridge (no NAT to the outside)
+# the machine's Debian sources; each host's overlay points apt at apt-cacher-ng on its bridge (no NAT to the outside)
 rm -f "$r/etc/apt/sources.list" "$r"/etc/apt/sources.list.d/*
 printf '%s' ${quote(sources.text)} > "$r/etc/apt/${sources.file}"
-printf '%s' ${quote(proxy)} > "$r/etc/apt/apt.conf.d/01capstan-lab-proxy"
 # minbase has no /etc/hosts; each host adds its own 127.0.1.1 line at start
 printf '%s' ${quote(hosts)} > "$r/etc/hosts"
 # apt's daily timers would take the dpkg lock in the middle of a test
