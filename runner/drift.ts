@@ -45,5 +45,6 @@ export function describeDrift(drift: ShownDrift): string {
   const pending = drift.pending ? ` (pending: ${drift.pending})` : '';
   if (drift.diff !== undefined) return `${drift.subject}${pending}`;
   if (drift.current === undefined && drift.desired === undefined) return `${drift.subject}${pending}`;
+  if (drift.current === undefined) return `${drift.subject}: ${drift.desired ?? 'absent'}${pending}`;
   return `${drift.subject}: ${drift.current ?? 'absent'} → ${drift.desired ?? 'absent'}${pending}`;
 }

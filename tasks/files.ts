@@ -298,7 +298,7 @@ export function ensureBlock(params: PerHostParams<BlockParams>, options?: TaskOp
     {
       kind: 'block',
       id: (p) => `block:${p.path}:${p.marker ?? DEFAULT_MARKER}`,
-      title: (p) => `block ${JSON.stringify((p.marker ?? DEFAULT_MARKER).replace('{mark}', '').trim())} in ${p.path}`,
+      title: (p) => `block ${JSON.stringify((p.marker ?? DEFAULT_MARKER).replace('{mark}', '').replace(/\s+/g, ' ').trim())} in ${p.path}`,
       validate: (p) => {
         requireAbsolutePath('path', p.path);
         if (typeof p.block !== 'string') throw new Error('block must be a string');
