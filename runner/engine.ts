@@ -40,6 +40,7 @@ function applyContext(host: Host, base: CheckContext, log: (line: string) => voi
     exec: (command, options) => host.exec(command, options),
     writeFile: (path, content, options) => host.writeFile(path, content, options),
     log,
+    reconnect: (timeoutMs) => host.reconnect(timeoutMs),
   };
 }
 

@@ -106,6 +106,29 @@ export class Host {
     return this.transport.close();
   }
 
+  /**
+   * Drops the connection and connects again, retrying until `timeoutMs` (after a reboot the host
+   * refuses or ignores connections for a while). Facts are gathered afresh on next use.
+   */
+  async reconnect(timeoutMs = 300_000, intervalMs = 2_000): Promise<void> {
+    await this.transport.close().catch(() => undefined);
+    this.#facts = undefined;
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      try {
+        await this.transport.connect();
+        await this.transport.exec(sh`true`, { timeoutMs: 10_000 });
+        return;
+      } catch (error) {
+        await this.transport.close().catch(() => undefined);
+        if (!(error instanceof TransportError) || Date.now() + intervalMs > deadline) {
+          throw new TransportError(`${this.name} did not come back within ${Math.round(timeoutMs / 1000)} s: ${error instanceof Error ? error.message : String(error)}`, { host: this.name, cause: error });
+        }
+        await new Promise((resolve) => setTimeout(resolve, intervalMs));
+      }
+    }
+  }
+
   /** Facts, gathered on first use and kept for the run. */
   facts(): Promise<Facts> {
     this.#facts ??= this.exec(FACTS_COMMAND, { become: false }).then((result) => parseFacts(result.stdout));

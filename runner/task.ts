@@ -56,6 +56,8 @@ export interface ApplyContext extends CheckContext {
   writeFile(path: string, content: string | Buffer | Secret, options?: WriteOptions): Promise<void>;
   /** A line of progress shown with -v. */
   log(line: string): void;
+  /** Closes the connection and connects again, retrying until the timeout (for reboots). */
+  reconnect(timeoutMs?: number): Promise<void>;
 }
 
 /**
