@@ -7,8 +7,12 @@ type TaskEvent = Extract<RunEvent, { type: 'task' }>;
 export function driftLines(event: TaskEvent, diff: boolean, indent = '    '): string[] {
   const lines: string[] = [];
   for (const drift of event.drift) {
+    if (drift.diff !== undefined && !diff) {
+      lines.push(`${indent}${describeDrift(drift)} (--diff shows it)`);
+      continue;
+    }
     lines.push(`${indent}${describeDrift(drift)}`);
-    if (diff && drift.diff) lines.push(...drift.diff.trimEnd().split('\n').map((l) => `${indent}${l}`));
+    if (drift.diff) lines.push(...drift.diff.trimEnd().split('\n').map((l) => `${indent}${l}`));
   }
   return lines;
 }

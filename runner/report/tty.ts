@@ -61,9 +61,12 @@ export class TtyReporter implements Reporter {
       case 'unreachable':
         this.#rows.get(event.host)?.fail(`UNREACHABLE: ${event.message}`);
         break;
-      case 'host-done':
-        this.#rows.get(event.host)?.done();
+      case 'host-done': {
+        const row = this.#rows.get(event.host);
+        if (row?.wrapper) row.wrapper.title = `${event.host}  ${row.ok} ok, ${row.changed} ${this.#checkMode ? 'to change' : 'changed'}${row.failed ? `, ${row.failed} failed` : ''}`;
+        row?.done();
         break;
+      }
       case 'play-end':
         await this.#endPlay();
         break;

@@ -1,0 +1,77 @@
+import { expect } from 'chai';
+import { readFileSync } from 'node:fs';
+import { capstan } from '../helpers/cli.js';
+
+const INV = 'test/fixtures/inventory/bad/unreachable.yaml';
+
+describe('CLI: bad input exits 1 with one clear message and contacts no host', () => {
+  // Every host in INV is 127.0.0.1:1, which refuses connections: a run that tried to connect would exit 4, not 1.
+  const cases: [string, string[], RegExp][] = [
+    ['a playbook that throws while planning', ['run', 'test/fixtures/playbooks/bad/throws.ts', '-i', INV], /playbook "throws" threw while planning \(before any host was contacted\): the playbook author made a mistake/],
+    ['two tasks that want different states for one id', ['run', 'test/fixtures/playbooks/bad/conflict.ts', '-i', INV], /play "first" task 1 and play "second" task 1 both manage file:\/etc\/motd on web1 but want different states/],
+    ['an invalid parameter in a later play', ['run', 'test/fixtures/playbooks/bad/invalid-param.ts', '-i', INV], /file etc\/relative: invalid parameters for file task: path must be an absolute path, got "etc\/relative"/],
+    ['an unknown group in a pattern', ['run', 'test/fixtures/playbooks/bad/unknown-group.ts', '-i', INV], /contorl_plane/],
+    ['a module without a default playbook', ['run', 'test/fixtures/playbooks/bad/no-default.ts', '-i', INV], /must `export default playbook\('name', async \(\{ play \}\) => …\)`/],
+    ['a playbook with a syntax error', ['run', 'test/fixtures/playbooks/bad/syntax.ts', '-i', INV], /cannot load playbook .*syntax\.ts/],
+    ['a missing playbook', ['run', 'test/fixtures/playbooks/nope.ts', '-i', INV], /playbook .*nope\.ts does not exist/],
+    ['malformed inventory YAML', ['run', 'test/fixtures/playbooks/files.ts', '-i', 'test/fixtures/inventory/bad/broken.yaml'], /broken\.yaml:\d+:\d+/],
+    ['a missing inventory', ['run', 'test/fixtures/playbooks/files.ts', '-i', '/nonexistent/inv.yaml'], /\/nonexistent\/inv\.yaml/],
+    ['no inventory at all', ['run', 'test/fixtures/playbooks/files.ts'], /-i\/--inventory is required/],
+    ['an unknown option', ['run', 'test/fixtures/playbooks/files.ts', '-i', INV, '--chek'], /Unknown option '--chek'/],
+    ['an unknown host in --limit', ['run', 'test/fixtures/playbooks/files.ts', '-i', INV, '--limit', 'web9'], /web9/],
+    ['a bad --forks', ['run', 'test/fixtures/playbooks/files.ts', '-i', INV, '--forks', '0'], /--forks must be a positive integer, not 0/],
+    ['an unknown command', ['deploy'], /unknown command "deploy"/],
+    ['exec without a command', ['exec', '-i', INV, 'all'], /exec needs a command after --/],
+  ];
+  for (const [what, args, message] of cases) {
+    it(what, async function () {
+      this.timeout(30_000);
+      const result = await capstan(args);
+      expect(result.code, result.stderr + result.stdout).to.equal(1);
+      expect(result.stderr).to.match(/^capstan: /);
+      expect(result.stderr).to.match(message);
+      expect(result.stdout).to.equal('');
+    });
+  }
+});
+
+describe('CLI: help and inventory', () => {
+  it('--help on each command exits 0', async function () {
+    this.timeout(30_000);
+    for (const args of [['--help'], ['run', '--help'], ['exec', '--help'], ['inventory', '--help'], ['lab', '--help']]) {
+      const result = await capstan(args);
+      expect(result.code, args.join(' ')).to.equal(0);
+      expect(result.stdout).to.match(/capstan /);
+    }
+  });
+
+  it('inventory --list prints ansible-inventory --list JSON for INI and YAML alike', async function () {
+    this.timeout(30_000);
+    const ini = await capstan(['inventory', '-i', 'test/fixtures/inventory/kubespray/inventory.ini', '--list']);
+    const yaml = await capstan(['inventory', '-i', 'test/fixtures/inventory/kubespray/inventory.yaml', '--list']);
+    expect(ini.code).to.equal(0);
+    expect(ini.stdout).to.equal(yaml.stdout);
+    const list = JSON.parse(ini.stdout) as Record<string, { hosts?: string[]; children?: string[] }> & { _meta: { hostvars: Record<string, unknown> } };
+    // node4/5 keep their own ansible_user over all:vars; the empty calico_rr is a child but has no entry of its own.
+    expect(list.k8s_cluster!.children).to.deep.equal(['kube_control_plane', 'kube_node', 'calico_rr']);
+    expect(list.calico_rr).to.equal(undefined);
+    expect(list.kube_node!.hosts).to.deep.equal(['node4', 'node5']);
+    expect(list.ungrouped!.hosts).to.deep.equal(['bastion']);
+    expect(Object.keys(list._meta.hostvars)).to.have.members(['node1', 'node2', 'node3', 'node4', 'node5', 'bastion']);
+    expect((list._meta.hostvars.node4 as Record<string, unknown>).ansible_user).to.equal('worker');
+    expect((list._meta.hostvars.bastion as Record<string, unknown>).ansible_port).to.equal(2222);
+  });
+
+  it('inventory --graph draws the group tree', async function () {
+    this.timeout(30_000);
+    const result = await capstan(['inventory', '-i', INV, '--graph']);
+    expect(result.code).to.equal(0);
+    expect(result.stdout).to.equal('@all:\n  |--@ungrouped:\n  |--@web:\n  |  |--web1\n');
+  });
+
+  it('the README documents both set-up commands', () => {
+    const readme = readFileSync('README.md', 'utf8');
+    expect(readme).to.include('npm ci');
+    expect(readme).to.include('npm test');
+  });
+});
