@@ -125,8 +125,8 @@ async function loadInventoryFile(path: string | undefined, help: string) {
 async function connectionSettings(values: { user?: string; become?: boolean; 'ask-become-pass'?: boolean; 'accept-new-host-keys'?: boolean; timeout?: string }) {
   const timeout = values.timeout === undefined ? 600 : Number(values.timeout);
   if (!(timeout > 0)) throw new InputError(`--timeout must be a positive number of seconds, not ${values.timeout}`);
-  const { hostFactory } = await import('./connect.js');
   const password = values['ask-become-pass'] ? await promptSecret('BECOME password: ') : undefined;
+  const { hostFactory } = await import('./connect.js');
   return hostFactory({
     acceptNewHostKeys: values['accept-new-host-keys'] === true,
     commandTimeoutMs: timeout * 1000,
@@ -352,8 +352,8 @@ async function promptSecret(prompt: string): Promise<Secret> {
     } else {
       const rl = createInterface({ input });
       rl.once('line', (line) => {
+        resolveLine(line); // before close(): close emits 'close' synchronously, which resolves with ''
         rl.close();
-        resolveLine(line);
       });
       rl.once('close', () => resolveLine(''));
     }
