@@ -201,7 +201,8 @@ class PlaybookRun {
     const runOne = async (task: Task<unknown>, index: number): Promise<TaskOutcome | 'skipped'> => {
       if (task.options.when && !task.options.when(view)) return 'skipped';
       const bound = task.bind(view);
-      if (!task.static) claim(this.#claims, name, bound, `play "${playTitle}" task ${index + 1}`);
+      // Static tasks were checked against each other at planning; per-host ones can only be checked now, against all.
+      claim(this.#claims, name, bound, `play "${playTitle}" task ${index + 1}`);
       await emit({ type: 'task-start', host: name, task: bound.id, title: bound.title });
       const outcome = await runTask(host!, view, bound, {
         checkMode: this.settings.checkMode,
