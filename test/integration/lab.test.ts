@@ -19,6 +19,7 @@ import {
   type LabState,
 } from '../../runner/lab/index.js';
 import { sshToLab, withLab } from '../helpers/lab.js';
+import { BRIDGE, LAB_NET, hostAddress, netnsName } from '../../runner/lab/paths.js';
 
 /** True when something accepts a TCP connection on `address:port` within a second. */
 function portOpen(address: string, port: number): Promise<boolean> {
@@ -178,7 +179,7 @@ describe('capstan lab (systemd-nspawn hosts)', function () {
       ],
       inventoryOut,
     });
-    expect(existsSync('/run/netns/capstan-lab-13')).to.equal(false);
+    expect(existsSync(`/run/netns/${netnsName(hostAddress(2))}`)).to.equal(false);
     expect((await sshToLab(state, 'web1', 'hostname')).stdout.trim()).to.equal('web1');
     expect(knownHostKeys(state).get('10.77.0.11')).to.not.deep.equal(oldKeys.get('10.77.0.11'));
     const inventory = parse(readFileSync(inventoryOut, 'utf8')) as {
@@ -193,8 +194,10 @@ describe('capstan lab (systemd-nspawn hosts)', function () {
     const record = JSON.parse(readFileSync(join(state.dir, 'state.json'), 'utf8')) as { aptProxyPid: number };
     const pids = [...state.hosts.map((host) => host.pid), record.aptProxyPid];
     await labDown();
-    expect(execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' })).to.not.include('capstan-lab-');
-    expect(execFileSync('ip', ['-br', 'link'], { encoding: 'utf8' })).to.not.match(/capbr0|capv\d/);
+    // Only this lab's names: other labs (CAPSTAN_LAB_NET) may be up beside it.
+    expect(execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' })).to.not.include(`capstan-lab-${LAB_NET}-`);
+    const links = execFileSync('ip', ['-br', 'link'], { encoding: 'utf8' });
+    expect(links).to.not.match(new RegExp(`^(${BRIDGE}|capv${LAB_NET}x\\d+)\\b`, 'm'));
     expect(readFileSync('/proc/mounts', 'utf8')).to.not.include(join(state.dir, 'hosts'));
     expect(pids.filter(processAlive)).to.deep.equal([]);
     expect(existsSync(state.inventoryPath)).to.equal(false);
