@@ -21,14 +21,25 @@ export interface HostRunState {
   pendingChanges: string[];
 }
 
+/** The read-only context: reads are answered from the host's prefetched batch when it has them. */
 export function checkContext(host: Host, view: HostView, checkMode: boolean, state: HostRunState): CheckContext {
+  const readFile = async (path: string) => {
+    const hit = host.cached({ kind: 'read', path });
+    return hit?.kind === 'read' ? hit.content : host.readFile(path);
+  };
   return {
     host: view,
     checkMode,
-    probe: (command, options) => host.exec(command, options),
-    readFile: (path) => host.readFile(path),
-    readText: (path) => host.readText(path),
-    stat: (path) => host.stat(path),
+    probe: async (command, options) => {
+      const hit = options?.stdin === undefined ? host.cached({ kind: 'exec', command }) : undefined;
+      return hit?.kind === 'exec' ? hit.result : host.exec(command, options);
+    },
+    readFile,
+    readText: async (path) => (await readFile(path))?.toString('utf8') ?? null,
+    stat: async (path) => {
+      const hit = host.cached({ kind: 'stat', path });
+      return hit?.kind === 'stat' ? hit.stat : host.stat(path);
+    },
     pendingChanges: state.pendingChanges,
   };
 }
@@ -85,6 +96,7 @@ export async function runTask(
     return done({ status: 'changed', drift: shown, value: new Pending(`${task.title} on ${view.name}`) });
   }
   try {
+    host.invalidate(); // from here on the host changes: nothing read before may be trusted
     await task.apply(applyContext(host, ctx, options.log), drift);
     if (task.verify) {
       const left = await task.check(ctx);

@@ -4,6 +4,7 @@ import { CommandError, InputError, TransportError } from './errors.js';
 import { redact, Secret } from './secret.js';
 import { FACTS_COMMAND, parseFacts, type Facts } from './facts.js';
 import type { ExecResult, Transport } from './transport/types.js';
+import { parseProbeOutput, probeKey, probeScript, type Probe, type ProbeAnswer } from './probe.js';
 
 /** Output of a command on a host, decoded, with secrets already redacted from stdout/stderr text. */
 export interface RunResult {
@@ -87,6 +88,8 @@ sync -- "$d" 2>/dev/null || true`;
 export class Host {
   #facts?: Promise<Facts>;
   #sudoNeedsPassword?: Promise<boolean>;
+  /** Answers of the last batched probe, by probe key; emptied whenever something on the host changes. */
+  #probed = new Map<string, ProbeAnswer>();
 
   constructor(
     readonly name: string,
@@ -133,6 +136,28 @@ export class Host {
   facts(): Promise<Facts> {
     this.#facts ??= this.exec(FACTS_COMMAND, { become: false }).then((result) => parseFacts(result.stdout));
     return this.#facts;
+  }
+
+  /**
+   * Makes every read in `probes` in one round trip and keeps the answers for `cached`. Reads that
+   * are already cached are not repeated. A batch that fails is ignored: each task then reads for itself.
+   */
+  async prefetch(probes: readonly Probe[]): Promise<void> {
+    const wanted = [...new Map(probes.map((p) => [probeKey(p), p])).values()].filter((p) => !this.#probed.has(probeKey(p)));
+    if (wanted.length === 0) return;
+    const result = await this.exec(probeScript(wanted));
+    if (result.code !== 0) return;
+    for (const [index, answer] of parseProbeOutput(result.stdout, wanted)) this.#probed.set(probeKey(wanted[index]!), answer);
+  }
+
+  /** A prefetched answer, or undefined when the read must be made now. */
+  cached(probe: Probe): ProbeAnswer | undefined {
+    return this.#probed.get(probeKey(probe));
+  }
+
+  /** Forgets prefetched answers: called before anything on the host changes. */
+  invalidate(): void {
+    this.#probed.clear();
   }
 
   /** Runs a command; a non-zero exit is returned, not thrown. Transport failures throw TransportError. */

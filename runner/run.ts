@@ -198,9 +198,26 @@ class PlaybookRun {
     this.#states.set(name, state);
     let status: HostPlayResult['status'] = 'ok';
     const notified: Task<unknown>[] = [];
+    const boundTasks = new Map<Task<unknown>, BoundTask>();
+    const bind = (task: Task<unknown>) => {
+      let bound = boundTasks.get(task);
+      if (!bound) boundTasks.set(task, (bound = task.bind(view)));
+      return bound;
+    };
+    /** One round trip for the declared reads of the tasks still to run (see TaskSpec.probes). */
+    const prefetch = async (from: number) => {
+      const probes = queue.slice(from).flatMap(({ task }) => {
+        try {
+          return task.options.when && !task.options.when(view) ? [] : bind(task).probes;
+        } catch {
+          return []; // a binding error is reported when the task runs
+        }
+      });
+      await host!.prefetch(probes).catch(() => undefined);
+    };
     const runOne = async (task: Task<unknown>, index: number): Promise<TaskOutcome | 'skipped'> => {
       if (task.options.when && !task.options.when(view)) return 'skipped';
-      const bound = task.bind(view);
+      const bound = bind(task);
       // Static tasks were checked against each other at planning; per-host ones can only be checked now, against all.
       claim(this.#claims, name, bound, `play "${playTitle}" task ${index + 1}`);
       await emit({ type: 'task-start', host: name, task: bound.id, title: bound.title });
@@ -223,6 +240,7 @@ class PlaybookRun {
       return outcome;
     };
     const queue = tasks.map((task, index) => ({ task, index }));
+    await prefetch(0);
     for (let i = 0; i < queue.length; i++) {
       const { task, index } = queue[i]!;
       let outcome: TaskOutcome | 'skipped';
@@ -249,6 +267,7 @@ class PlaybookRun {
       if (outcome.status === 'changed') {
         status = 'changed';
         for (const handler of task.options.notify ?? []) if (!notified.includes(handler)) notified.push(handler);
+        if (!this.settings.checkMode) await prefetch(i + 1); // the host changed: re-read for the tasks left
       }
       // Handlers run once, after the play's own tasks, in notification order.
       if (i === queue.length - 1 && notified.length > 0) {

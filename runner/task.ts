@@ -3,6 +3,7 @@ import type { FileStat, RunOptions, RunResult, WriteOptions } from './host.js';
 import type { Command } from './quote.js';
 import type { Secret } from './secret.js';
 import { InputError } from './errors.js';
+import type { Probe } from './probe.js';
 
 /** What a task sees of the host it is bound to: its name, merged inventory vars and facts. */
 export interface HostView {
@@ -75,6 +76,12 @@ export interface TaskSpec<P, R = void> {
   /** Throws (any Error; its message is kept) when the parameters are invalid. Runs before any connection when possible. */
   validate?(params: P): void;
   check(ctx: CheckContext, params: P): Promise<Drift[]>;
+  /**
+   * The reads `check` will make (files, stats, read-only commands). Optional, and only a speed-up:
+   * the engine makes the declared reads of all of a host's tasks in one round trip before checking,
+   * and the check's own ctx.readFile/stat/probe calls are answered from that batch.
+   */
+  probes?(params: P): Probe[];
   apply(ctx: ApplyContext, params: P, drift: Drift[]): Promise<void>;
   /** Check again after apply and fail with "did not converge" if drift is left. Default true. */
   verify?: boolean | ((params: P) => boolean);
@@ -99,6 +106,7 @@ export interface BoundTask<R = unknown> {
   title: string;
   desired: unknown;
   verify: boolean;
+  probes: Probe[];
   check(ctx: CheckContext): Promise<Drift[]>;
   apply(ctx: ApplyContext, drift: Drift[]): Promise<void>;
   result?(ctx: CheckContext): Promise<R>;
@@ -147,6 +155,7 @@ export function defineTask<P extends object, R = void>(
       title: options.title ?? spec.title(resolved),
       desired: spec.desired ? spec.desired(resolved) : resolved,
       verify: typeof spec.verify === 'function' ? spec.verify(resolved) : (spec.verify ?? true),
+      probes: spec.probes ? spec.probes(resolved) : [],
       check: (ctx) => spec.check(ctx, resolved),
       apply: (ctx, drift) => spec.apply(ctx, resolved, drift),
     };

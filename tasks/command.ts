@@ -42,6 +42,11 @@ export function command(params: PerHostParams<CommandParams>, options?: TaskOpti
         if (p.removes !== undefined) requireAbsolutePath('removes', p.removes);
       },
       verify: (p) => p.creates !== undefined || p.removes !== undefined || p.unless !== undefined,
+      probes: (p) => [
+        ...(p.creates !== undefined ? [{ kind: 'stat' as const, path: p.creates }] : []),
+        ...(p.removes !== undefined ? [{ kind: 'stat' as const, path: p.removes }] : []),
+        ...(p.unless !== undefined ? [{ kind: 'exec' as const, command: toCommand(p.unless) }] : []),
+      ],
       async check(ctx, p) {
         if (p.creates !== undefined && (await ctx.stat(p.creates))) return [];
         if (p.removes !== undefined && !(await ctx.stat(p.removes))) return [];

@@ -64,6 +64,7 @@ export function ensureFile(params: PerHostParams<FileParams>, options?: TaskOpti
         if (p.content !== undefined && typeof p.content !== 'string' && !isSecret(p.content)) throw new Error('content must be a string or a Secret');
         if (p.state !== undefined && p.state !== 'present' && p.state !== 'absent') throw new Error(`state must be present or absent, got ${JSON.stringify(p.state)}`);
       },
+      probes: (p) => [{ kind: 'stat', path: p.path }, ...(p.content !== undefined && p.state !== 'absent' ? [{ kind: 'read' as const, path: p.path }] : [])],
       async check(ctx, p) {
         const stat = await ctx.stat(p.path);
         if (p.state === 'absent') return stat ? [{ subject: 'exists', current: 'present', desired: 'absent' }] : [];
@@ -140,6 +141,7 @@ export function ensureDirectory(params: PerHostParams<DirectoryParams>, options?
         validateAttributes(p);
         if (p.state === 'absent' && ['/', '/etc', '/usr', '/var', '/home', '/root', '/boot'].includes(p.path)) throw new Error(`refusing to remove ${p.path}`);
       },
+      probes: (p) => [{ kind: 'stat', path: p.path }],
       async check(ctx, p) {
         const stat = await ctx.stat(p.path);
         if (p.state === 'absent') return stat ? [{ subject: 'exists', current: stat.type, desired: 'absent' }] : [];
@@ -249,6 +251,7 @@ export function ensureLine(params: PerHostParams<LineParams>, options?: TaskOpti
         }
         normaliseMode('mode', p.mode);
       },
+      probes: (p) => [{ kind: 'read', path: p.path }],
       check: (ctx, p) => textDrift(ctx, p.path, p.create ?? true, p.state === 'absent', (text) => editLine(text, p)),
       apply: (ctx, p) => writeEdited(ctx, p.path, p.mode, (text) => editLine(text, p)),
     },
@@ -307,6 +310,7 @@ export function ensureBlock(params: PerHostParams<BlockParams>, options?: TaskOp
         if (!marker.includes('{mark}') || marker.includes('\n')) throw new Error('marker must be one line containing {mark}');
         normaliseMode('mode', p.mode);
       },
+      probes: (p) => [{ kind: 'read', path: p.path }],
       check: (ctx, p) => textDrift(ctx, p.path, p.create ?? true, p.state === 'absent', (text) => editBlock(text, p)),
       apply: (ctx, p) => writeEdited(ctx, p.path, p.mode, (text) => editBlock(text, p)),
     },
