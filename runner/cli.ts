@@ -14,7 +14,7 @@ Usage:
   capstan lab up|down|status                           local Debian test hosts (systemd-nspawn)
 
 Run "capstan <command> --help" for the options of each command.
-Exit codes: 0 ok, 1 bad input, 2 a task failed, 4 a host was unreachable.`;
+Exit codes: 0 ok, 1 bad input, 2 a task failed, 4 a host was unreachable, 99 interrupted (Ctrl-C).`;
 
 const RUN_HELP = `capstan run <playbook.ts> -i <inventory> [options]
 
@@ -207,10 +207,29 @@ async function runCommand(args: string[]): Promise<number> {
   await planPlaybook(playbook, settings); // before the -K prompt and any connection: bad input costs nothing
   const connect = await connectionSettings(values);
   const reporter = await makeReporter({ json: values.json === true, diff: values.diff === true, verbose: values.verbose === true });
-  const summary = await runPlaybook(playbook, { ...settings, forks, reporter, connect });
+  const interrupt = interruptOnSigint();
+  const summary = await runPlaybook(playbook, { ...settings, forks, reporter, connect, signal: interrupt.signal }).finally(interrupt.dispose);
   await reporter.close();
   if (summary.failedHosts.length) await writeRetryFile(playbookPath, summary.failedHosts);
   return summary.exitCode;
+}
+
+/**
+ * First Ctrl-C: hosts finish the task in flight (a file write completes or is discarded — never
+ * torn), start nothing else, and the recap says what was done. Second Ctrl-C: exit at once.
+ */
+function interruptOnSigint(): { signal: AbortSignal; dispose: () => void } {
+  const controller = new AbortController();
+  const onSigint = () => {
+    if (controller.signal.aborted) {
+      process.stderr.write('\ncapstan: aborted at once (second Ctrl-C); a file being written is left as it was\n');
+      process.exit(130);
+    }
+    process.stderr.write('\ncapstan: interrupting: finishing the tasks in flight, starting no others (Ctrl-C again to abort at once)\n');
+    controller.abort();
+  };
+  process.on('SIGINT', onSigint);
+  return { signal: controller.signal, dispose: () => void process.off('SIGINT', onSigint) };
 }
 
 /** Like Ansible's .retry file: the hosts that failed, for `--limit @<file>`. */

@@ -27,6 +27,12 @@ export class InputError extends CapstanError {
 /** The host could not be reached or the connection broke. Exit 4. */
 export class TransportError extends CapstanError {}
 
+/**
+ * A command did not finish within its timeout. The host may be fine (a hung command, not a dead
+ * link), so this fails the task, not the connection: it is not a TransportError.
+ */
+export class CommandTimeoutError extends CapstanError {}
+
 /** A remote command exited non-zero where success was required. */
 export class CommandError extends CapstanError {
   constructor(

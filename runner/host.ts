@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { asArgument, Command, sh } from './quote.js';
-import { CommandError, InputError, TransportError } from './errors.js';
+import { CapstanError, CommandError, CommandTimeoutError, InputError, TransportError } from './errors.js';
 import { redact, Secret } from './secret.js';
 import { FACTS_COMMAND, parseFacts, type Facts } from './facts.js';
 import type { ExecResult, Transport } from './transport/types.js';
@@ -124,7 +124,7 @@ export class Host {
         return;
       } catch (error) {
         await this.transport.close().catch(() => undefined);
-        if (!(error instanceof TransportError) || Date.now() + intervalMs > deadline) {
+        if (!(error instanceof TransportError || error instanceof CommandTimeoutError) || Date.now() + intervalMs > deadline) {
           throw new TransportError(`${this.name} did not come back within ${Math.round(timeoutMs / 1000)} s: ${error instanceof Error ? error.message : String(error)}`, { host: this.name, cause: error });
         }
         await new Promise((resolve) => setTimeout(resolve, intervalMs));
@@ -172,7 +172,7 @@ export class Host {
         timeoutMs: options.timeoutMs ?? this.commandTimeoutMs,
       });
     } catch (error) {
-      if (error instanceof TransportError) {
+      if (error instanceof CapstanError) {
         error.host ??= this.name;
         throw error;
       }

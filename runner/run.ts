@@ -6,6 +6,8 @@ import type { Host } from './host.js';
 import type { Inventory, InventoryHost } from './inventory/index.js';
 import { PlayResult, serialBatches, type HostPlayResult, type PlayOptions, type Playbook, type PlaybookContext } from './playbook.js';
 import type { BoundTask, HostView, Task } from './task.js';
+import type { Probe } from './probe.js';
+import { HandlerLedger, PENDING_HANDLERS_FILE, PENDING_HANDLERS_PROBE } from './handlers.js';
 
 export interface RunSettings {
   inventory: Inventory;
@@ -17,11 +19,13 @@ export interface RunSettings {
   reporter: Reporter;
   /** Makes the Host (and its transport) for an inventory host; called once per host per run. */
   connect: (host: InventoryHost) => Host;
+  /** Aborted on Ctrl-C: hosts finish the task in flight and start no other; later plays do not start. */
+  signal?: AbortSignal;
 }
 
 export interface RunSummary {
   recap: Record<string, HostRecap>;
-  /** Ansible's: 0 ok, 1 bad input, 2 a task failed, 4 a host unreachable. */
+  /** Ansible's: 0 ok, 1 bad input, 2 a task failed, 4 a host unreachable, 99 interrupted. */
   exitCode: number;
   /** Hosts that failed or were unreachable, for a --limit @retry re-run. */
   failedHosts: string[];
@@ -120,7 +124,13 @@ class PlaybookRun {
     }
     await emit({ type: 'recap', hosts: this.#recap });
     const values = Object.values(this.#recap);
-    const exitCode = values.some((h) => h.unreachable) ? 4 : values.some((h) => h.failed > 0) || aborted ? 2 : 0;
+    const exitCode = this.settings.signal?.aborted
+      ? 99 // Ansible's code for "User interrupted execution"
+      : values.some((h) => h.unreachable)
+        ? 4
+        : values.some((h) => h.failed > 0) || aborted
+          ? 2
+          : 0;
     const failedHosts = Object.entries(this.#recap).filter(([, h]) => h.unreachable || h.failed > 0).map(([name]) => name);
     return { recap: this.#recap, exitCode, failedHosts };
   }
@@ -136,12 +146,19 @@ class PlaybookRun {
   }
 
   async #play(title: string, pattern: string, tasks: Task<unknown>[], options: PlayOptions): Promise<PlayResult> {
+    if (this.settings.signal?.aborted) throw new PlaybookError(`interrupted (Ctrl-C): play "${title}" and the plays after it were not started`);
     let hosts = selectHosts(this.settings.inventory, pattern, this.settings.limit).filter((h) => !this.#dropped.has(h.name));
     if (options.runOnce) hosts = hosts.slice(0, 1);
     await this.settings.reporter.emit({ type: 'play', title, pattern, hosts: hosts.map((h) => h.name) });
     const results = new Map<string, HostPlayResult>();
     for (const batch of serialBatches(hosts, options.serial)) {
-      await Promise.all(batch.map((host) => this.#limit(async () => results.set(host.name, await this.#runHost(title, host, tasks)))));
+      await Promise.all(
+        batch.map((host) =>
+          this.#limit(async () => {
+            if (!this.settings.signal?.aborted) results.set(host.name, await this.#runHost(title, host, tasks));
+          }),
+        ),
+      );
       const failed = batch.filter((h) => {
         const status = results.get(h.name)?.status;
         return status === 'failed' || status === 'unreachable';
@@ -197,15 +214,15 @@ class PlaybookRun {
     const state = this.#states.get(name) ?? { pendingChanges: [] };
     this.#states.set(name, state);
     let status: HostPlayResult['status'] = 'ok';
-    const notified: Task<unknown>[] = [];
     const boundTasks = new Map<Task<unknown>, BoundTask>();
     const bind = (task: Task<unknown>) => {
       let bound = boundTasks.get(task);
       if (!bound) boundTasks.set(task, (bound = task.bind(view)));
       return bound;
     };
+    const queue: { task: Task<unknown>; index: number; handler: boolean }[] = tasks.map((task, index) => ({ task, index, handler: false }));
     /** One round trip for the declared reads of the tasks still to run (see TaskSpec.probes). */
-    const prefetch = async (from: number) => {
+    const prefetch = async (from: number, extra: Probe[] = []) => {
       const probes = queue.slice(from).flatMap(({ task }) => {
         try {
           return task.options.when && !task.options.when(view) ? [] : bind(task).probes;
@@ -213,8 +230,10 @@ class PlaybookRun {
           return []; // a binding error is reported when the task runs
         }
       });
-      await host!.prefetch(probes).catch(() => undefined);
+      await host!.prefetch([...extra, ...probes]).catch(() => undefined);
     };
+    const ledger = new HandlerLedger(host, this.settings.checkMode);
+    const notified = await this.#pendingHandlers(name, tasks, bind, ledger, () => prefetch(0, [PENDING_HANDLERS_PROBE]));
     const runOne = async (task: Task<unknown>, index: number): Promise<TaskOutcome | 'skipped'> => {
       if (task.options.when && !task.options.when(view)) return 'skipped';
       const bound = bind(task);
@@ -239,10 +258,12 @@ class PlaybookRun {
       if (outcome.value !== undefined) values.set(task, outcome.value);
       return outcome;
     };
-    const queue = tasks.map((task, index) => ({ task, index }));
-    await prefetch(0);
     for (let i = 0; i < queue.length; i++) {
-      const { task, index } = queue[i]!;
+      if (this.settings.signal?.aborted) {
+        await emit({ type: 'log', host: name, task: '-', line: `interrupted: ${queue.length - i} task(s) not run` });
+        break;
+      }
+      const { task, index, handler } = queue[i]!;
       let outcome: TaskOutcome | 'skipped';
       try {
         outcome = await runOne(task, index);
@@ -264,18 +285,59 @@ class PlaybookRun {
         status = 'failed';
         break;
       }
+      if (handler) await this.#settle(name, () => ledger.done([bind(task).id]));
       if (outcome.status === 'changed') {
         status = 'changed';
-        for (const handler of task.options.notify ?? []) if (!notified.includes(handler)) notified.push(handler);
+        const fresh = (task.options.notify ?? []).filter((h) => !notified.includes(h));
+        notified.push(...fresh);
+        // Recorded on the host before anything else can fail, so the next run still runs them.
+        await this.#settle(name, () => ledger.record(fresh.map((h) => bind(h).id)));
         if (!this.settings.checkMode) await prefetch(i + 1); // the host changed: re-read for the tasks left
       }
       // Handlers run once, after the play's own tasks, in notification order.
       if (i === queue.length - 1 && notified.length > 0) {
-        queue.push(...notified.splice(0).map((handler) => ({ task: handler, index: -1 })));
+        queue.push(...notified.splice(0).map((h) => ({ task: h, index: -1, handler: true })));
       }
     }
     await emit({ type: 'host-done', host: name });
     return { status, values };
+  }
+
+  /**
+   * Handlers of this play that an earlier run notified but never ran (recorded on the host). Also
+   * makes the host's first batched read, which carries the ledger file with the tasks' own reads.
+   */
+  async #pendingHandlers(
+    name: string,
+    tasks: Task<unknown>[],
+    bind: (task: Task<unknown>) => BoundTask,
+    ledger: HandlerLedger,
+    firstRead: () => Promise<void>,
+  ): Promise<Task<unknown>[]> {
+    await firstRead();
+    const byId = new Map<string, Task<unknown>>();
+    for (const handler of tasks.flatMap((t) => t.options.notify ?? [])) {
+      try {
+        byId.set(bind(handler).id, handler);
+      } catch {
+        // reported when the handler runs
+      }
+    }
+    const pending = await ledger.load().catch(() => new Set<string>());
+    const handlers = [...pending].flatMap((id) => (byId.has(id) ? [byId.get(id)!] : []));
+    for (const handler of handlers) {
+      await this.settings.reporter.emit({ type: 'log', host: name, task: bind(handler).id, line: 'handler notified by an earlier run that did not finish: it runs at the end of this play' });
+    }
+    return handlers;
+  }
+
+  /** Ledger writes must not fail the host's tasks; a failure is reported and the run goes on. */
+  async #settle(name: string, write: () => Promise<void>): Promise<void> {
+    try {
+      await write();
+    } catch (error) {
+      await this.settings.reporter.emit({ type: 'log', host: name, task: '-', line: `could not update ${PENDING_HANDLERS_FILE}: ${errorMessage(error)}` });
+    }
   }
 
   async #unreachable(name: string, message: string, values: Map<Task<unknown>, unknown>): Promise<HostPlayResult> {

@@ -24,6 +24,8 @@ import type { LabHost, LabHostSpec, LabState, LabStatus } from './types.js';
 export type { LabHost, LabHostSpec, LabHostStatus, LabState, LabStatus } from './types.js';
 export { LAB_USER, LAB_USER_PASSWORD } from './rootfs.js';
 export { assertLabSupported } from './support.js';
+/** Light namespace hosts (sshd as PID 1, no systemd) for benchmarks and many-host runs: see ns-host.ts. */
+export { labDownLight, labStatusLight, labUpLight } from './ns-host.js';
 
 type Log = (line: string) => void;
 

@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import type { Command } from '../quote.js';
-import { TransportError } from '../errors.js';
+import { CommandTimeoutError, TransportError } from '../errors.js';
 import type { ExecOptions, ExecResult, Transport } from './types.js';
 
 /** Runs commands on the controller itself through /bin/sh (`ansible_connection: local`). */
@@ -18,7 +18,7 @@ export class LocalTransport implements Transport {
       if (options.timeoutMs) {
         timer = setTimeout(() => {
           child.kill('SIGKILL');
-          reject(new TransportError(`command timed out after ${options.timeoutMs! / 1000}s: ${command.display}`, { host: this.name }));
+          reject(new CommandTimeoutError(`command timed out after ${options.timeoutMs! / 1000}s: ${command.display}`, { host: this.name }));
         }, options.timeoutMs);
       }
       child.stdout.on('data', (chunk: Buffer) => stdout.push(chunk));

@@ -5,7 +5,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import pLimit, { type LimitFunction } from 'p-limit';
 import ssh2 from 'ssh2';
 import type { AnyAuthMethod, Client, ClientChannel, ConnectConfig, ServerHostKeyAlgorithm } from 'ssh2';
-import { InputError, TransportError } from '../errors.js';
+import { CommandTimeoutError, InputError, TransportError } from '../errors.js';
 import type { Command } from '../quote.js';
 import { knownKeyTypes, verifyHostKey } from './known-hosts.js';
 import type { ExecOptions, ExecResult, SshTarget, Transport } from './types.js';
@@ -445,7 +445,7 @@ class ExecCall {
       const message = this.channel
         ? `host ${this.name}: command timed out after ${seconds}s: ${this.command.display}`
         : `host ${this.name}: command timed out after ${seconds}s before it could start (waiting for the connection or a free channel): ${this.command.display}`;
-      this.fail(new TransportError(message, { host: this.name }));
+      this.fail(new CommandTimeoutError(message, { host: this.name }));
       if (this.channel) stopRemote(this.channel);
     }, timeoutMs);
   }

@@ -83,7 +83,8 @@ describe('batched probes', () => {
       const again = await run(checkMode);
       expect(again.recap.h1).to.deep.equal({ ok: 6, changed: 0, failed: 0, skipped: 0, unreachable: false });
       expect(transports.get('h1')!.commands.length, transports.get('h1')!.commands.join('\n')).to.equal(2); // facts + one batch
-      expect(transports.get('h1')!.commands[1]).to.equal('(probe 7 reads in one batch)');
+      // 7 task reads + the pending-handlers ledger
+      expect(transports.get('h1')!.commands[1]).to.equal('(probe 8 reads in one batch)');
     }
   });
 });
