@@ -44,7 +44,7 @@ export function checkContext(host: Host, view: HostView, checkMode: boolean, sta
   };
 }
 
-function applyContext(host: Host, base: CheckContext, log: (line: string) => void): ApplyContext {
+function applyContext(host: Host, base: CheckContext, log: (line: string) => void, onHost: (name: string) => Promise<Host>): ApplyContext {
   return {
     ...base,
     run: (command, options) => host.run(command, options),
@@ -52,6 +52,16 @@ function applyContext(host: Host, base: CheckContext, log: (line: string) => voi
     writeFile: (path, content, options) => host.writeFile(path, content, options),
     log,
     reconnect: (timeoutMs) => host.reconnect(timeoutMs),
+    onHost: async (name) => {
+      const other = await onHost(name);
+      other.invalidate(); // whatever it had prefetched may change now
+      return {
+        name,
+        run: (command, options) => other.run(command, options),
+        exec: (command, options) => other.exec(command, options),
+        readFile: (path) => other.readFile(path),
+      };
+    },
   };
 }
 
@@ -65,7 +75,7 @@ export async function runTask(
   host: Host,
   view: HostView,
   task: BoundTask,
-  options: { checkMode: boolean; state: HostRunState; log: (line: string) => void },
+  options: { checkMode: boolean; state: HostRunState; log: (line: string) => void; onHost?: (name: string) => Promise<Host> },
 ): Promise<TaskOutcome> {
   const started = Date.now();
   const done = (outcome: Omit<TaskOutcome, 'durationMs'>): TaskOutcome => ({ ...outcome, durationMs: Date.now() - started });
@@ -97,7 +107,7 @@ export async function runTask(
   }
   try {
     host.invalidate(); // from here on the host changes: nothing read before may be trusted
-    await task.apply(applyContext(host, ctx, options.log), drift);
+    await task.apply(applyContext(host, ctx, options.log, options.onHost ?? noOtherHosts), drift);
     if (task.verify) {
       const left = await task.check(ctx);
       if (left.length > 0) {
@@ -109,6 +119,10 @@ export async function runTask(
     return done({ status: 'failed', drift: shown, message: errorMessage(error), ...(unreachable ? { unreachable } : {}) });
   }
   return done({ status: 'changed', drift: shown, ...(await resultOf(task, ctx)) });
+}
+
+async function noOtherHosts(name: string): Promise<Host> {
+  throw new TaskError(`no other hosts are reachable from here (asked for ${name})`);
 }
 
 async function resultOf(task: BoundTask, ctx: CheckContext): Promise<{ value?: unknown }> {

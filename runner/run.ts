@@ -174,6 +174,19 @@ class PlaybookRun {
     return new PlayResult(title, results);
   }
 
+  /** The connected Host for an inventory name, made on first use and shared with its own plays. */
+  async #hostNamed(name: string): Promise<Host> {
+    const inventoryHost = this.settings.inventory.hosts.get(name);
+    if (!inventoryHost) throw new InputError(`no host ${name} in ${this.settings.inventory.source}`, { host: name });
+    let host = this.#hosts.get(name);
+    if (!host) {
+      host = this.settings.connect(inventoryHost);
+      this.#hosts.set(name, host);
+    }
+    await host.connect();
+    return host;
+  }
+
   #recapOf(name: string): HostRecap {
     return (this.#recap[name] ??= { ok: 0, changed: 0, failed: 0, skipped: 0, unreachable: false });
   }
@@ -244,6 +257,7 @@ class PlaybookRun {
         checkMode: this.settings.checkMode,
         state,
         log: (line) => void emit({ type: 'log', host: name, task: bound.id, line }),
+        onHost: (other) => this.#hostNamed(other),
       });
       await emit({
         type: 'task',

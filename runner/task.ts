@@ -59,6 +59,19 @@ export interface ApplyContext extends CheckContext {
   log(line: string): void;
   /** Closes the connection and connects again, retrying until the timeout (for reboots). */
   reconnect(timeoutMs?: number): Promise<void>;
+  /**
+   * Another inventory host, over its own (shared, reused) connection: for work that spans hosts,
+   * such as minting a join token on a control plane just before this host joins.
+   */
+  onHost(name: string): Promise<OtherHost>;
+}
+
+/** What a task may do on another host: run commands and read files. */
+export interface OtherHost {
+  name: string;
+  run(command: Command, options?: RunOptions): Promise<RunResult>;
+  exec(command: Command, options?: RunOptions): Promise<RunResult>;
+  readFile(path: string): Promise<Buffer | null>;
 }
 
 /**

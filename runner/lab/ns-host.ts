@@ -168,7 +168,7 @@ async function prepareUpper(host: LightHostRecord, rootfs: string): Promise<void
  * namespaces (`--kill-child`: the host's PID 1, and so its whole PID namespace, dies with
  * unshare). The PID is handed to `record` before anything can fail.
  */
-function startInit(host: LightHostRecord, rootfs: string, record: (pid: number) => void): void {
+function startInit(host: LightHostRecord, rootfs: string, record: (pid: number) => void): { exited: boolean } {
   const output = openSync(host.console, 'a');
   const child = spawn(
     'nsenter',
@@ -182,23 +182,28 @@ function startInit(host: LightHostRecord, rootfs: string, record: (pid: number) 
   closeSync(output);
   child.unref();
   record(child.pid ?? 0);
+  // Our own child: its exit event is the truth (its command line is briefly unreadable while nsenter execs unshare).
+  const status = { exited: child.pid === undefined };
+  child.on('exit', () => (status.exited = true));
+  child.on('error', () => (status.exited = true));
+  return status;
 }
 
-async function waitForSshd(host: LightHostRecord): Promise<void> {
-  const answered = await waitUntil(async () => !lightHostRunning(host) || (await sshdAnswers(host.address, 500)), SSH_TIMEOUT_MS, 25);
-  if (answered && lightHostRunning(host)) return;
-  const why = lightHostRunning(host) ? `sshd did not answer on ${host.address}:22 within ${SSH_TIMEOUT_MS / 1000} s` : 'its init exited';
+async function waitForSshd(host: LightHostRecord, init: { exited: boolean }): Promise<void> {
+  const answered = await waitUntil(async () => init.exited || (await sshdAnswers(host.address, 500)), SSH_TIMEOUT_MS, 25);
+  if (answered && !init.exited) return;
+  const why = init.exited ? 'its init exited' : `sshd did not answer on ${host.address}:22 within ${SSH_TIMEOUT_MS / 1000} s`;
   throw new CapstanError(`light lab host ${host.name}: ${why}; console (${host.console}):\n${tail(host.console)}`, { host: host.name });
 }
 
 async function startHost(record: LightLabRecord, host: LightHostRecord): Promise<void> {
   await createHostNetwork(host);
   await prepareUpper(host, record.rootfs);
-  startInit(host, record.rootfs, (pid) => {
+  const init = startInit(host, record.rootfs, (pid) => {
     host.pid = pid;
     writeLightRecord(record);
   });
-  await waitForSshd(host);
+  await waitForSshd(host, init);
 }
 
 /** PIDs of the processes in a network namespace (what is left of a host after its init is gone). */

@@ -9,6 +9,7 @@ import { playbook, type PlayOptions } from '../../runner/playbook.js';
 import { defineTask, Pending, type Task } from '../../runner/task.js';
 import type { RunEvent } from '../../runner/events.js';
 import { command, ensureFile } from '../../tasks/index.js';
+import { sh } from '../../runner/quote.js';
 
 /** A task that fails on the hosts named in `failOn`, and is otherwise in sync. */
 function failOn(hosts: string[]): Task<void> {
@@ -150,6 +151,30 @@ describe('runner: plays, batches, failures, handlers, values (local hosts)', fun
     expect(seen[1]).to.be.instanceOf(Pending);
     expect(seen[3]).to.equal('value from h1');
     expect(seen[5]).to.equal('value from h1'); // in sync: a real value even in check mode
+  });
+
+  it('a task can run commands on another inventory host (ctx.onHost), e.g. to mint a token there', async () => {
+    const crossHost = defineTask<{ from: string }>(
+      {
+        kind: 'test-cross',
+        id: () => 'test-cross',
+        title: () => 'ask another host',
+        check: async (ctx) => ((await ctx.stat(join(dir, `${ctx.host.name}.got`))) ? [] : [{ subject: 'answer', desired: 'present' }]),
+        apply: async (ctx, p) => {
+          const other = await ctx.onHost(p.from);
+          const answer = (await other.run(sh`echo minted-on-${p.from}`)).stdout.trim();
+          await ctx.writeFile(join(dir, `${ctx.host.name}.got`), answer);
+        },
+      },
+      { from: 'h4' },
+    );
+    const { summary } = await run(async ({ play }) => {
+      await play('cross', 'h1:h2', [crossHost]);
+    });
+    expect(summary.exitCode).to.equal(0);
+    const { readFileSync } = await import('node:fs');
+    expect(readFileSync(join(dir, 'h1.got'), 'utf8')).to.equal('minted-on-h4');
+    expect(readFileSync(join(dir, 'h2.got'), 'utf8')).to.equal('minted-on-h4');
   });
 
   it('a per-host parameter that conflicts with another task is rejected on that host', async () => {
