@@ -80,3 +80,12 @@ function render(value: Interpolation, secrets: Secret[]): [string, string] {
 export function asArgument(command: Command): Command {
   return new Command(quote(command.text), quote(command.display), command.secrets);
 }
+
+/** Several commands or argument groups joined with a separator (default a space), secrets kept hidden. */
+export function joinCommands(parts: readonly Command[], separator = ' '): Command {
+  return new Command(
+    parts.map((p) => p.text).join(separator),
+    parts.map((p) => p.display).join(separator),
+    parts.flatMap((p) => [...p.secrets]),
+  );
+}

@@ -1,0 +1,168 @@
+import { mkdirSync, readFileSync, renameSync, writeFileSync, openSync, fsyncSync, closeSync, chmodSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { parse, stringify } from 'yaml';
+import { sh } from '../runner/quote.js';
+import { Secret } from '../runner/secret.js';
+import { defineTask, type PerHostParams, type Task, type TaskOptions } from '../runner/task.js';
+import { requireAccountName } from './validate.js';
+import { ADMIN_CONF } from './kubeadm.js';
+
+export interface KubeconfigParams {
+  /** The user who gets admin.conf as ~/.kube/config (the seeds' mkdir/cp/chown). */
+  user: string;
+}
+
+/**
+ * Copies /etc/kubernetes/admin.conf to the user's ~/.kube/config, owned by the user, mode 0600
+ * (seeds 000–004: `mkdir -p $HOME/.kube; cp -i /etc/kubernetes/admin.conf …; chown $(id -u):$(id -g) …`).
+ * The content holds the cluster-admin key: it is a Secret, compared but never shown or diffed.
+ *
+ * @example ensureKubeconfig({ user: 'pi' })
+ */
+export function ensureKubeconfig(params: PerHostParams<KubeconfigParams>, options?: TaskOptions): Task<void> {
+  return defineTask<KubeconfigParams>(
+    {
+      kind: 'kubeconfig',
+      id: (p) => `kubeconfig:${p.user}`,
+      title: (p) => `kubeconfig for ${p.user}`,
+      validate: (p) => requireAccountName('user', p.user),
+      async check(ctx, p) {
+        const account = await accountOf(ctx, p.user);
+        const admin = await ctx.readText(ADMIN_CONF);
+        if (admin === null) throw new Error(`${ADMIN_CONF} does not exist on ${ctx.host.name}: is it an initialised control plane?`);
+        const path = `${account.home}/.kube/config`;
+        const current = await ctx.readText(path);
+        const stat = current === null ? null : await ctx.stat(path);
+        const drift = [];
+        if (current !== admin) drift.push({ subject: 'content', file: path, current: current === null ? null : new Secret(current), desired: new Secret(admin) });
+        if (stat && stat.mode !== '0600') drift.push({ subject: 'mode', current: stat.mode, desired: '0600' });
+        if (stat && (stat.owner !== p.user || stat.group !== account.group)) drift.push({ subject: 'owner', current: `${stat.owner}:${stat.group}`, desired: `${p.user}:${account.group}` });
+        return drift;
+      },
+      async apply(ctx, p) {
+        const account = await accountOf(ctx, p.user);
+        const admin = await ctx.readText(ADMIN_CONF);
+        if (admin === null) throw new Error(`${ADMIN_CONF} disappeared`);
+        await ctx.run(sh`install -d -m 0700 -o ${p.user} -g ${account.group} -- ${`${account.home}/.kube`}`);
+        await ctx.writeFile(`${account.home}/.kube/config`, new Secret(admin), { mode: '0600', owner: p.user, group: account.group });
+      },
+    },
+    params,
+    options,
+  );
+}
+
+async function accountOf(ctx: { probe: import('../runner/task.js').CheckContext['probe'] }, user: string): Promise<{ home: string; group: string }> {
+  const passwd = await ctx.probe(sh`getent passwd ${user}`);
+  const home = passwd.stdout.trim().split(':')[5];
+  if (passwd.code !== 0 || !home) throw new Error(`no user ${user} on this host`);
+  const group = (await ctx.probe(sh`id -gn ${user}`)).stdout.trim();
+  return { home, group };
+}
+
+interface KubeconfigFile {
+  apiVersion?: string;
+  kind?: string;
+  clusters?: { name: string; cluster: Record<string, unknown> }[];
+  users?: { name: string; user: Record<string, unknown> }[];
+  contexts?: { name: string; context: { cluster: string; user: string; namespace?: string } }[];
+  'current-context'?: string;
+  preferences?: Record<string, unknown>;
+}
+
+/**
+ * Merges a cluster's admin kubeconfig into an existing kubeconfig under one name (cluster, user
+ * `<name>-admin` and context `<name>`), like `k3sup --merge`: entries of other names are kept, entries
+ * of this name are replaced, current-context is set to it (pure).
+ */
+export function mergeKubeconfig(existing: string | null, admin: string, name: string, server?: string): string {
+  const base = (existing && existing.trim() ? parse(existing) : {}) as KubeconfigFile;
+  const incoming = parse(admin) as KubeconfigFile;
+  const sourceContext = incoming.contexts?.find((c) => c.name === incoming['current-context']) ?? incoming.contexts?.[0];
+  const cluster = incoming.clusters?.find((c) => c.name === sourceContext?.context.cluster) ?? incoming.clusters?.[0];
+  const user = incoming.users?.find((u) => u.name === sourceContext?.context.user) ?? incoming.users?.[0];
+  if (!cluster || !user) throw new Error('the admin kubeconfig has no cluster or user');
+  const userName = `${name}-admin`;
+  const clusterEntry = { name, cluster: server ? { ...cluster.cluster, server } : cluster.cluster };
+  const merged: KubeconfigFile = {
+    apiVersion: base.apiVersion ?? 'v1',
+    kind: base.kind ?? 'Config',
+    clusters: [...(base.clusters ?? []).filter((c) => c.name !== name), clusterEntry],
+    users: [...(base.users ?? []).filter((u) => u.name !== userName), { name: userName, user: user.user }],
+    contexts: [...(base.contexts ?? []).filter((c) => c.name !== name), { name, context: { cluster: name, user: userName } }],
+    'current-context': name,
+    preferences: base.preferences ?? {},
+  };
+  return stringify(merged);
+}
+
+export interface FetchKubeconfigParams {
+  /** Local kubeconfig to merge into; default ~/.kube/config of the user running Capstan. */
+  to?: string;
+  /** Name for the cluster, user (<name>-admin) and context. */
+  context: string;
+  /** Replace the server URL (e.g. with an address reachable from the controller). */
+  server?: string;
+}
+
+/**
+ * Copies a control plane's admin.conf to the controller machine and merges it into a local
+ * kubeconfig under a named context, never overwriting other contexts. The local file is written
+ * atomically with mode 0600. Run it on one control plane (`runOnce`).
+ *
+ * @example fetchKubeconfig({ context: 'homelab' })
+ */
+export function fetchKubeconfig(params: PerHostParams<FetchKubeconfigParams>, options?: TaskOptions): Task<void> {
+  return defineTask<FetchKubeconfigParams>(
+    {
+      kind: 'fetch-kubeconfig',
+      id: (p) => `local-kubeconfig:${p.to ?? '~/.kube/config'}:${p.context}`,
+      title: (p) => `kubeconfig context ${p.context} on this machine (${localPath(p.to)})`,
+      validate: (p) => {
+        if (!/^[A-Za-z0-9._@-]+$/.test(p.context)) throw new Error(`context must be a simple name, got ${JSON.stringify(p.context)}`);
+      },
+      async check(ctx, p) {
+        const admin = await ctx.readText(ADMIN_CONF);
+        if (admin === null) throw new Error(`${ADMIN_CONF} does not exist on ${ctx.host.name}`);
+        const current = readLocal(localPath(p.to));
+        const desired = mergeKubeconfig(current, admin, p.context, p.server);
+        return current === desired ? [] : [{ subject: 'content', file: localPath(p.to), current: current === null ? null : new Secret(current), desired: new Secret(desired) }];
+      },
+      async apply(ctx, p) {
+        const admin = await ctx.readText(ADMIN_CONF);
+        if (admin === null) throw new Error(`${ADMIN_CONF} disappeared`);
+        const path = localPath(p.to);
+        writeLocalAtomically(path, mergeKubeconfig(readLocal(path), admin, p.context, p.server));
+      },
+    },
+    params,
+    options,
+  );
+}
+
+function localPath(to: string | undefined): string {
+  if (!to) return join(homedir(), '.kube', 'config');
+  return to.startsWith('~/') ? join(homedir(), to.slice(2)) : to;
+}
+
+function readLocal(path: string): string | null {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw error;
+  }
+}
+
+/** Same guarantees as on hosts: temp file in the same directory, 0600, fsync, rename. */
+function writeLocalAtomically(path: string, content: string): void {
+  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  const temp = `${path}.capstan-${process.pid}`;
+  writeFileSync(temp, content, { mode: 0o600 });
+  chmodSync(temp, 0o600);
+  const fd = openSync(temp, 'r');
+  fsyncSync(fd);
+  closeSync(fd);
+  renameSync(temp, path);
+}

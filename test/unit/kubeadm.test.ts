@@ -1,0 +1,137 @@
+import { expect } from 'chai';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parse } from 'yaml';
+import { caCertHash, certificateKeyFrom, kubeadmApiVersion, kubeadmInitConfig, kubeadmInit, kubeadmJoin, redactKubeadmOutput } from '../../tasks/kubeadm.js';
+import { mergeKubeconfig } from '../../tasks/kubeconfig.js';
+import { patchCniManifest } from '../../tasks/cni.js';
+import { parseNodeReadiness, podsPerNode } from '../../tasks/cluster.js';
+import { Pending } from '../../runner/task.js';
+
+describe('kubeadm: pure parts', () => {
+  it('picks the kubeadm config API version from the installed kubeadm (v1beta4 from 1.31)', () => {
+    expect(kubeadmApiVersion('v1.34.1')).to.equal('kubeadm.k8s.io/v1beta4');
+    expect(kubeadmApiVersion('v1.31.0')).to.equal('kubeadm.k8s.io/v1beta4');
+    expect(kubeadmApiVersion('v1.30.9')).to.equal('kubeadm.k8s.io/v1beta3');
+    expect(() => kubeadmApiVersion('garbage')).to.throw(/cannot read a version/);
+  });
+
+  it('writes the init config exactly (v1beta4: kubelet args as a name/value list)', () => {
+    const text = kubeadmInitConfig(
+      { podSubnet: '10.10.0.0/16', advertiseAddress: '10.0.0.11', nodeName: 'cp1', controlPlaneEndpoint: 'lb.lab:6443', kubeletExtraArgs: { 'node-ip': '10.0.0.11' } },
+      'kubeadm.k8s.io/v1beta4',
+    );
+    expect(text).to.equal(`# Written by Capstan for kubeadm init.
+apiVersion: kubeadm.k8s.io/v1beta4
+kind: InitConfiguration
+localAPIEndpoint:
+  advertiseAddress: 10.0.0.11
+  bindPort: 6443
+nodeRegistration:
+  name: cp1
+  kubeletExtraArgs:
+    - name: node-ip
+      value: 10.0.0.11
+---
+apiVersion: kubeadm.k8s.io/v1beta4
+kind: ClusterConfiguration
+controlPlaneEndpoint: lb.lab:6443
+networking:
+  podSubnet: 10.10.0.0/16
+`);
+    const v1beta3 = parse(kubeadmInitConfig({ podSubnet: '10.10.0.0/16', advertiseAddress: '10.0.0.11', nodeName: 'cp1', kubeletExtraArgs: { 'node-ip': '10.0.0.11' } }, 'kubeadm.k8s.io/v1beta3').split('---')[0]!);
+    expect(v1beta3.nodeRegistration.kubeletExtraArgs).to.deep.equal({ 'node-ip': '10.0.0.11' });
+  });
+
+  it('computes the CA hash exactly as the kubeadm docs\' openssl pipeline does', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'capstan-ca-'));
+    try {
+      execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(dir, 'ca.key'), '-out', join(dir, 'ca.crt'), '-subj', '/CN=kubernetes', '-days', '1'], { stdio: 'ignore' });
+      const expected = execFileSync('sh', ['-c', `openssl x509 -pubkey -in ${join(dir, 'ca.crt')} | openssl rsa -pubin -outform der 2>/dev/null | openssl dgst -sha256 -hex | sed 's/^.* //'`]).toString().trim();
+      expect(caCertHash(readFileSync(join(dir, 'ca.crt'), 'utf8'))).to.equal(`sha256:${expected}`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('hides tokens and certificate keys in kubeadm output but keeps the CA hash', () => {
+    const hash = 'sha256:' + 'a'.repeat(64);
+    const out = `kubeadm join 10.0.0.1:6443 --token abcdef.0123456789abcdef \\\n\t--discovery-token-ca-cert-hash ${hash} \\\n\t--control-plane --certificate-key ${'b'.repeat(64)}`;
+    expect(redactKubeadmOutput(out)).to.equal(`kubeadm join 10.0.0.1:6443 --token *** \\\n\t--discovery-token-ca-cert-hash ${hash} \\\n\t--control-plane --certificate-key ***`);
+  });
+
+  it('reads the certificate key from upload-certs output', () => {
+    const key = 'c'.repeat(64);
+    expect(certificateKeyFrom(`[upload-certs] Storing the certificates in Secret "kubeadm-certs" in the "kube-system" Namespace\n[upload-certs] Using certificate key:\n${key}\n`)).to.equal(key);
+    expect(() => certificateKeyFrom('nothing here')).to.throw(/printed no certificate key/);
+  });
+
+  it('validates parameters at load: bad CIDR, bad cluster handle', () => {
+    expect(() => kubeadmInit({ podSubnet: '10.10.0.0/33' })).to.throw(/podSubnet must be an IPv4 CIDR/);
+    expect(() => kubeadmJoin({ cluster: { endpoint: 'x:6443', caCertHash: 'md5:1', controlPlane: 'cp1' } })).to.throw(/value of a kubeadmInit task/);
+    expect(() => kubeadmJoin({ cluster: new Pending('init') })).not.to.throw();
+  });
+});
+
+describe('kubeconfig merge (pure)', () => {
+  const admin = `apiVersion: v1
+kind: Config
+clusters:
+  - name: kubernetes
+    cluster:
+      certificate-authority-data: Q0E=
+      server: https://10.0.0.11:6443
+users:
+  - name: kubernetes-admin
+    user:
+      client-certificate-data: Q0VSVA==
+      client-key-data: S0VZ
+contexts:
+  - name: kubernetes-admin@kubernetes
+    context:
+      cluster: kubernetes
+      user: kubernetes-admin
+current-context: kubernetes-admin@kubernetes
+`;
+  it('adds a named context and keeps the others', () => {
+    const existing = `apiVersion: v1\nkind: Config\nclusters:\n  - name: other\n    cluster:\n      server: https://other:6443\nusers:\n  - name: other-user\n    user:\n      token: t\ncontexts:\n  - name: other\n    context:\n      cluster: other\n      user: other-user\ncurrent-context: other\n`;
+    const merged = parse(mergeKubeconfig(existing, admin, 'homelab'));
+    expect(merged.contexts.map((c: { name: string }) => c.name)).to.deep.equal(['other', 'homelab']);
+    expect(merged.clusters[1]).to.deep.equal({ name: 'homelab', cluster: { 'certificate-authority-data': 'Q0E=', server: 'https://10.0.0.11:6443' } });
+    expect(merged.users[1].name).to.equal('homelab-admin');
+    expect(merged['current-context']).to.equal('homelab');
+  });
+  it('is idempotent: merging twice gives the same text', () => {
+    const once = mergeKubeconfig(null, admin, 'homelab');
+    expect(mergeKubeconfig(once, admin, 'homelab')).to.equal(once);
+  });
+});
+
+describe('CNI manifests: pod CIDR patched per CNI (pure)', () => {
+  const fixture = (name: string) => readFileSync(`test/fixtures/cni/${name}-excerpt.yaml`, 'utf8');
+  it('calico: enables CALICO_IPV4POOL_CIDR with the CIDR (seed 002)', () => {
+    const out = patchCniManifest('calico', fixture('calico'), '10.10.0.0/16');
+    expect(out).to.include('            - name: CALICO_IPV4POOL_CIDR\n              value: "10.10.0.0/16"\n            - name: CALICO_DISABLE_FILE_LOGGING');
+    expect(patchCniManifest('calico', out, '10.20.0.0/16')).to.include('value: "10.20.0.0/16"');
+  });
+  it('flannel: sets Network in net-conf.json', () => {
+    expect(patchCniManifest('flannel', fixture('flannel'), '10.10.0.0/16')).to.include('"Network": "10.10.0.0/16",');
+  });
+  it('weave: adds IPALLOC_RANGE, once', () => {
+    const out = patchCniManifest('weave', fixture('weave'), '10.10.0.0/16');
+    expect(out).to.include('          env:\n            - name: IPALLOC_RANGE\n              value: 10.10.0.0/16\n            - name: HOSTNAME');
+    expect(patchCniManifest('weave', out, '10.10.0.0/16')).to.equal(out);
+  });
+  it('refuses a manifest it cannot patch', () => {
+    expect(() => patchCniManifest('flannel', 'kind: ConfigMap\n', '10.10.0.0/16')).to.throw(/no "Network"/);
+  });
+});
+
+describe('cluster queries (pure)', () => {
+  it('parses node readiness and pods per node', () => {
+    expect([...parseNodeReadiness('cp1 True\nw1 False\nw2 Unknown\n')]).to.deep.equal([['cp1', true], ['w1', false], ['w2', false]]);
+    expect([...podsPerNode('nginx-a w1\nnginx-b w2\nnginx-c w1\n')]).to.deep.equal([['w1', 2], ['w2', 1]]);
+  });
+});
