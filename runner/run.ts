@@ -60,13 +60,15 @@ export async function planPlaybook(playbook: Playbook, settings: Pick<RunSetting
 }
 
 function claim(claims: Map<string, { desired: string; where: string }>, host: string, task: BoundTask, where: string): void {
-  const key = `${host}\0${task.id}`;
-  const desired = JSON.stringify(task.desired);
-  const previous = claims.get(key);
-  if (previous && previous.desired !== desired) {
-    throw new InputError(`${previous.where} and ${where} both manage ${task.id} on ${host} but want different states`, { host, task: task.id });
+  for (const owned of task.claims) {
+    const key = `${host}\0${owned.id}`;
+    const desired = JSON.stringify(owned.desired);
+    const previous = claims.get(key);
+    if (previous && previous.desired !== desired && previous.where !== where) {
+      throw new InputError(`${previous.where} and ${where} both manage ${owned.id} on ${host} but want different states`, { host, task: owned.id });
+    }
+    if (!previous) claims.set(key, { desired, where });
   }
-  if (!previous) claims.set(key, { desired, where });
 }
 
 function validatePlayOptions(title: string, options: PlayOptions): void {
@@ -288,6 +290,8 @@ class PlaybookRun {
       }
       if (outcome === 'skipped') {
         recap.skipped++;
+        // A skipped last task must still let the handlers in: the check at the end of the loop is not reached.
+        if (i === queue.length - 1 && notified.length > 0) queue.push(...notified.splice(0).map((h) => ({ task: h, index: -1, handler: true })));
         continue;
       }
       if (outcome.unreachable) {

@@ -86,6 +86,11 @@ export interface TaskSpec<P, R = void> {
   title(params: P): string;
   /** The desired state compared for conflicts between tasks of the same id; default: the params. */
   desired?(params: P): unknown;
+  /**
+   * Further identities this task owns beside its id, each with the state it wants — e.g. one per
+   * sysctl key of a multi-key ensureSysctl — so conflicts are caught per key, not only per task.
+   */
+  claims?(params: P): { id: string; desired: unknown }[];
   /** Throws (any Error; its message is kept) when the parameters are invalid. Runs before any connection when possible. */
   validate?(params: P): void;
   check(ctx: CheckContext, params: P): Promise<Drift[]>;
@@ -118,6 +123,8 @@ export interface BoundTask<R = unknown> {
   id: string;
   title: string;
   desired: unknown;
+  /** Every identity the task owns with its desired state: its id, then TaskSpec.claims. */
+  claims: { id: string; desired: unknown }[];
   verify: boolean;
   probes: Probe[];
   check(ctx: CheckContext): Promise<Drift[]>;
@@ -163,10 +170,13 @@ export function defineTask<P extends object, R = void>(
         task: safeTitle(spec, resolved),
       });
     }
+    const id = spec.id(resolved);
+    const desired = spec.desired ? spec.desired(resolved) : resolved;
     const bound: BoundTask<R> = {
-      id: spec.id(resolved),
+      id,
       title: options.title ?? spec.title(resolved),
-      desired: spec.desired ? spec.desired(resolved) : resolved,
+      desired,
+      claims: [{ id, desired }, ...(spec.claims ? spec.claims(resolved) : [])],
       verify: typeof spec.verify === 'function' ? spec.verify(resolved) : (spec.verify ?? true),
       probes: spec.probes ? spec.probes(resolved) : [],
       check: (ctx) => spec.check(ctx, resolved),

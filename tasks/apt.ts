@@ -197,9 +197,9 @@ interface DownloadedKey {
 export function keyProbeCommand(url: string, keyring: string): Command {
   return sh`t=$(mktemp -d) || exit 1
 trap 'rm -rf "$t"' EXIT
-curl -fsSL --retry 2 --connect-timeout 15 --max-time 120 -o "$t/key" ${url} || { echo "curl could not download the key" >&2; exit 10; }
+curl -fsSL --retry 2 --connect-timeout 15 --max-time 120 -o "$t/key" ${url} 2>"$t/err" || { echo "$(tail -n 1 "$t/err")" >&2; exit 10; }
 if grep -q -e '-----BEGIN PGP PUBLIC KEY BLOCK-----' "$t/key"; then
-  GNUPGHOME="$t" gpg --batch --quiet --dearmor < "$t/key" > "$t/key.gpg" || exit 11
+  GNUPGHOME="$t" gpg --batch --quiet --dearmor < "$t/key" > "$t/key.gpg" 2>/dev/null || { echo "the key at the URL is not valid ASCII armor" >&2; exit 11; }
 else
   mv "$t/key" "$t/key.gpg"
 fi
@@ -207,7 +207,7 @@ echo "sha256=$(sha256sum < "$t/key.gpg" | cut -c1-64)"
 if [ -f ${keyring} ]; then echo "current=$(sha256sum < ${keyring} | cut -c1-64)"; echo "mode=$(stat -c %a ${keyring})"; fi
 echo "base64=$(base64 -w0 < "$t/key.gpg")"
 echo "colons:"
-GNUPGHOME="$t" gpg --batch --quiet --show-keys --with-colons "$t/key.gpg" || { echo "the file at the key URL is not an OpenPGP key" >&2; exit 12; }`;
+GNUPGHOME="$t" gpg --batch --quiet --show-keys --with-colons "$t/key.gpg" 2>/dev/null || { echo "the file at the key URL is not an OpenPGP key" >&2; exit 12; }`;
 }
 
 /** Parses keyProbeCommand's output (pure). */
@@ -663,8 +663,10 @@ export function ensurePackages(names: PerHost<readonly string[]>, params: Omit<P
           if (result.code !== 0) throw new Error(`apt-get install ${plan.install.map(specText).join(' ')} failed (exit ${result.code}):\n${tail(`${result.stdout}\n${result.stderr}`)}`);
           for (const line of result.stdout.split('\n').filter((l) => /^(Setting up|Unpacking) /.test(l))) ctx.log(line);
         }
-        if (plan.hold.length) await ctx.run(sh`apt-mark hold ${plan.hold}`);
-        if (plan.unhold.length) await ctx.run(sh`apt-mark unhold ${plan.unhold}`);
+        // Holds from dpkg's state after the install: installing a held package at another version drops its hold.
+        const holds = plan.install.length ? packagesPlan(specs, await queryPackages(ctx, specs), p) : plan;
+        if (holds.hold.length) await ctx.run(sh`apt-mark hold ${holds.hold}`);
+        if (holds.unhold.length) await ctx.run(sh`apt-mark unhold ${holds.unhold}`);
       },
     },
     { ...params, names },

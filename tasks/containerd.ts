@@ -250,7 +250,12 @@ export function needsDefaultContainerdConfig(text: string | null): boolean {
   if (text === null) return true;
   const doc = parseToml(text, 'the containerd config');
   if (Object.keys(doc).length === 0) return true;
-  return PACKAGED_CONTAINERD_CONFIGS.some((stub) => isDeepStrictEqual(JSON.parse(JSON.stringify(doc)), stub.config));
+  return PACKAGED_CONTAINERD_CONFIGS.some((stub) => isDeepStrictEqual(plain(doc), stub.config));
+}
+
+/** The data of a parsed document as plain objects (smol-toml's tables have a null prototype). */
+function plain(doc: TomlTable): unknown {
+  return JSON.parse(JSON.stringify(doc));
 }
 
 /**
@@ -306,7 +311,7 @@ export function setSystemdCgroup(text: string, value = true): string {
     : undefined;
   if (edited !== undefined) {
     try {
-      if (isDeepStrictEqual(parse(edited), expected)) return edited;
+      if (isDeepStrictEqual(plain(parse(edited)), plain(expected))) return edited;
     } catch {
       // fall through to the re-serialisation
     }

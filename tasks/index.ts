@@ -1,5 +1,23 @@
 /** Every task family, for playbooks: `import { ensureFile, … } from '../tasks/index.js'`. */
+
+// Files and commands (any host)
 export { ensureFile, ensureDirectory, ensureLine, ensureBlock, editLine, editBlock } from './files.js';
 export type { FileParams, DirectoryParams, LineParams, BlockParams } from './files.js';
 export { command } from './command.js';
 export type { CommandParams } from './command.js';
+
+// Node preparation (seeds 000, 001, 002, 004)
+export { ensureSwapOff } from './swap.js';
+export { ensureModule, ensureSysctl, ensureKernelCmdline, ensureMemoryCgroup, reboot } from './kernel.js';
+export { ensureAptKey, ensureAptRepo, ensureAptSource, ensurePackages, aptUpdate, kubernetesRepo, dockerRepo, kubernetesMinor } from './apt.js';
+export type { AptKeyParams, AptRepoParams, AptSource } from './apt.js';
+export { ensureContainerdCgroup, ensureDockerCgroupDriver } from './containerd.js';
+export { ensureService, restartService, reloadService, ensureSystemdUnit } from './systemd.js';
+export { ensureAlternatives, ensureIptablesLegacy, ensureHostsEntries, ensureHostname, ensureKubeletExtraArgs } from './system.js';
+export { preflight } from './preflight.js';
+
+// kubeadm lifecycle
+export { kubeadmInit, kubeadmJoin, type Cluster, type KubeadmInitParams, type KubeadmJoinParams } from './kubeadm.js';
+export { ensureKubeconfig, fetchKubeconfig } from './kubeconfig.js';
+export { installCni, CNI_MANIFESTS, type CniName } from './cni.js';
+export { untaintControlPlanes, waitForNodesReady, smokeTest } from './cluster.js';

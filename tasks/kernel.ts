@@ -11,7 +11,6 @@ import {
   type TaskOptions,
   type TaskSpec,
 } from '../runner/task.js';
-import { requireAbsolutePath } from './validate.js';
 
 /** The first line of every file Capstan owns in /etc/modules-load.d and /etc/sysctl.d. */
 export const MANAGED_HEADER = '# Managed by Capstan';
@@ -19,8 +18,8 @@ export const MANAGED_HEADER = '# Managed by Capstan';
 /**
  * One identity a task claims beside its own id, with the state it wants there. A task that manages
  * several things (a sysctl drop-in with several keys) claims each, so that two tasks wanting
- * different values for one key can be rejected when the playbook loads — once the engine checks
- * `claims` as it checks `id` + `desired` (see the note in the reply that introduced this).
+ * different values for one key can be rejected when the playbook loads. The engine checks only
+ * `id` + `desired` today; `claims` on a spec is ready for it to check too (runner/run.ts `claim`).
  */
 export interface Claim {
   id: string;
@@ -145,7 +144,9 @@ export function ensureModule(name: PerHost<string>, params: { file?: PerHost<str
       desired: (p) => ({ name: p.name, file: p.file ?? MODULES_FILE }),
       validate: (p) => {
         if (typeof p.name !== 'string' || !/^[A-Za-z0-9_-]+$/.test(p.name)) throw new Error(`module name must be letters, digits, _ or -, got ${JSON.stringify(p.name)}`);
-        if (p.file !== undefined) requireAbsolutePath('file', p.file);
+        if (p.file !== undefined && !/^\/etc\/modules-load\.d\/[^/]+\.conf$/.test(p.file)) {
+          throw new Error(`file must be /etc/modules-load.d/<name>.conf (only those are read at boot), got ${JSON.stringify(p.file)}`);
+        }
       },
       async check(ctx, p) {
         const probe = await probeModule(ctx, p);
@@ -355,7 +356,9 @@ const sysctlSpec: SpecWithClaims<SysctlParams> = {
       const text = normaliseSysctlValue(value);
       if (text === '' || /[\n#;]/.test(String(value))) throw new Error(`value of ${key} must be one non-empty line without # or ;, got ${JSON.stringify(value)}`);
     }
-    if (p.file !== undefined) requireAbsolutePath('file', p.file);
+    if (p.file !== undefined && !/^\/etc\/sysctl\.d\/[^/]+\.conf$/.test(p.file)) {
+      throw new Error(`file must be /etc/sysctl.d/<name>.conf (only those are read at boot), got ${JSON.stringify(p.file)}`);
+    }
   },
   check: async (ctx, p) => sysctlDrift(await probeSysctl(ctx, p), p),
   async apply(ctx, p) {
@@ -509,6 +512,9 @@ async function writeCmdline(ctx: ApplyContext, path: string, text: string): Prom
 
 const CMDLINE_TOKEN = /^[^\s"]+$/;
 
+/** How ensureKernelCmdline titles start (reboot({ ifRequired }) recognises them among pending changes in check mode). */
+const CMDLINE_TITLE = 'kernel command line';
+
 function validateTokens(name: string, tokens: unknown): void {
   if (tokens === undefined) return;
   if (!Array.isArray(tokens)) throw new Error(`${name} must be an array of tokens`);
@@ -534,7 +540,7 @@ export function ensureKernelCmdline(params: PerHostParams<KernelCmdlineParams>, 
   const spec: SpecWithClaims<KernelCmdlineParams> = {
     kind: 'kernel-cmdline',
     id: (p) => `kernel-cmdline:${[...(p.add ?? []).map((t) => `+${t}`), ...(p.remove ?? []).map((t) => `-${t}`)].join(' ')}`,
-    title: (p) => `kernel command line ${[...(p.add ?? []).map((t) => `+${t}`), ...(p.remove ?? []).map((t) => `-${t}`)].join(' ')}`,
+    title: (p) => `${CMDLINE_TITLE} ${[...(p.add ?? []).map((t) => `+${t}`), ...(p.remove ?? []).map((t) => `-${t}`)].join(' ')}`,
     desired: (p) => ({ add: p.add ?? [], remove: p.remove ?? [] }),
     claims: (p) => [
       ...(p.add ?? []).map((token) => ({ id: `kernel-cmdline:${token}`, desired: 'present' })),
@@ -741,7 +747,10 @@ export function reboot(params: PerHostParams<RebootParams> = {}, options?: TaskO
       verify: false,
       async check(ctx, p) {
         if (p.ifRequired) {
-          return (await ctx.stat(REBOOT_REQUIRED)) ? [{ subject: 'reboot', current: `required (${REBOOT_REQUIRED})`, desired: 'rebooted' }] : [];
+          if (await ctx.stat(REBOOT_REQUIRED)) return [{ subject: 'reboot', current: `required (${REBOOT_REQUIRED})`, desired: 'rebooted' }];
+          // Check mode: an earlier kernel command line change would set the flag.
+          const pending = ctx.pendingChanges.filter((title) => title.startsWith(CMDLINE_TITLE));
+          return pending.length ? [{ subject: 'reboot', desired: 'rebooted', pending: pending.join(', ') }] : [];
         }
         return [{ subject: 'reboot', current: `boot ${(await bootIdentity(ctx)).split(' ')[0]}`, desired: 'a new boot' }];
       },

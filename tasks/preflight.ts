@@ -48,7 +48,8 @@ export interface HostReport {
   memoryCgroup: boolean;
   /** Active swap areas (/proc/swaps). */
   swaps: string[];
-  listeners: Listener[];
+  /** TCP listeners; null when `ss` could not run (then required ports cannot be checked). */
+  listeners: Listener[] | null;
   /** The ports this host needs free. */
   requiredPorts: number[];
 }
@@ -75,7 +76,7 @@ echo @@meminfo; grep '^MemTotal:' /proc/meminfo 2>/dev/null
 echo @@cgroups; cat /proc/cgroups 2>/dev/null
 echo @@controllers; cat /sys/fs/cgroup/cgroup.controllers 2>/dev/null
 echo @@swaps; cat /proc/swaps 2>/dev/null
-echo @@listeners; ss -ltnpH 2>/dev/null || ss -ltnH 2>/dev/null
+echo @@listeners; ss -ltnpH 2>/dev/null || ss -ltnH 2>/dev/null || echo '?unavailable'
 true`;
 
 /** Parses `ss -ltnH` or `ss -ltnpH` output (no header) into listeners. Pure. */
@@ -129,7 +130,7 @@ export function parsePreflightProbe(output: string): Omit<HostReport, 'host' | '
     memoryMiB: Math.floor(memKiB / 1024),
     memoryCgroup: enabledV1 || enabledV2,
     swaps: get('swaps').slice(1).map((line) => line.trim().split(/\s+/)[0]!).filter(Boolean),
-    listeners: parseListeners(get('listeners').join('\n')),
+    listeners: get('listeners').includes('?unavailable') ? null : parseListeners(get('listeners').join('\n')),
   };
 }
 
@@ -273,8 +274,9 @@ export function fleetProblems(reports: readonly (HostReport | UnprobedHost)[], o
       add('cgroup', 'the memory cgroup controller is not enabled (Raspberry Pi: add cgroup_memory=1 cgroup_enable=memory to cmdline.txt, then reboot)');
     }
     if (options.requireSwapOff && report.swaps.length > 0) add('swap', `swap is on: ${report.swaps.join(', ')}`);
-    for (const port of report.requiredPorts) {
-      const holders = report.listeners.filter((l) => l.port === port);
+    if (report.listeners === null && report.requiredPorts.length > 0) add('port', `cannot check ports ${report.requiredPorts.join(', ')}: ss (iproute2) could not run`);
+    for (const port of report.listeners === null ? [] : report.requiredPorts) {
+      const holders = report.listeners!.filter((l) => l.port === port);
       if (holders.length === 0) continue;
       const processes = [...new Set(holders.flatMap((l) => l.processes))];
       const unknown = holders.some((l) => l.processes.length === 0);

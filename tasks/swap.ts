@@ -47,6 +47,13 @@ const ZRAM_DROP_IN_DIRS = [
   '/usr/lib/systemd/zram-generator.conf.d',
 ] as const;
 
+/** Where systemd looks for unit files (systemd.unit(5)), generator output included. */
+const UNIT_DIRS = [
+  '/etc/systemd/system.control', '/run/systemd/system.control', '/run/systemd/transient', '/run/systemd/generator.early',
+  '/etc/systemd/system', '/run/systemd/system', '/run/systemd/generator', '/usr/local/lib/systemd/system',
+  '/usr/lib/systemd/system', '/lib/systemd/system', '/run/systemd/generator.late',
+] as const;
+
 /**
  * One read-only round trip: /proc/swaps, the files that configure swap (base64, so their bytes
  * come back exactly), dphys-swapfile's swap file, and the state of every swap-related systemd unit.
@@ -75,7 +82,8 @@ set -f
 if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
   echo "systemd yes"
   for u in ${SWAP_SERVICES.join(' ')}; do echo "is-enabled $u $(systemctl is-enabled "$u" 2>/dev/null)"; done
-  units=$( { systemctl list-unit-files --type=swap --no-legend --no-pager 2>/dev/null; systemctl list-units --type=swap --all --no-legend --no-pager --plain 2>/dev/null; } | awk '{print $1}' | sort -u)
+  # Swap unit files on disk (globbed: \`systemctl list-unit-files\` takes most of a second), and every swap unit loaded.
+  units=$( { set +f; for p in ${UNIT_DIRS.map((d) => `${d}/*.swap`).join(' ')}; do [ -e "$p" ] && echo "\${p##*/}"; done; set -f; systemctl list-units --type=swap --all --no-legend --no-pager --plain 2>/dev/null; } | awk '{print $1}' | sort -u)
   zram=
   for u in $units; do case $u in dev-zram*.swap) n=\${u#dev-}; zram="$zram systemd-zram-setup@\${n%.swap}.service";; esac; done
   echo "@@show"
@@ -387,8 +395,10 @@ async function applySwapOff(ctx: ApplyContext, fstabPath: string): Promise<void>
     await ctx.run(action.stop ? sh`systemctl mask --now -- ${action.unit}` : sh`systemctl mask -- ${action.unit}`);
   }
   if (has('fstab')) {
-    const text = probe.files.get(fstabPath)!;
-    await ctx.writeFile(fstabPath, Buffer.from(commentFstabSwap(text), 'latin1'), { backup: true });
+    // Read fstab again: `dphys-swapfile uninstall` above edits it too (it removes its own comment lines).
+    const text = (await ctx.readFile(fstabPath))?.toString('latin1') ?? '';
+    const edited = commentFstabSwap(text);
+    if (edited !== text) await ctx.writeFile(fstabPath, Buffer.from(edited, 'latin1'), { backup: true });
   }
   if (probe.systemd && (has('fstab') || has('mask') || has('write'))) await ctx.run(sh`systemctl daemon-reload`);
   if ((await probeSwap(ctx, fstabPath)).swaps.length > 0) await ctx.run(sh`swapoff -a`);

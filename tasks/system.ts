@@ -62,7 +62,11 @@ export interface AlternativesParams {
   name: string;
   /** The alternative to select: `/usr/sbin/iptables-legacy`. */
   path: string;
-  /** When no package provides the group (`no alternatives for …`), there is nothing to select: in sync. Default false: fail. */
+  /**
+   * When the group does not exist (`no alternatives for …`) or `path` is not one of its
+   * alternatives (the package that provides it is not installed), there is nothing to select: in
+   * sync. Default false: fail.
+   */
   skipWhenAbsent?: boolean;
 }
 
@@ -91,7 +95,9 @@ export function ensureAlternatives(params: PerHostParams<AlternativesParams>, op
           if (p.skipWhenAbsent && /no alternatives for/.test(result.stderr)) return [];
           throw new Error(`update-alternatives --query ${p.name} failed: ${result.stderr.trim() || `exit ${result.code}`} (is the package that provides ${p.name} installed?)`);
         }
-        return alternativesDrift(parseAlternatives(result.stdout), p.path);
+        const state = parseAlternatives(result.stdout);
+        if (p.skipWhenAbsent && !state.alternatives.some((a) => a.path === p.path)) return [];
+        return alternativesDrift(state, p.path);
       },
       async apply(ctx, p) {
         await ctx.run(sh`update-alternatives --set ${p.name} ${p.path}`);
@@ -105,7 +111,9 @@ export function ensureAlternatives(params: PerHostParams<AlternativesParams>, op
 /**
  * The legacy iptables backend, as seed 002 does before installing Kubernetes (kube-proxy of that
  * era duplicated rules through the nft compatibility layer): `iptables` and `ip6tables` (the
- * `iptables` package must be installed), and `arptables` / `ebtables` when their packages are.
+ * `iptables` package must be installed), and `arptables` / `ebtables` when their legacy tools are
+ * installed (Debian's `arptables` and `ebtables` packages; `iptables` alone registers only their
+ * nft variants, and then there is nothing to select).
  *
  * @example await play('iptables', 'all', [ensurePackages(['iptables']), ...ensureIptablesLegacy()])
  */

@@ -347,8 +347,8 @@ function handler(action: 'restart' | 'reload', name: string): Task<void> {
 export interface SystemdUnitParams {
   /** The unit: `capstan-demo` means `capstan-demo.service`. */
   name: string;
-  /** The whole unit file (or drop-in) content. */
-  content: string;
+  /** The whole unit file (or drop-in) content; required unless `state: 'absent'`. */
+  content?: string;
   /** Write a drop-in `/etc/systemd/system/<unit>.d/<dropIn>.conf` instead of the unit file itself. */
   dropIn?: string;
   state?: 'present' | 'absent';
@@ -390,7 +390,7 @@ export function ensureSystemdUnit(params: PerHostParams<SystemdUnitParams>, opti
         if (p.state === 'absent') {
           if (current !== null) drift.push({ subject: 'exists', current: 'present', desired: 'absent' });
         } else {
-          if (current !== p.content) drift.push({ subject: 'content', file: path, current, desired: p.content });
+          if (current !== p.content) drift.push({ subject: 'content', file: path, current, desired: p.content! });
           const stat = current === null ? null : await ctx.stat(path);
           if (stat && stat.mode !== '0644') drift.push({ subject: 'mode', current: stat.mode, desired: '0644' });
         }
@@ -408,7 +408,7 @@ export function ensureSystemdUnit(params: PerHostParams<SystemdUnitParams>, opti
           await ctx.run(sh`rm -f -- ${path}`);
         } else if (subjects.has('content') || subjects.has('mode')) {
           if (p.dropIn !== undefined) await ctx.run(sh`mkdir -p -- ${`/etc/systemd/system/${unitName(p.name)}.d`}`);
-          await ctx.writeFile(path, p.content, { mode: '0644' });
+          await ctx.writeFile(path, p.content!, { mode: '0644' });
         }
         await ctx.run(sh`systemctl daemon-reload`);
       },

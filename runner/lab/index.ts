@@ -5,7 +5,7 @@
  * Everything made is recorded in <lab dir>/state.json first, so `labDown` removes exactly that.
  */
 import { mkdirSync, rmSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { InputError } from '../errors.js';
 import { startAptProxy, stopAptProxy } from './apt-proxy.js';
 import { removeInventory, writeInventory } from './inventory.js';
@@ -13,19 +13,26 @@ import { ensureLabKey, writeKnownHosts } from './keys.js';
 import { removeTree, unmountUnder } from './mounts.js';
 import { createHostNetwork, ensureBridge, removeBridge, removeHostNetwork } from './network.js';
 import { bootContainer, containerRunning, execInContainer, prepareRoot, stopContainer, waitForSshd } from './nspawn.js';
-import { BRIDGE, hostAddress, hostMac, hostPaths, labDir, labPaths, netnsName, vethName } from './paths.js';
+import { BRIDGE, hostAddress, hostMac, hostPaths, labCacheDir, labDir, labPaths, netnsName, vethName } from './paths.js';
 import { sshdAnswers } from './probe.js';
 import { ensureRootfs } from './rootfs.js';
 import { assertLabSupported } from './support.js';
 import { normalizeHostSpecs, type NormalizedHostSpec } from './spec.js';
 import { readRecord, removeRecord, withLabLock, writeRecord, type HostRecord, type LabRecord } from './state.js';
 import type { LabHost, LabHostSpec, LabState, LabStatus } from './types.js';
+import { assertVmLabSupported, bringUpVmLab, readVmRecord, teardownVmLab, vmLabStatus, type VmSize } from './vm.js';
+import { ensureVmImage } from './vm-image.js';
 
 export type { LabHost, LabHostSpec, LabHostStatus, LabState, LabStatus } from './types.js';
 export { LAB_USER, LAB_USER_PASSWORD } from './rootfs.js';
 export { assertLabSupported } from './support.js';
 /** Light namespace hosts (sshd as PID 1, no systemd) for benchmarks and many-host runs: see ns-host.ts. */
 export { labDownLight, labStatusLight, labUpLight } from './ns-host.js';
+/** QEMU VMs with Debian's kernel (`kind: 'vm'`): modules, swap, vm.* sysctls, reboots. See vm.ts. */
+export { assertVmLabSupported, readVmRecord, type VmHostRecord, type VmLabRecord, type VmSize } from './vm.js';
+
+/** What a lab's hosts are: systemd-nspawn containers (the default) or QEMU virtual machines. */
+export type LabKind = 'nspawn' | 'vm';
 
 type Log = (line: string) => void;
 
@@ -129,17 +136,36 @@ async function teardown(record: LabRecord, log: Log): Promise<void> {
  * Resolves when every host's sshd answers; on failure, removes what it made and rejects with the
  * failing host's console tail. Writes the inventory (`inventoryOut`, default
  * <lab dir>/inventory.yaml) and known_hosts.
+ *
+ * `kind: 'vm'` makes the hosts QEMU VMs booting Debian's kernel instead (vm.ts; `vm` sets their
+ * memory and CPUs), with the same addresses, inventory and known_hosts.
+ *
+ * @example const lab = await labUp({ kind: 'vm', hosts: [{ name: 'vm1' }] });
  */
-export async function labUp(options: { hosts: number | LabHostSpec[]; inventoryOut?: string; log?: Log }): Promise<LabState> {
-  assertLabSupported();
+export async function labUp(options: {
+  hosts: number | LabHostSpec[];
+  inventoryOut?: string;
+  log?: Log;
+  kind?: LabKind;
+  vm?: VmSize;
+}): Promise<LabState> {
+  if (options.kind === 'vm') assertVmLabSupported();
+  else assertLabSupported();
   const specs = normalizeHostSpecs(options.hosts);
   const log = options.log ?? (() => {});
   const dir = labDir();
   return withLabLock(dir, async () => {
     const previous = readRecord(dir);
     if (previous) await teardown(previous, log);
+    // A VM lab in this directory owns the same bridge and addresses.
+    const previousVms = readVmRecord(dir);
+    if (previousVms) await teardownVmLab(previousVms, log);
     const started = Date.now();
     const paths = labPaths(dir);
+    if (options.kind === 'vm') {
+      const image = await ensureVmImage(join(labCacheDir(dir), 'vm-image'), await ensureLabKey(paths.key), log);
+      return bringUpVmLab({ dir, specs, image, keyPath: paths.key, log, inventoryOut: options.inventoryOut, size: options.vm });
+    }
     const rootfs = await ensureRootfs(paths.rootfsParent, await ensureLabKey(paths.key), log);
     const record = planRecord(dir, rootfs, specs, options.inventoryOut);
     writeRecord(record);
@@ -157,24 +183,30 @@ export async function labUp(options: { hosts: number | LabHostSpec[]; inventoryO
 /**
  * Removes the lab: stops the hosts and apt-cacher-ng by PID, unmounts the overlays, deletes the
  * veths, netns and bridge, the per-host overlays, known_hosts and the inventory it wrote. Keeps
- * the rootfs, the apt cache and the lab key, so the next `labUp` is fast. Does nothing when no
- * lab is up.
+ * the rootfs, the apt cache and the lab key, so the next `labUp` is fast. A VM lab is removed the
+ * same way (QEMU by PID, taps, overlays; the VM image stays cached). Does nothing when no lab is up.
  */
 export async function labDown(options: { log?: Log } = {}): Promise<void> {
-  assertLabSupported();
   const log = options.log ?? (() => {});
   const dir = labDir();
+  const vms = readVmRecord(dir);
+  if (!vms) assertLabSupported();
   await withLabLock(dir, async () => {
     const record = readRecord(dir);
+    const vmRecord = readVmRecord(dir);
     if (record) await teardown(record, log);
-    else log('no lab is up');
+    if (vmRecord) await teardownVmLab(vmRecord, log);
+    if (!record && !vmRecord) log('no lab is up');
   });
 }
 
-/** The lab that is up with each host's sshd answering or not, or null when no lab is up. */
+/** The lab that is up (containers, else VMs) with each host's sshd answering or not, or null when no lab is up. */
 export async function labStatus(): Promise<LabStatus | null> {
+  const dir = labDir();
+  const vms = readVmRecord(dir);
+  if (!readRecord(dir) && vms) return vmLabStatus(vms);
   assertLabSupported();
-  const record = readRecord(labDir());
+  const record = readRecord(dir);
   if (!record) return null;
   const hosts = await Promise.all(
     record.hosts.map(async (host) => ({ ...publicHost(host), up: containerRunning(host) && (await sshdAnswers(host.address)) })),

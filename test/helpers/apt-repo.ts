@@ -19,7 +19,8 @@ export const DUMMY_VERSIONS = ['1.0-1', '1.1-1'] as const;
  * apt-ftparchive, InRelease/Release.gpg signed with gpg. Two layouts, as real repositories have:
  * - `${url}/debian` with `dists/capstan/main` (Docker's layout: suite `capstan`, component `main`);
  * - `${url}/flat/` a flat repository (suite `/`, no components: pkgs.k8s.io's layout).
- * The key is published ASCII-armored at `${url}/key.asc` and binary at `${url}/key.gpg`.
+ * The key is published ASCII-armored at `${url}/key.asc` and binary at `${url}/key.gpg`; the whole
+ * tree is served again under `${url}/mirror/`.
  */
 export interface TestAptRepo {
   /** http://<address>:<port>, no trailing slash. */
@@ -42,8 +43,22 @@ async function run(command: string, args: string[], options: { cwd?: string; env
   }
 }
 
+let toolsChecked: Promise<void> | undefined;
+
+/** Installs Debian's apt-utils (apt-ftparchive) once if it is missing; gpg and dpkg-deb come with gnupg and dpkg. */
+function ensureRepoTools(): Promise<void> {
+  toolsChecked ??= exec('sh', ['-c', 'command -v apt-ftparchive']).then(
+    () => undefined,
+    async () => {
+      await exec('sh', ['-c', 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq apt-utils']);
+    },
+  );
+  return toolsChecked;
+}
+
 /** Builds the repository and serves it on `address` (the lab gateway in integration tests) and an ephemeral port. */
 export async function startAptRepo(address: string): Promise<TestAptRepo> {
+  await ensureRepoTools();
   const dir = mkdtempSync(join(tmpdir(), 'capstan-apt-repo-'));
   try {
     const gnupg = join(dir, 'gnupg');
@@ -113,7 +128,8 @@ export async function startAptRepo(address: string): Promise<TestAptRepo> {
     const server = createServer((request, response) => {
       const path = decodeURIComponent((request.url ?? '/').split('?')[0]!);
       requests.push({ path, from: request.socket.remoteAddress?.replace(/^::ffff:/, '') ?? '' });
-      const file = normalize(join(www, path));
+      // /mirror/… serves the same tree under other URIs: more repositories without apt seeing one twice.
+      const file = normalize(join(www, path.replace(/^\/mirror\//, '/')));
       let size = -1;
       try {
         const stat = statSync(file);

@@ -1,7 +1,56 @@
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { appendFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const BIN = fileURLToPath(new URL('../../runner/bin.mjs', import.meta.url));
+
+/**
+ * Every CLI run of this test process (its args, stdout and stderr; never its stdin, which carries -K
+ * passwords) is appended here as one JSON line, so test/integration/zz-secrets-scan.test.ts, which
+ * runs last, can check that no known test secret was ever printed by any test's capstan run.
+ * `CAPSTAN_TEST_OUTPUT_LOG` overrides the path; by default it is per mocha process.
+ */
+export const CLI_OUTPUT_LOG = process.env.CAPSTAN_TEST_OUTPUT_LOG ?? join(tmpdir(), `capstan-cli-output-${process.pid}.jsonl`);
+
+/** One logged CLI run. */
+export interface LoggedRun {
+  args: string[];
+  code: number | null;
+  signal: string | null;
+  stdout: string;
+  stderr: string;
+  /** CAPSTAN_RETRY_DIR of the run, so the scan can read the retry files it wrote. */
+  retryDir?: string;
+}
+
+/**
+ * Secrets that test fixtures hand to Capstan (as Secret values, -K input or inventory passwords):
+ * none of them may ever appear in what Capstan prints or writes on the controller. The lab user's
+ * password (runner/lab LAB_USER_PASSWORD, 'capstan-lab') is scanned for as well.
+ */
+export const TEST_SECRETS = {
+  joinToken: 'k7q2zx.s3cr3tj0int0ken9f8e7d6c',
+  fileContent: 'CAPSTAN-TEST-PRIVATE-KEY-5b1e0c9d3a7f4e26',
+  oldFileContent: 'CAPSTAN-TEST-OLD-SECRET-8d2c41f0ab93e7c5',
+} as const;
+
+/** The lab user's sudo password (runner/lab/rootfs.ts LAB_USER_PASSWORD), which -K tests type in. */
+export const LAB_PASSWORD = 'capstan-lab';
+
+/** Every secret the scan looks for. */
+export const ALL_TEST_SECRETS: readonly string[] = [LAB_PASSWORD, ...Object.values(TEST_SECRETS)];
+
+/**
+ * The test secrets that occur in `text`. The lab's own paths (/var/tmp/capstan-lab-7/known_hosts,
+ * …/apt.conf.d/01capstan-lab-proxy) contain the password's text "capstan-lab" and are masked first:
+ * a path token is a run of non-blank characters with a slash before the match.
+ */
+export function secretsIn(text: string, secrets: readonly string[] = ALL_TEST_SECRETS): string[] {
+  const masked = text.replace(/[^\s'"`=:]*\/[^\s'"`]*?capstan-lab[^\s'"`]*/g, '<lab path>');
+  return secrets.filter((secret) => masked.includes(secret));
+}
 
 export interface CliResult {
   code: number | null;
@@ -9,18 +58,57 @@ export interface CliResult {
   stderr: string;
 }
 
-/** Runs the real `capstan` CLI (runner/bin.mjs) as a user would, without a TTY (plain or --json output). */
-export function capstan(args: string[], options: { input?: string; env?: Record<string, string> } = {}): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, ...options.env }, stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+function record(run: LoggedRun): void {
+  try {
+    appendFileSync(CLI_OUTPUT_LOG, `${JSON.stringify(run)}\n`);
+  } catch {
+    // The log serves the secrets scan; a test must not fail because it could not be written.
+  }
+}
+
+/** A CLI run in progress, for tests that signal it (Ctrl-C) or watch its output as it comes. */
+export interface CliProcess {
+  child: ChildProcess;
+  /** Output so far. */
+  readonly stdout: string;
+  readonly stderr: string;
+  /** Resolves when the process has exited and its output is closed. */
+  done: Promise<CliResult & { signal: string | null }>;
+}
+
+/** Starts the real `capstan` CLI (runner/bin.mjs) without a TTY; its output is logged like `capstan()`'s. */
+export function startCapstan(args: string[], options: { input?: string; env?: Record<string, string> } = {}): CliProcess {
+  const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, ...options.env }, stdio: ['pipe', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  child.stdin!.on('error', () => {});
+  const done = new Promise<CliResult & { signal: string | null }>((resolve, reject) => {
     child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-    child.stdin.end(options.input ?? '');
+    child.on('close', (code, signal) => {
+      const retryDir = options.env?.CAPSTAN_RETRY_DIR ?? process.env.CAPSTAN_RETRY_DIR;
+      record({ args, code, signal, stdout, stderr, ...(retryDir ? { retryDir } : {}) });
+      resolve({ code, signal, stdout, stderr });
+    });
   });
+  child.stdin!.end(options.input ?? '');
+  return {
+    child,
+    get stdout() {
+      return stdout;
+    },
+    get stderr() {
+      return stderr;
+    },
+    done,
+  };
+}
+
+/** Runs the real `capstan` CLI (runner/bin.mjs) as a user would, without a TTY (plain or --json output). */
+export async function capstan(args: string[], options: { input?: string; env?: Record<string, string> } = {}): Promise<CliResult> {
+  const { code, stdout, stderr } = await startCapstan(args, options).done;
+  return { code, stdout, stderr };
 }
 
 /** The recap line of a --json run, parsed. */

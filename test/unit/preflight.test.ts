@@ -77,6 +77,14 @@ describe('preflight: parsing', () => {
     expect([pi.productUuid, pi.cpus, pi.memoryMiB, pi.memoryCgroup, pi.swaps]).to.deep.equal([null, 4, 3791, false, ['/dev/zram0']]);
   });
 
+  it('a host where ss cannot run has unknown listeners, and its required ports are a problem', () => {
+    const text = fixture('probe-lab-node1.txt').replace(/@@listeners\n[^]*$/, '@@listeners\n?unavailable\n');
+    const report = { host: 'node1', ...parsePreflightProbe(text), requiredPorts: [6443, 10250] };
+    expect(report.listeners).to.equal(null);
+    expect(fleetProblems([report])).to.deep.equal([{ host: 'node1', check: 'port', problem: 'cannot check ports 6443, 10250: ss (iproute2) could not run' }]);
+    expect(fleetProblems([{ ...report, requiredPorts: [] }])).to.deep.equal([]);
+  });
+
   it('the probe command only reads', () => {
     expect(PREFLIGHT_PROBE.text).to.equal(
       [
@@ -88,7 +96,7 @@ describe('preflight: parsing', () => {
         'echo @@cgroups; cat /proc/cgroups 2>/dev/null',
         'echo @@controllers; cat /sys/fs/cgroup/cgroup.controllers 2>/dev/null',
         'echo @@swaps; cat /proc/swaps 2>/dev/null',
-        'echo @@listeners; ss -ltnpH 2>/dev/null || ss -ltnH 2>/dev/null',
+        "echo @@listeners; ss -ltnpH 2>/dev/null || ss -ltnH 2>/dev/null || echo '?unavailable'",
         'true',
       ].join('\n'),
     );

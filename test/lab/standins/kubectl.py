@@ -1,0 +1,553 @@
+#!/usr/bin/python3
+"""kubectl stand-in (a lab test double; see standin_common.py). Subcommands: get, apply, create
+deployment, delete, taint, label, wait, version, cluster-info, config view."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import time
+import urllib.request
+
+sys.path.insert(0, '/usr/lib/capstan-standin')
+sys.path.insert(0, os.path.dirname(os.path.realpath(__file__)))
+import standin_common as common  # noqa: E402
+
+RESOURCES = {  # name/alias -> (kind, group, namespaced)
+    'nodes': ('Node', '', False), 'node': ('Node', '', False), 'no': ('Node', '', False),
+    'pods': ('Pod', '', True), 'pod': ('Pod', '', True), 'po': ('Pod', '', True),
+    'deployments': ('Deployment', 'apps', True), 'deployment': ('Deployment', 'apps', True), 'deploy': ('Deployment', 'apps', True),
+    'daemonsets': ('DaemonSet', 'apps', True), 'daemonset': ('DaemonSet', 'apps', True), 'ds': ('DaemonSet', 'apps', True),
+    'services': ('Service', '', True), 'service': ('Service', '', True), 'svc': ('Service', '', True),
+    'configmaps': ('ConfigMap', '', True), 'configmap': ('ConfigMap', '', True), 'cm': ('ConfigMap', '', True),
+    'secrets': ('Secret', '', True), 'secret': ('Secret', '', True),
+    'namespaces': ('Namespace', '', False), 'namespace': ('Namespace', '', False), 'ns': ('Namespace', '', False),
+}
+PLURAL = {'Node': 'nodes', 'Pod': 'pods', 'Deployment': 'deployments.apps', 'DaemonSet': 'daemonsets.apps',
+          'Service': 'services', 'ConfigMap': 'configmaps', 'Secret': 'secrets', 'Namespace': 'namespaces'}
+
+
+class Fail(Exception):
+    pass
+
+
+def client() -> common.Client:
+    path = OPTS.get('kubeconfig') or (os.environ.get('KUBECONFIG', '').split(':')[0]) or os.path.expanduser('~/.kube/config')
+    if not os.path.exists(path):
+        if OPTS.get('kubeconfig'):
+            raise Fail(f'error: stat {path}: no such file or directory')
+        common.klog('E', 'memcache.go:265', '"Unhandled Error" err="couldn\'t get current server API group list: Get '
+                    '\\"http://localhost:8080/api?timeout=32s\\": dial tcp [::1]:8080: connect: connection refused"')
+        raise Fail('The connection to the server localhost:8080 was refused - did you specify the right host or port?')
+    return common.client_from_kubeconfig(path)
+
+
+def call(c: common.Client, op: str, **args):
+    try:
+        return c.op(op, **args)
+    except common.ApiError as error:
+        if error.status == 404:
+            raise Fail(f'Error from server (NotFound): {error}')
+        if error.status == 401:
+            raise Fail('error: You must be logged in to the server (Unauthorized)')
+        raise Fail(f'Error from server ({error.reason or "InternalError"}): {error}')
+    except OSError as error:
+        match = re.match(r'https://([^/]+)', c.server)
+        raise Fail(f'The connection to the server {match.group(1) if match else c.server} was refused - did you specify the right host or port?')
+
+
+# ------------------------------------------------------------------ printing
+
+def age(obj) -> str:
+    ts = obj['metadata'].get('creationTimestamp')
+    return common.human_duration(common.now() - common.parse_rfc3339(ts)) if ts else '<unknown>'
+
+
+def node_row(node, wide):
+    conds = {c['type']: c for c in node.get('status', {}).get('conditions') or []}
+    status = 'Unknown' if 'Ready' not in conds else ('Ready' if conds['Ready']['status'] == 'True' else 'NotReady')
+    if node['spec'].get('unschedulable'):
+        status += ',SchedulingDisabled'
+    labels = node['metadata'].get('labels') or {}
+    roles = sorted(k.split('/', 1)[1] for k in labels if k.startswith('node-role.kubernetes.io/') and '/' in k)
+    info = node.get('status', {}).get('nodeInfo') or {}
+    row = [node['metadata']['name'], status, ','.join(r for r in roles if r) or '<none>', age(node), info.get('kubeletVersion', '')]
+    if wide:
+        addrs = {a['type']: a['address'] for a in node.get('status', {}).get('addresses') or []}
+        row += [addrs.get('InternalIP', '<none>'), addrs.get('ExternalIP', '<none>'), info.get('osImage', '<unknown>'),
+                info.get('kernelVersion', '<unknown>'), info.get('containerRuntimeVersion', '<unknown>')]
+    return row
+
+
+def pod_row(pod, wide, all_ns):
+    statuses = pod['status'].get('containerStatuses') or []
+    ready = sum(1 for s in statuses if s.get('ready'))
+    row = ([pod['metadata']['namespace']] if all_ns else []) + [
+        pod['metadata']['name'], f'{ready}/{len(statuses) or len(pod["spec"].get("containers") or [])}',
+        pod['status'].get('standinReason') or pod['status'].get('phase', 'Pending'),
+        str(sum(s.get('restartCount', 0) for s in statuses)), age(pod)]
+    if wide:
+        row += [pod['status'].get('podIP') or '<none>', pod['spec'].get('nodeName') or '<none>', '<none>', '<none>']
+    return row
+
+
+def headers(kind, wide, all_ns):
+    ns = ['NAMESPACE'] if all_ns else []
+    if kind == 'Node':
+        return ['NAME', 'STATUS', 'ROLES', 'AGE', 'VERSION'] + (['INTERNAL-IP', 'EXTERNAL-IP', 'OS-IMAGE', 'KERNEL-VERSION', 'CONTAINER-RUNTIME'] if wide else [])
+    if kind == 'Pod':
+        return ns + ['NAME', 'READY', 'STATUS', 'RESTARTS', 'AGE'] + (['IP', 'NODE', 'NOMINATED NODE', 'READINESS GATES'] if wide else [])
+    if kind == 'Deployment':
+        return ns + ['NAME', 'READY', 'UP-TO-DATE', 'AVAILABLE', 'AGE']
+    if kind == 'DaemonSet':
+        return ns + ['NAME', 'DESIRED', 'CURRENT', 'READY', 'UP-TO-DATE', 'AVAILABLE', 'NODE SELECTOR', 'AGE']
+    if kind == 'Service':
+        return ns + ['NAME', 'TYPE', 'CLUSTER-IP', 'EXTERNAL-IP', 'PORT(S)', 'AGE']
+    return ns + ['NAME', 'AGE']
+
+
+def owned_pods(pods, kind, obj):
+    return [p for p in pods if (p['metadata'].get('ownerReferences') or [{}])[0].get('name') == obj['metadata']['name']
+            and (p['metadata'].get('ownerReferences') or [{}])[0].get('kind') == kind
+            and p['metadata'].get('namespace') == obj['metadata'].get('namespace')]
+
+
+def row_for(kind, obj, wide, all_ns, pods):
+    ns = [obj['metadata'].get('namespace', '')] if all_ns else []
+    if kind == 'Node':
+        return node_row(obj, wide)
+    if kind == 'Pod':
+        return pod_row(obj, wide, all_ns)
+    if kind == 'Deployment':
+        mine = owned_pods(pods, 'Deployment', obj)
+        ready = sum(1 for p in mine if p['status'].get('phase') == 'Running')
+        return ns + [obj['metadata']['name'], f'{ready}/{obj["spec"].get("replicas", 1)}', str(len(mine)), str(ready), age(obj)]
+    if kind == 'DaemonSet':
+        mine = owned_pods(pods, 'DaemonSet', obj)
+        ready = sum(1 for p in mine if p['status'].get('phase') == 'Running')
+        selector = ','.join(f'{k}={v}' for k, v in ((obj['spec']['template'].get('spec') or {}).get('nodeSelector') or {}).items()) or '<none>'
+        return ns + [obj['metadata']['name'], str(len(mine)), str(len(mine)), str(ready), str(len(mine)), str(ready), selector, age(obj)]
+    if kind == 'Service':
+        spec = obj.get('spec') or {}
+        ports = ','.join(f'{p["port"]}/{p.get("protocol", "TCP")}' for p in spec.get('ports') or []) or '<none>'
+        return ns + [obj['metadata']['name'], spec.get('type', 'ClusterIP'), spec.get('clusterIP', '<none>'), '<none>', ports, age(obj)]
+    return ns + [obj['metadata']['name'], age(obj)]
+
+
+def clean(obj):
+    obj = json.loads(json.dumps(obj))
+    annotations = obj['metadata'].get('annotations') or {}
+    if 'standin/last-applied' in annotations:
+        annotations['kubectl.kubernetes.io/last-applied-configuration'] = annotations.pop('standin/last-applied')
+    obj.get('status', {}).pop('standinReason', None)
+    return obj
+
+
+# ------------------------------------------------------------------ jsonpath (the subset kubectl users reach for)
+
+def jsonpath(template: str, data) -> str:
+    out, pos = [], 0
+    tokens = re.findall(r'\{((?:[^{}"]|"[^"]*")*)\}|([^{}]+)', template)
+    def render(items, scopes):
+        i = 0
+        while i < len(items):
+            expr, text = items[i]
+            if text:
+                out.append(text)
+            elif expr.strip().startswith('range '):
+                depth, j = 1, i + 1
+                while j < len(items):
+                    e = items[j][0].strip()
+                    depth += e.startswith('range ')
+                    depth -= e == 'end'
+                    if depth == 0:
+                        break
+                    j += 1
+                for value in evaluate(expr.strip()[6:], scopes[-1]):
+                    render(items[i + 1:j], scopes + [value])
+                i = j
+            elif expr.strip() != 'end':
+                e = expr.strip()
+                if e.startswith('"') and e.endswith('"'):
+                    out.append(json.loads(e))
+                else:
+                    values = evaluate(e, scopes[-1])
+                    out.append(' '.join(v if isinstance(v, str) else json.dumps(v) for v in values))
+            i += 1
+    render(tokens, [data])
+    return ''.join(out)
+
+
+def evaluate(expr: str, data) -> list:
+    expr = expr.strip()
+    if expr in ('', '.', '@'):
+        return [data]
+    parts = re.findall(r'\.\.?[^.\[]+|\[[^\]]*\]', expr if expr.startswith(('.', '[')) else '.' + expr)
+    current = [data]
+    for part in parts:
+        nxt = []
+        for value in current:
+            if part.startswith('['):
+                inner = part[1:-1]
+                if inner == '*':
+                    nxt += list(value.values()) if isinstance(value, dict) else list(value or [])
+                elif inner.startswith('?('):
+                    match = re.match(r'\?\(@\.([\w.]+)\s*(==|!=)\s*["\']?([^"\')]*)["\']?\)', inner)
+                    for item in value or []:
+                        got = evaluate('.' + match.group(1), item)
+                        ok = bool(got) and str(got[0]) == match.group(3)
+                        if ok == (match.group(2) == '=='):
+                            nxt.append(item)
+                elif re.fullmatch(r'-?\d+', inner):
+                    try:
+                        nxt.append(value[int(inner)])
+                    except (IndexError, TypeError, KeyError):
+                        pass
+                else:
+                    key = inner.strip('\'"')
+                    if isinstance(value, dict) and key in value:
+                        nxt.append(value[key])
+            else:
+                key = part.lstrip('.')
+                if key == '*':
+                    nxt += list(value.values()) if isinstance(value, dict) else list(value or [])
+                elif isinstance(value, dict) and key in value:
+                    nxt.append(value[key])
+        current = nxt
+    return current
+
+
+# ------------------------------------------------------------------ commands
+
+def resolve(name: str):
+    if name not in RESOURCES:
+        raise Fail(f'error: the server doesn\'t have a resource type "{name}"')
+    return RESOURCES[name]
+
+
+def cmd_get(args):
+    if not args:
+        raise Fail('error: You must specify the type of resource to get. Use "kubectl api-resources" for a complete list of supported resources.')
+    kinds = args[0].split(',')
+    names = args[1:]
+    if '/' in args[0]:
+        kinds, names = [args[0].split('/')[0]], [args[0].split('/')[1]] + args[1:]
+    c = client()
+    output = OPTS.get('output', '')
+    wide = output == 'wide'
+    all_ns = bool(OPTS.get('all-namespaces'))
+    ns = OPTS.get('namespace') or 'default'
+    items = []
+    for kind_name in kinds:
+        kind, group, namespaced = resolve(kind_name)
+        if names:
+            for name in names:
+                items += [(kind, o) for o in call(c, 'get', kind=kind, group=group, namespace=ns if namespaced else None, name=name,
+                                                  resource=PLURAL.get(kind, kind.lower()))]
+        else:
+            items += [(kind, o) for o in call(c, 'get', kind=kind, group=group, namespace=ns if namespaced else None,
+                                              allNamespaces=all_ns)]
+    selector = OPTS.get('selector')
+    if selector:
+        wanted = dict(item.split('=', 1) for item in selector.split(',') if '=' in item)
+        items = [(k, o) for k, o in items if all((o['metadata'].get('labels') or {}).get(a) == b for a, b in wanted.items())]
+    single = bool(names) and len(items) == 1
+    if output in ('json', 'yaml') or output.startswith('jsonpath') or output.startswith('custom-columns'):
+        data = clean(items[0][1]) if single else {'apiVersion': 'v1', 'items': [clean(o) for _, o in items], 'kind': 'List',
+                                                  'metadata': {'resourceVersion': ''}}
+        if output == 'json':
+            print(json.dumps(data, indent=4))
+        elif output == 'yaml':
+            sys.stdout.write(common.dump_yaml(data))
+        elif output.startswith('jsonpath'):
+            template = output.split('=', 1)[1] if '=' in output else ''
+            sys.stdout.write(jsonpath(template.strip("'"), data))
+        return
+    if not items:
+        sys.stderr.write(f'No resources found{"" if all_ns or not resolve(kinds[0])[2] else f" in {ns} namespace"}.\n')
+        return
+    pods = [o for _, o in items if _ == 'Pod']
+    if any(k in ('Deployment', 'DaemonSet') for k, _ in items):
+        pods = call(c, 'get', kind='Pod', group='', allNamespaces=True)
+    by_kind: dict = {}
+    for kind, obj in items:
+        by_kind.setdefault(kind, []).append(obj)
+    blocks = []
+    for kind, objs in by_kind.items():
+        rows = [] if OPTS.get('no-headers') else [headers(kind, wide, all_ns)]
+        rows += [row_for(kind, o, wide, all_ns, pods) for o in objs]
+        blocks.append(common.tabwrite(rows))
+    sys.stdout.write('\n'.join(blocks))
+
+
+def read_manifests(path: str) -> list[dict]:
+    if path == '-':
+        text = sys.stdin.read()
+    elif re.match(r'https?://', path):
+        try:
+            with urllib.request.urlopen(path, timeout=30) as response:
+                text = response.read().decode()
+        except OSError as error:
+            raise Fail(f'error: unable to read URL "{path}", server reported {common.go_url_error("GET", path, getattr(error, "reason", error) if isinstance(getattr(error, "reason", None), Exception) else error)}')
+    else:
+        if os.path.isdir(path):
+            files = sorted(os.path.join(path, f) for f in os.listdir(path) if f.endswith(('.yaml', '.yml', '.json')))
+            return [doc for f in files for doc in read_manifests(f)]
+        if not os.path.exists(path):
+            raise Fail(f'error: the path "{path}" does not exist')
+        text = open(path).read()
+    try:
+        docs = common.load_yaml_documents(text)
+    except common.yaml.YAMLError as error:
+        raise Fail(f'error: error parsing {path}: error converting YAML to JSON: {error}')
+    out = []
+    for doc in docs:
+        if doc.get('kind', '').endswith('List') and 'items' in doc:
+            out += doc['items']
+        else:
+            out.append(doc)
+    for doc in out:
+        if not doc.get('kind') or not doc.get('apiVersion'):
+            raise Fail(f'error: error validating "{path}": error validating data: [apiVersion not set, kind not set]; if you choose to ignore these errors, turn validation off with --validate=false')
+    return out
+
+
+def cmd_apply(args, mode='apply'):
+    files = OPTS.get('filename') or []
+    if not files:
+        raise Fail('error: must specify one of -f and -k')
+    objects = [doc for f in files for doc in read_manifests(f)]
+    ns = OPTS.get('namespace')
+    if ns:
+        for obj in objects:
+            obj.setdefault('metadata', {}).setdefault('namespace', ns)
+    results = call(client(), 'apply', objects=objects, mode=mode)
+    for item in results:
+        print(f'{item["ref"]} {item["result"]}')
+
+
+def cmd_create(args):
+    if args and args[0] == 'deployment' and len(args) > 1:
+        name, image = args[1], OPTS.get('image')
+        if not image:
+            raise Fail('error: required flag(s) "image" not set')
+        labels = {'app': name}
+        obj = {'apiVersion': 'apps/v1', 'kind': 'Deployment', 'metadata': {'name': name, 'labels': labels,
+                                                                             'namespace': OPTS.get('namespace') or 'default'},
+               'spec': {'replicas': int(OPTS.get('replicas') or 1), 'selector': {'matchLabels': labels},
+                        'template': {'metadata': {'labels': labels},
+                                     'spec': {'containers': [{'name': re.sub(r'[^a-z0-9-]', '-', image.split('/')[-1].split(':')[0]), 'image': image}]}}}}
+        call(client(), 'apply', objects=[obj], mode='create')
+        print(f'deployment.apps/{name} created')
+        return
+    return cmd_apply(args, mode='create')
+
+
+def cmd_delete(args):
+    c = client()
+    if OPTS.get('filename'):
+        objects = [doc for f in OPTS['filename'] for doc in read_manifests(f)]
+        for obj in objects:
+            kind, group = obj['kind'], common.group_of(obj['apiVersion'])
+            namespace = None if kind in common.CLUSTER_SCOPED_KINDS else obj['metadata'].get('namespace') or OPTS.get('namespace') or 'default'
+            call(c, 'delete', kind=kind, group=group, namespace=namespace, name=obj['metadata']['name'])
+            print(f'{common.resource_name(kind, obj["apiVersion"])} "{obj["metadata"]["name"]}" deleted')
+        return
+    kind, group, namespaced = resolve(args[0])
+    for name in args[1:]:
+        call(c, 'delete', kind=kind, group=group, namespace=(OPTS.get('namespace') or 'default') if namespaced else None, name=name,
+             resource=PLURAL.get(kind))
+        print(f'{common.resource_name(kind, (group + "/v1") if group else "v1")} "{name}" deleted')
+
+
+def parse_taint(spec: str):
+    remove = spec.endswith('-')
+    spec = spec.rstrip('-')
+    key, _, effect = spec.partition(':')
+    value = None
+    if '=' in key:
+        key, value = key.split('=', 1)
+    if not remove and effect not in ('NoSchedule', 'PreferNoSchedule', 'NoExecute'):
+        raise Fail(f'error: invalid taint spec: {spec}, unsupported taint effect')
+    taint = {'key': key, 'effect': effect} if effect else {'key': key}
+    if value:
+        taint['value'] = value
+    return remove, taint
+
+
+def cmd_taint(args):
+    if not args or args[0] not in ('nodes', 'node', 'no'):
+        raise Fail('error: at least one taint update is required')
+    rest = args[1:]
+    names = [] if OPTS.get('all') else [rest.pop(0)] if rest else []
+    if not rest:
+        raise Fail('error: at least one taint update is required')
+    adds, removes = [], []
+    for spec in rest:
+        remove, taint = parse_taint(spec)
+        (removes if remove else adds).append(taint)
+    c = client()
+    result = call(c, 'patch_node', names=names or None, addTaints=adds, removeTaints=removes, strict=True)
+    errors = []
+    for name, outcome in result.items():
+        if outcome.get('missing'):
+            errors.append(f'taint "{outcome["missing"][0].split(":")[0]}" not found')
+            continue
+        print(f'node/{name} {"untainted" if removes and not adds else "tainted" if outcome["changed"] else "not tainted" if not removes else "modified"}')
+    if errors:
+        raise Fail(f'error: {errors[0]}')
+
+
+def cmd_label(args):
+    kind, _, _ = resolve(args[0])
+    if kind != 'Node':
+        raise Fail('error: the stand-in labels nodes only')
+    rest = args[1:]
+    names = [] if OPTS.get('all') else [rest.pop(0)]
+    add = dict(item.split('=', 1) for item in rest if '=' in item)
+    remove = [item[:-1] for item in rest if item.endswith('-')]
+    result = call(client(), 'patch_node', names=names or None, addLabels=add, removeLabels=remove)
+    for name, outcome in result.items():
+        print(f'node/{name} {"labeled" if add else "unlabeled"}' if outcome['changed'] else f'node/{name} not labeled')
+
+
+def cmd_wait(args):
+    condition = OPTS.get('for', '')
+    match = re.fullmatch(r'condition=(\w+)(?:=(\w+))?', condition)
+    if not match:
+        raise Fail(f'error: unrecognized condition: "{condition}"')
+    cond, want = match.group(1), (match.group(2) or 'True')
+    timeout = common.parse_duration(OPTS.get('timeout') or '30s')
+    target = args[0] if args else ''
+    kind_name, _, name = target.partition('/')
+    names = ([name] if name else []) + args[1:]
+    kind, group, namespaced = resolve(kind_name)
+    c = client()
+    ns = (OPTS.get('namespace') or 'default') if namespaced else None
+    items = call(c, 'get', kind=kind, group=group, namespace=ns, allNamespaces=bool(OPTS.get('all-namespaces')))
+    wanted = names or [o['metadata']['name'] for o in items]
+    if not OPTS.get('all') and not names and not OPTS.get('selector'):
+        raise Fail('error: resource(s) were provided, but no name was specified')
+    if not wanted:
+        raise Fail('error: no matching resources found')
+    started = time.time()
+    plural = PLURAL.get(kind, kind.lower() + 's')
+    for obj_name in wanted:
+        while True:
+            objs = {o['metadata']['name']: o for o in call(c, 'get', kind=kind, group=group, namespace=ns)}
+            obj = objs.get(obj_name)
+            if obj is None:
+                raise Fail(f'Error from server (NotFound): {plural.split(".")[0]} "{obj_name}" not found')
+            status = next((x['status'] for x in (obj.get('status') or {}).get('conditions') or [] if x['type'].lower() == cond.lower()), None)
+            if kind == 'Pod' and cond.lower() == 'ready':
+                status = 'True' if obj['status'].get('phase') == 'Running' else 'False'
+            if status is not None and status.lower() == want.lower():
+                print(f'{kind.lower()}/{obj_name} condition met')
+                break
+            if time.time() - started >= timeout:
+                raise Fail(f'error: timed out waiting for the condition on {plural}/{obj_name}')
+            time.sleep(1)
+
+
+def cmd_version(args):
+    version = common.kube_version()
+    if OPTS.get('client'):
+        print(f'Client Version: {version}\nKustomize Version: {common.KUSTOMIZE_VERSION}')
+        return
+    print(f'Client Version: {version}\nKustomize Version: {common.KUSTOMIZE_VERSION}')
+    c = client()
+    try:
+        server = c.request('GET', '/version')
+    except OSError:
+        match = re.match(r'https://([^/]+)', c.server)
+        raise Fail(f'The connection to the server {match.group(1)} was refused - did you specify the right host or port?')
+    print(f'Server Version: {server["gitVersion"]}')
+
+
+def cmd_cluster_info(args):
+    c = client()
+    try:
+        c.request('GET', '/version')
+    except OSError:
+        match = re.match(r'https://([^/]+)', c.server)
+        raise Fail(f'The connection to the server {match.group(1)} was refused - did you specify the right host or port?')
+    print(f'Kubernetes control plane is running at {c.server}')
+    for svc in call(c, 'get', kind='Service', group='', allNamespaces=True):
+        labels = svc['metadata'].get('labels') or {}
+        if labels.get('kubernetes.io/cluster-service') == 'true':
+            name = labels.get('kubernetes.io/name', svc['metadata']['name'])
+            port = (svc['spec'].get('ports') or [{}])[0].get('name', '')
+            print(f'{name} is running at {c.server}/api/v1/namespaces/{svc["metadata"]["namespace"]}/services/{svc["metadata"]["name"]}:{port}/proxy')
+    print()
+    print("To further debug and diagnose cluster problems, use 'kubectl cluster-info dump'.")
+
+
+OPTS: dict = {}
+VALUE_FLAGS = {'kubeconfig', 'namespace', 'output', 'filename', 'selector', 'for', 'timeout', 'image', 'replicas', 'context',
+               'server', 'v', 'request-timeout'}
+SHORT = {'n': 'namespace', 'o': 'output', 'f': 'filename', 'l': 'selector', 'A': 'all-namespaces', 'v': 'v'}
+
+
+def parse(argv):
+    positionals = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == '--':
+            positionals += argv[i + 1:]
+            break
+        if arg.startswith('-') and arg != '-':
+            if arg.startswith('--'):
+                name, eq, value = arg[2:].partition('=')
+            else:
+                name, eq, value = SHORT.get(arg[1], arg[1]), ('=' if len(arg) > 2 else ''), arg[2:].lstrip('=')
+            if name in VALUE_FLAGS:
+                if not eq:
+                    i += 1
+                    if i >= len(argv):
+                        raise Fail(f'error: flag needs an argument: {arg}')
+                    value = argv[i]
+                if name == 'filename':
+                    OPTS.setdefault('filename', []).append(value)
+                else:
+                    OPTS[name] = value
+            else:
+                OPTS[name] = True
+        else:
+            positionals.append(arg)
+        i += 1
+    return positionals
+
+
+def main():
+    try:
+        args = parse(sys.argv[1:])
+        if not args:
+            print('kubectl controls the Kubernetes cluster manager.')
+            return
+        commands = {'get': cmd_get, 'apply': cmd_apply, 'create': cmd_create, 'delete': cmd_delete, 'taint': cmd_taint,
+                    'label': cmd_label, 'wait': cmd_wait, 'version': cmd_version, 'cluster-info': cmd_cluster_info}
+        if args[0] == 'config' and args[1:2] == ['view']:
+            path = OPTS.get('kubeconfig') or os.environ.get('KUBECONFIG') or os.path.expanduser('~/.kube/config')
+            config = common.yaml.safe_load(open(path))
+            for cluster in config.get('clusters') or []:
+                if 'certificate-authority-data' in cluster['cluster']:
+                    cluster['cluster']['certificate-authority-data'] = 'DATA+OMITTED'
+            for user in config.get('users') or []:
+                for key in ('client-certificate-data', 'client-key-data'):
+                    if key in user['user']:
+                        user['user'][key] = 'DATA+OMITTED' if key == 'client-certificate-data' else 'DATA+OMITTED'
+            sys.stdout.write(common.dump_yaml(config))
+            return
+        if args[0] not in commands:
+            raise Fail(f'error: unknown command "{args[0]}" for "kubectl"')
+        commands[args[0]](args[1:])
+    except Fail as error:
+        sys.stdout.flush()
+        sys.stderr.write(f'{error}\n')
+        sys.exit(1)
+
+
+if __name__ == '__main__':
+    main()

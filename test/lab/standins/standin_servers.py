@@ -1,0 +1,810 @@
+#!/usr/bin/python3
+"""The etcd and kube-apiserver stand-ins (test doubles; see standin_common.py).
+
+`etcd-standin --manifest /etc/kubernetes/manifests/etcd.yaml` keeps the cluster state in
+<data-dir>/standin-state.json when it is the first member (--initial-cluster-state=new) and
+forwards to the first member of --initial-cluster otherwise, so every control plane shares one
+state, as with a real etcd cluster.
+
+`kube-apiserver-standin --manifest /etc/kubernetes/manifests/kube-apiserver.yaml` serves HTTPS on
+--secure-port with --tls-cert-file, authenticates client certificates signed by --client-ca-file
+and bootstrap tokens, answers /healthz /livez /readyz /version and the cluster-info ConfigMap as
+the real one does, and a small RPC (/standin/v1/op) that the kubeadm/kubelet/kubectl stand-ins
+use. It also plays the controllers that matter on our paths: the token cleaner, the bootstrap
+signer, garbage collection of kubeadm-certs, node lifecycle (heartbeats, not-ready taints), and a
+scheduler for Deployments and DaemonSets. kube-controller-manager and kube-scheduler health
+endpoints (127.0.0.1:10257 and :10259) are served by the same process.
+"""
+from __future__ import annotations
+
+import base64
+import copy
+import fcntl
+import ipaddress
+import json
+import os
+import re
+import ssl
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+sys.path.insert(0, '/usr/lib/capstan-standin')
+sys.path.insert(0, os.path.dirname(os.path.realpath(__file__)))
+import standin_common as common  # noqa: E402
+
+NODE_GRACE_SECONDS = 40
+
+
+def manifest_args(path: str) -> dict:
+    """The --flag=value arguments of the first container of a static Pod manifest."""
+    with open(path) as handle:
+        pod = common.yaml.safe_load(handle)
+    args = {}
+    for item in pod['spec']['containers'][0].get('command', [])[1:]:
+        if item.startswith('--') and '=' in item:
+            key, value = item[2:].split('=', 1)
+            args[key] = value
+    return args
+
+
+def server_context(cert: str, key: str, client_ca: str, require: bool) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    context.load_verify_locations(client_ca)
+    context.verify_mode = ssl.CERT_REQUIRED if require else ssl.CERT_OPTIONAL
+    return context
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = 'HTTP/1.1'
+    app = None  # set per server
+
+    def log_message(self, fmt, *args):  # quiet
+        pass
+
+    def _send(self, status: int, body, content_type='application/json'):
+        data = body if isinstance(body, bytes) else (body.encode() if isinstance(body, str) else json.dumps(body).encode())
+        self.send_response(status)
+        self.send_header('Content-Type', content_type)
+        self.send_header('Content-Length', str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _body(self):
+        length = int(self.headers.get('Content-Length') or 0)
+        return json.loads(self.rfile.read(length)) if length else None
+
+    def _peer(self):
+        try:
+            der = self.connection.getpeercert(binary_form=True)
+        except (AttributeError, ValueError):
+            der = None
+        if not der:
+            return None
+        from cryptography import x509
+        return common.cert_subject(x509.load_der_x509_certificate(der))
+
+    def do_GET(self):
+        self.app.handle(self, 'GET')
+
+    def do_POST(self):
+        self.app.handle(self, 'POST')
+
+    def do_PUT(self):
+        self.app.handle(self, 'PUT')
+
+
+def serve(address: str, port: int, context: ssl.SSLContext | None, app) -> ThreadingHTTPServer:
+    handler = type('BoundHandler', (Handler,), {'app': app})
+    server = ThreadingHTTPServer((address, port), handler)
+    server.daemon_threads = True
+    if context is not None:
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def status_body(code: int, reason: str, message: str) -> dict:
+    return {'kind': 'Status', 'apiVersion': 'v1', 'metadata': {}, 'status': 'Failure', 'message': message,
+            'reason': reason, 'code': code}
+
+
+# ==================================================================== etcd
+
+class EtcdApp:
+    def __init__(self, args: dict):
+        self.data_dir = args.get('data-dir', '/var/lib/etcd')
+        self.path = os.path.join(self.data_dir, 'standin-state.json')
+        self.lock = threading.Lock()
+        self.leader = None
+        if args.get('initial-cluster-state') == 'existing':
+            first = args.get('initial-cluster', '').split(',')[0]
+            match = re.search(r'https://([^:]+):', first)
+            if match:
+                self.leader = common.Client(f'https://{match.group(1)}:2379', open(args['peer-trusted-ca-file'], 'rb').read(),
+                                            open(args['peer-cert-file'], 'rb').read(), open(args['peer-key-file'], 'rb').read())
+        os.makedirs(os.path.join(self.data_dir, 'member'), exist_ok=True)
+
+    def _load(self):
+        try:
+            with open(self.path) as handle:
+                return json.load(handle)
+        except (OSError, ValueError):
+            return {'rev': 0, 'state': {'objects': {}, 'serial': 0}}
+
+    def handle(self, req: Handler, method: str):
+        if req.path == '/health':
+            return req._send(200, {'health': 'true', 'reason': ''})
+        if req.path != '/standin/state':
+            return req._send(404, {'message': 'not found'})
+        try:
+            if self.leader is not None:
+                if method == 'GET':
+                    return req._send(200, self.leader.request('GET', '/standin/state'))
+                return req._send(200, self.leader.request('PUT', '/standin/state', req._body()))
+        except common.ApiError as error:
+            return req._send(error.status, {'message': str(error)})
+        except OSError as error:
+            return req._send(503, {'message': f'etcd leader unreachable: {error}'})
+        with self.lock:
+            current = self._load()
+            if method == 'GET':
+                return req._send(200, current)
+            body = req._body() or {}
+            if body.get('rev') != current['rev']:
+                return req._send(409, {'message': 'revision mismatch'})
+            new = {'rev': current['rev'] + 1, 'state': body['state']}
+            common.write_file(self.path, json.dumps(new), 0o600)
+            return req._send(200, {'rev': new['rev']})
+
+
+def run_etcd(manifest: str):
+    args = manifest_args(manifest)
+    app = EtcdApp(args)
+    context = server_context(args['cert-file'], args['key-file'], args['trusted-ca-file'], require=True)
+    port = int(re.search(r':(\d+)$', args.get('listen-client-urls', 'https://127.0.0.1:2379').split(',')[0]).group(1))
+    serve('0.0.0.0', port, context, app)
+    serve('0.0.0.0', 2380, context, app)  # the peer port, so it is in use as with a real member
+    while True:
+        time.sleep(3600)
+
+
+# ==================================================================== kube-apiserver
+
+def key_of(kind: str, group: str, namespace: str | None, name: str) -> str:
+    return f'{kind}.{group}/{namespace or ""}/{name}'
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def unb64(text: str) -> str:
+    return base64.b64decode(text).decode()
+
+
+def tolerates(tolerations: list, taint: dict) -> bool:
+    for tol in tolerations or []:
+        if tol.get('effect') and tol['effect'] != taint.get('effect'):
+            continue
+        if tol.get('operator') == 'Exists':
+            if not tol.get('key') or tol['key'] == taint.get('key'):
+                return True
+        elif tol.get('key') == taint.get('key') and (tol.get('value') or '') == (taint.get('value') or ''):
+            return True
+    return False
+
+
+def schedulable(node: dict, pod_spec: dict) -> bool:
+    if node.get('spec', {}).get('unschedulable'):
+        return False
+    for taint in node.get('spec', {}).get('taints') or []:
+        if taint.get('effect') in ('NoSchedule', 'NoExecute') and not tolerates(pod_spec.get('tolerations'), taint):
+            return False
+    selector = pod_spec.get('nodeSelector') or {}
+    labels = node['metadata'].get('labels') or {}
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
+def node_ready(node: dict) -> bool:
+    for cond in node.get('status', {}).get('conditions') or []:
+        if cond['type'] == 'Ready':
+            return cond['status'] == 'True'
+    return False
+
+
+class Store:
+    """Transactions on the state kept by the etcd stand-in (optimistic, retried on conflict)."""
+
+    def __init__(self, client: common.Client):
+        self.client = client
+
+    def read(self) -> dict:
+        return self.client.request('GET', '/standin/state')['state']
+
+    def transact(self, fn):
+        for _ in range(50):
+            current = self.client.request('GET', '/standin/state')
+            state = copy.deepcopy(current['state'])
+            result = fn(state)
+            if state == current['state']:
+                return result
+            try:
+                self.client.request('PUT', '/standin/state', {'rev': current['rev'], 'state': state})
+                return result
+            except common.ApiError as error:
+                if error.status != 409:
+                    raise
+            time.sleep(0.05)
+        raise common.ApiError(500, 'too many conflicts')
+
+
+class ApiServerApp:
+    def __init__(self, args: dict):
+        self.args = args
+        self.version = common.kube_version()
+        with open(args['etcd-cafile'], 'rb') as a, open(args['etcd-certfile'], 'rb') as b, open(args['etcd-keyfile'], 'rb') as c:
+            etcd = common.Client(args.get('etcd-servers', 'https://127.0.0.1:2379').split(',')[0], a.read(), b.read(), c.read())
+        self.store = Store(etcd)
+        with open(args['client-ca-file'], 'rb') as handle:
+            self.ca_pem = handle.read()
+        self.ca_cert = common.load_cert(self.ca_pem)
+        self.ca_key = common.load_key(open(os.path.join(os.path.dirname(args['client-ca-file']), 'ca.key'), 'rb').read())
+        self.pod_network = None
+
+    # ------------------------------------------------------------ authentication
+
+    def authenticate(self, req: Handler, state: dict | None = None):
+        peer = req._peer()
+        if peer:
+            cn, orgs = peer
+            return {'name': cn, 'groups': orgs}
+        header = req.headers.get('Authorization', '')
+        if header.startswith('Bearer '):
+            match = common.TOKEN_RE.match(header[7:].strip())
+            if match:
+                state = state if state is not None else self.store.read()
+                secret = state['objects'].get(key_of('Secret', '', 'kube-system', f'bootstrap-token-{match.group(1)}'))
+                if secret and not self.token_expired(secret) and unb64(secret['data']['token-secret']) == match.group(2):
+                    return {'name': f'system:bootstrap:{match.group(1)}', 'groups': ['system:bootstrappers'], 'bootstrap': True}
+            return 'invalid'
+        return None
+
+    # ------------------------------------------------------------ controllers
+
+    @staticmethod
+    def token_expired(secret: dict) -> bool:
+        expiration = (secret.get('data') or {}).get('expiration')
+        return bool(expiration) and common.parse_rfc3339(unb64(expiration)) <= common.now()
+
+    def reconcile(self, state: dict) -> None:
+        objects = state['objects']
+        now = common.now()
+        # token cleaner: expired bootstrap tokens are deleted
+        for key, obj in list(objects.items()):
+            if obj['kind'] == 'Secret' and obj.get('type') == 'bootstrap.kubernetes.io/token' and self.token_expired(obj):
+                del objects[key]
+        # garbage collector: objects owned by a deleted Secret (kubeadm-certs is owned by a TTL token)
+        for key, obj in list(objects.items()):
+            for ref in obj['metadata'].get('ownerReferences') or []:
+                if ref.get('kind') == 'Secret' and key_of('Secret', '', obj['metadata'].get('namespace'), ref['name']) not in objects:
+                    del objects[key]
+                    break
+        # node lifecycle: stale heartbeats make Ready Unknown; taints follow the Ready condition
+        nodes = [o for o in objects.values() if o['kind'] == 'Node']
+        for node in nodes:
+            ready = None
+            for cond in node.setdefault('status', {}).setdefault('conditions', []):
+                if cond['type'] == 'Ready':
+                    ready = cond
+            if ready and ready['status'] != 'Unknown' and now - common.parse_rfc3339(ready['lastHeartbeatTime']) > NODE_GRACE_SECONDS:
+                ready.update({'status': 'Unknown', 'reason': 'NodeStatusUnknown',
+                              'message': 'Kubelet stopped posting node status.', 'lastTransitionTime': common.rfc3339(now)})
+            taints = [t for t in node['spec'].get('taints') or []
+                      if t['key'] not in ('node.kubernetes.io/not-ready', 'node.kubernetes.io/unreachable')]
+            if not ready or ready['status'] == 'False':
+                taints.append({'key': 'node.kubernetes.io/not-ready', 'effect': 'NoSchedule'})
+            elif ready['status'] == 'Unknown':
+                taints.append({'key': 'node.kubernetes.io/unreachable', 'effect': 'NoSchedule'})
+            if taints:
+                node['spec']['taints'] = taints
+            else:
+                node['spec'].pop('taints', None)
+        node_names = {n['metadata']['name'] for n in nodes}
+        pods = {k: o for k, o in objects.items() if o['kind'] == 'Pod'}
+        # pods on deleted nodes go away (static mirror pods and daemon pods included)
+        for key, pod in list(pods.items()):
+            if pod['spec'].get('nodeName') and pod['spec']['nodeName'] not in node_names:
+                del objects[key]
+                del pods[key]
+        # DaemonSets: one pod per eligible node
+        for ds in [o for o in objects.values() if o['kind'] == 'DaemonSet']:
+            ns, name = ds['metadata'].get('namespace', 'default'), ds['metadata']['name']
+            spec = ds['spec']['template'].get('spec', {})
+            owned = {p['spec'].get('nodeName'): k for k, p in pods.items() if self.owner(p) == ('DaemonSet', name)
+                     and p['metadata'].get('namespace') == ns}
+            for node in nodes:
+                nname = node['metadata']['name']
+                ok = schedulable(node, spec)
+                if ok and nname not in owned:
+                    pod = self.new_pod(state, ds, f'{name}-{common.random_suffix()}', nname)
+                    objects[key_of('Pod', '', ns, pod['metadata']['name'])] = pod
+                elif not ok and nname in owned:
+                    del objects[owned[nname]]
+        pods = {k: o for k, o in objects.items() if o['kind'] == 'Pod'}
+        # Deployments: replicas pods, spread over the nodes that fit
+        for dep in [o for o in objects.values() if o['kind'] == 'Deployment']:
+            ns, name = dep['metadata'].get('namespace', 'default'), dep['metadata']['name']
+            template_hash = common.pod_template_hash(dep['spec']['template'])
+            owned = [k for k, p in pods.items() if self.owner(p) == ('Deployment', name) and p['metadata'].get('namespace') == ns]
+            for key in owned:
+                if pods[key]['metadata']['labels'].get('pod-template-hash') != template_hash:
+                    del objects[key]
+            owned = [k for k in owned if k in objects]
+            replicas = dep['spec'].get('replicas', 1)
+            for key in owned[replicas:]:
+                del objects[key]
+            for _ in range(replicas - len(owned)):
+                pod = self.new_pod(state, dep, f'{name}-{template_hash}-{common.random_suffix()}', None)
+                pod['metadata']['labels']['pod-template-hash'] = template_hash
+                objects[key_of('Pod', '', ns, pod['metadata']['name'])] = pod
+        # scheduler: pending pods go to the Ready node with the fewest pods of their owner, then overall
+        pods = [o for o in objects.values() if o['kind'] == 'Pod']
+        for pod in sorted(pods, key=lambda p: p['metadata']['name']):
+            if pod['spec'].get('nodeName'):
+                continue
+            fits = [n for n in nodes if node_ready(n) and schedulable(n, pod['spec'])]
+            if not fits:
+                continue
+            count = lambda n, same: sum(1 for p in pods if p['spec'].get('nodeName') == n['metadata']['name']
+                                        and (not same or self.owner(p) == self.owner(pod)))
+            best = min(fits, key=lambda n: (count(n, True), count(n, False), n['metadata']['name']))
+            pod['spec']['nodeName'] = best['metadata']['name']
+        # pod status follows its node
+        by_name = {n['metadata']['name']: n for n in nodes}
+        for pod in pods:
+            self.pod_status(state, pod, by_name.get(pod['spec'].get('nodeName')))
+
+    @staticmethod
+    def owner(pod: dict):
+        refs = pod['metadata'].get('ownerReferences') or []
+        return (refs[0]['kind'], refs[0]['name']) if refs else None
+
+    def new_pod(self, state: dict, owner: dict, name: str, node: str | None) -> dict:
+        template = copy.deepcopy(owner['spec']['template'])
+        meta = template.get('metadata') or {}
+        spec = template.get('spec') or {}
+        if node:
+            spec['nodeName'] = node
+        state['serial'] = state.get('serial', 0) + 1
+        return {
+            'apiVersion': 'v1', 'kind': 'Pod',
+            'metadata': {'name': name, 'namespace': owner['metadata'].get('namespace', 'default'),
+                         'labels': dict(meta.get('labels') or {}), 'creationTimestamp': common.rfc3339(common.now()),
+                         'uid': f'standin-{state["serial"]}',
+                         'ownerReferences': [{'apiVersion': owner['apiVersion'], 'kind': owner['kind'],
+                                              'name': owner['metadata']['name'], 'controller': True}]},
+            'spec': spec,
+            'status': {'phase': 'Pending'},
+        }
+
+    def pod_status(self, state: dict, pod: dict, node: dict | None) -> None:
+        status = pod.setdefault('status', {})
+        containers = pod['spec'].get('containers') or [{'name': 'main'}]
+        if node is None:
+            status.update({'phase': 'Pending', 'standinReason': 'Pending'})
+            status.pop('podIP', None)
+            status['containerStatuses'] = [{'name': c['name'], 'ready': False, 'restartCount': 0} for c in containers]
+            return
+        fresh = any(c['type'] == 'Ready' and c['status'] != 'Unknown' for c in node['status'].get('conditions') or [])
+        host_network = bool(pod['spec'].get('hostNetwork'))
+        running = fresh and (host_network or node_ready(node))
+        node_ip = next((a['address'] for a in node['status'].get('addresses') or [] if a['type'] == 'InternalIP'), None)
+        if running:
+            if not status.get('startTime'):
+                status['startTime'] = common.rfc3339(common.now())
+            status['phase'] = 'Running'
+            status['standinReason'] = 'Running'
+            if host_network:
+                status['podIP'] = node_ip
+            elif not status.get('podIP'):
+                status['podIP'] = self.pod_ip(state, node)
+        else:
+            status['phase'] = 'Pending'
+            status['standinReason'] = 'ContainerCreating'
+        status['hostIP'] = node_ip
+        status['containerStatuses'] = [{'name': c['name'], 'ready': running, 'restartCount': 0} for c in containers]
+
+    def pod_ip(self, state: dict, node: dict) -> str | None:
+        cidr = node['spec'].get('podCIDR')
+        if not cidr:
+            return None
+        network = ipaddress.ip_network(cidr)
+        used = {p['status'].get('podIP') for p in state['objects'].values() if p['kind'] == 'Pod'}
+        for host in list(network.hosts())[1:]:
+            if str(host) not in used:
+                return str(host)
+        return None
+
+    # ------------------------------------------------------------ HTTP
+
+    def handle(self, req: Handler, method: str):
+        path = req.path.split('?')[0]
+        try:
+            if path in ('/healthz', '/livez', '/readyz') and method == 'GET':
+                self.store.read()
+                return req._send(200, 'ok', 'text/plain; charset=utf-8')
+            if path == '/version' and method == 'GET':
+                major, minor, _ = common.version_tuple(self.version)
+                return req._send(200, {'major': str(major), 'minor': str(minor), 'emulationMajor': str(major),
+                                       'emulationMinor': str(minor), 'minCompatibilityMajor': str(major),
+                                       'minCompatibilityMinor': str(minor - 1), 'gitVersion': self.version,
+                                       'gitTreeState': 'clean', 'goVersion': 'go1.24.6', 'compiler': 'gc',
+                                       'platform': 'linux/amd64'})
+            if path == '/api/v1/namespaces/kube-public/configmaps/cluster-info' and method == 'GET':
+                return req._send(200, self.cluster_info())
+            user = self.authenticate(req)
+            if user == 'invalid' or (path != '/standin/v1/op' and user is None):
+                return req._send(401, status_body(401, 'Unauthorized', 'Unauthorized'))
+            if user is None:
+                return req._send(403, status_body(403, 'Forbidden', f'forbidden: User "system:anonymous" cannot get path "{path}"'))
+            if path == '/standin/v1/op' and method == 'POST':
+                body = req._body() or {}
+                return req._send(200, self.op(user, body.pop('op', ''), body))
+            return req._send(404, status_body(404, 'NotFound', 'the server could not find the requested resource'))
+        except common.ApiError as error:
+            return req._send(error.status, status_body(error.status, error.reason or 'Error', str(error)))
+        except OSError as error:
+            return req._send(500, status_body(500, 'InternalError', f'etcd unavailable: {error}'))
+
+    def cluster_info(self) -> dict:
+        state = self.store.read()
+        cm = state['objects'].get(key_of('ConfigMap', '', 'kube-public', 'cluster-info'))
+        if cm is None:
+            raise common.ApiError(404, 'configmaps "cluster-info" not found', 'NotFound')
+        cm = copy.deepcopy(cm)
+        content = cm['data']['kubeconfig']
+        for obj in state['objects'].values():
+            data = obj.get('data') or {}
+            if obj['kind'] == 'Secret' and obj.get('type') == 'bootstrap.kubernetes.io/token' and not self.token_expired(obj) \
+                    and data.get('usage-bootstrap-signing') and unb64(data['usage-bootstrap-signing']) == 'true':
+                token_id, secret = unb64(data['token-id']), unb64(data['token-secret'])
+                cm['data'][f'jws-kubeconfig-{token_id}'] = common.jws_detached(content, token_id, secret)
+        return cm
+
+    # ------------------------------------------------------------ operations
+
+    def op(self, user: dict, name: str, args: dict):
+        bootstrap_ops = {'get_kubeadm_config', 'csr', 'get_certs_secret', 'get_nodes_names'}
+        if user.get('bootstrap') and name not in bootstrap_ops:
+            raise common.ApiError(403, f'forbidden: User "{user["name"]}" cannot perform {name}', 'Forbidden')
+        handler = getattr(self, f'op_{name}', None)
+        if handler is None:
+            raise common.ApiError(400, f'unknown operation {name!r}', 'BadRequest')
+        return handler(user, args)
+
+    def _tx(self, fn):
+        def wrapped(state):
+            self.reconcile(state)
+            result = fn(state)
+            self.reconcile(state)
+            return result
+        return self.store.transact(wrapped)
+
+    def op_get(self, user, args):
+        kind, group = args['kind'], args.get('group', '')
+        def fn(state):
+            out = []
+            for obj in state['objects'].values():
+                meta = obj['metadata']
+                if obj['kind'] != kind or common.group_of(obj['apiVersion']) != group:
+                    continue
+                if args.get('namespace') and not args.get('allNamespaces') and meta.get('namespace') != args['namespace']:
+                    continue
+                if args.get('name') and meta['name'] != args['name']:
+                    continue
+                out.append(obj)
+            if args.get('name') and not out:
+                raise common.ApiError(404, f'{args.get("resource", kind.lower())} "{args["name"]}" not found', 'NotFound')
+            return sorted(out, key=lambda o: (o['metadata'].get('namespace', ''), o['metadata']['name']))
+        return self._tx(fn)
+
+    def op_get_nodes_names(self, user, args):
+        return sorted(o['metadata']['name'] for o in self.store.read()['objects'].values() if o['kind'] == 'Node')
+
+    def op_apply(self, user, args):
+        create_only = args.get('mode') == 'create'
+        def fn(state):
+            results = []
+            for obj in args['objects']:
+                obj = copy.deepcopy(obj)
+                kind = obj['kind']
+                group = common.group_of(obj['apiVersion'])
+                meta = obj.setdefault('metadata', {})
+                ns = None if kind in CLUSTER_SCOPED or self.crd_scope(state, kind, group) == 'Cluster' else meta.get('namespace') or 'default'
+                if ns:
+                    meta['namespace'] = ns
+                else:
+                    meta.pop('namespace', None)
+                key = key_of(kind, group, ns, meta['name'])
+                ref = f'{common.resource_name(kind, obj["apiVersion"])}/{meta["name"]}'
+                old = state['objects'].get(key)
+                if old is not None and create_only:
+                    raise common.ApiError(409, f'{common.resource_name(kind, obj["apiVersion"]).split(".")[0]}s{("." + group) if group else ""} "{meta["name"]}" already exists', 'AlreadyExists')
+                applied = json.dumps({k: v for k, v in obj.items() if k != 'status'}, sort_keys=True)
+                if old is not None and old['metadata'].get('annotations', {}).get('standin/last-applied') == applied:
+                    results.append({'ref': ref, 'result': 'unchanged'})
+                    continue
+                state['serial'] = state.get('serial', 0) + 1
+                meta.setdefault('annotations', {})['standin/last-applied'] = applied
+                meta['creationTimestamp'] = old['metadata']['creationTimestamp'] if old else common.rfc3339(common.now())
+                meta['uid'] = old['metadata']['uid'] if old else f'standin-{state["serial"]}'
+                if old is not None and 'status' in old:
+                    obj['status'] = old['status']
+                state['objects'][key] = obj
+                results.append({'ref': ref, 'result': 'configured' if old else 'created'})
+            return results
+        return self._tx(fn)
+
+    @staticmethod
+    def crd_scope(state, kind, group):
+        for obj in state['objects'].values():
+            if obj['kind'] == 'CustomResourceDefinition':
+                spec = obj.get('spec') or {}
+                if spec.get('group') == group and (spec.get('names') or {}).get('kind') == kind:
+                    return spec.get('scope')
+        return None
+
+    def op_delete(self, user, args):
+        def fn(state):
+            key = key_of(args['kind'], args.get('group', ''), args.get('namespace'), args['name'])
+            if key not in state['objects']:
+                raise common.ApiError(404, f'{args.get("resource", args["kind"].lower())} "{args["name"]}" not found', 'NotFound')
+            del state['objects'][key]
+            return True
+        return self._tx(fn)
+
+    def op_register_node(self, user, args):
+        node = args['node']
+        name = node['metadata']['name']
+        if user['name'] != f'system:node:{name}' and 'kubeadm:cluster-admins' not in user['groups'] and 'system:masters' not in user['groups']:
+            raise common.ApiError(403, f'nodes "{name}" is forbidden: node "{user["name"]}" can only register itself', 'Forbidden')
+        def fn(state):
+            key = key_of('Node', '', None, name)
+            old = state['objects'].get(key)
+            if old is None:
+                state['serial'] = state.get('serial', 0) + 1
+                node['metadata']['creationTimestamp'] = common.rfc3339(common.now())
+                node['metadata']['uid'] = f'standin-{state["serial"]}'
+                subnet = self.pod_subnet(state)
+                if subnet:
+                    taken = {n['spec'].get('podCIDR') for n in state['objects'].values() if n['kind'] == 'Node'}
+                    for candidate in ipaddress.ip_network(subnet).subnets(new_prefix=24):
+                        if str(candidate) not in taken:
+                            node['spec']['podCIDR'] = str(candidate)
+                            node['spec']['podCIDRs'] = [str(candidate)]
+                            break
+                state['objects'][key] = node
+            else:
+                old['metadata'].setdefault('labels', {}).update(node['metadata'].get('labels') or {})
+                old['status'].update({k: v for k, v in node.get('status', {}).items() if k != 'conditions'})
+            return True
+        return self._tx(fn)
+
+    @staticmethod
+    def pod_subnet(state):
+        cm = state['objects'].get(key_of('ConfigMap', '', 'kube-system', 'kubeadm-config'))
+        if not cm:
+            return None
+        config = common.yaml.safe_load(cm['data'].get('ClusterConfiguration', '')) or {}
+        return (config.get('networking') or {}).get('podSubnet', '').split(',')[0] or None
+
+    def op_node_status(self, user, args):
+        name = args['name']
+        def fn(state):
+            node = state['objects'].get(key_of('Node', '', None, name))
+            if node is None:
+                raise common.ApiError(404, f'nodes "{name}" not found', 'NotFound')
+            now = common.rfc3339(common.now())
+            status = node.setdefault('status', {})
+            conditions = status.setdefault('conditions', [])
+            ready = next((c for c in conditions if c['type'] == 'Ready'), None)
+            value = 'True' if args['ready'] else 'False'
+            if ready is None:
+                ready = {'type': 'Ready'}
+                conditions.append(ready)
+            if ready.get('status') != value:
+                ready['lastTransitionTime'] = now
+            ready.update({'status': value, 'reason': args['reason'], 'message': args['message'], 'lastHeartbeatTime': now})
+            for key in ('addresses', 'nodeInfo', 'capacity', 'allocatable'):
+                if key in args:
+                    status[key] = args[key]
+            return True
+        return self._tx(fn)
+
+    def op_patch_node(self, user, args):
+        """Labels and taints; returns per node whether something changed (kubectl taint/label)."""
+        def fn(state):
+            out = {}
+            names = args.get('names') or sorted(o['metadata']['name'] for o in state['objects'].values() if o['kind'] == 'Node')
+            for name in names:
+                node = state['objects'].get(key_of('Node', '', None, name))
+                if node is None:
+                    raise common.ApiError(404, f'nodes "{name}" not found', 'NotFound')
+                labels = node['metadata'].setdefault('labels', {})
+                before = json.dumps([labels, node['spec'].get('taints')], sort_keys=True)
+                labels.update(args.get('addLabels') or {})
+                for key in args.get('removeLabels') or []:
+                    labels.pop(key, None)
+                taints = node['spec'].get('taints') or []
+                missing = []
+                for spec in args.get('removeTaints') or []:
+                    keep = [t for t in taints if not (t['key'] == spec['key'] and (not spec.get('effect') or t['effect'] == spec['effect']))]
+                    if len(keep) == len(taints):
+                        missing.append(spec['key'] + (f':{spec["effect"]}' if spec.get('effect') else ''))
+                    taints = keep
+                for spec in args.get('addTaints') or []:
+                    taints = [t for t in taints if not (t['key'] == spec['key'] and t['effect'] == spec['effect'])] + [spec]
+                if missing and args.get('strict'):
+                    out[name] = {'missing': missing}
+                    continue
+                if taints:
+                    node['spec']['taints'] = taints
+                else:
+                    node['spec'].pop('taints', None)
+                out[name] = {'changed': before != json.dumps([labels, node['spec'].get('taints')], sort_keys=True), 'missing': missing}
+            return out
+        return self._tx(fn)
+
+    def op_node_pods(self, user, args):
+        def fn(state):
+            return [p for p in state['objects'].values() if p['kind'] == 'Pod' and p['spec'].get('nodeName') == args['node']]
+        return self._tx(fn)
+
+    def op_set_mirror_pods(self, user, args):
+        node_name = args['node']
+        def fn(state):
+            for key, obj in list(state['objects'].items()):
+                if obj['kind'] == 'Pod' and obj['metadata'].get('annotations', {}).get('kubernetes.io/config.mirror') \
+                        and obj['spec'].get('nodeName') == node_name:
+                    if obj['metadata']['name'] not in {p['metadata']['name'] for p in args['pods']}:
+                        del state['objects'][key]
+            for pod in args['pods']:
+                key = key_of('Pod', '', pod['metadata']['namespace'], pod['metadata']['name'])
+                if key not in state['objects']:
+                    pod['metadata']['creationTimestamp'] = common.rfc3339(common.now())
+                    state['objects'][key] = pod
+            return True
+        return self._tx(fn)
+
+    # tokens ------------------------------------------------------
+
+    def op_token_create(self, user, args):
+        token_id, token_secret = args['token'].split('.')
+        def fn(state):
+            key = key_of('Secret', '', 'kube-system', f'bootstrap-token-{token_id}')
+            if key in state['objects'] and args.get('failIfExists'):
+                raise common.ApiError(409, f'a token with id "{token_id}" already exists', 'AlreadyExists')
+            data = {'token-id': b64(token_id), 'token-secret': b64(token_secret)}
+            if args.get('description'):
+                data['description'] = b64(args['description'])
+            if args.get('expires'):
+                data['expiration'] = b64(args['expires'])
+            for usage in args.get('usages') or []:
+                data[f'usage-bootstrap-{usage}'] = b64('true')
+            if args.get('groups'):
+                data['auth-extra-groups'] = b64(','.join(args['groups']))
+            state['objects'][key] = {'apiVersion': 'v1', 'kind': 'Secret', 'type': 'bootstrap.kubernetes.io/token',
+                                     'metadata': {'name': f'bootstrap-token-{token_id}', 'namespace': 'kube-system',
+                                                  'creationTimestamp': common.rfc3339(common.now())},
+                                     'data': data}
+            return True
+        return self._tx(fn)
+
+    def op_token_list(self, user, args):
+        def fn(state):
+            out = []
+            for obj in state['objects'].values():
+                if obj['kind'] == 'Secret' and obj.get('type') == 'bootstrap.kubernetes.io/token':
+                    out.append({k: unb64(v) for k, v in obj['data'].items()})
+            return sorted(out, key=lambda t: t['token-id'])
+        return self._tx(fn)
+
+    def op_token_delete(self, user, args):
+        def fn(state):
+            key = key_of('Secret', '', 'kube-system', f'bootstrap-token-{args["id"]}')
+            if key not in state['objects']:
+                raise common.ApiError(404, f'secrets "bootstrap-token-{args["id"]}" not found', 'NotFound')
+            del state['objects'][key]
+            return True
+        return self._tx(fn)
+
+    # certificates ------------------------------------------------
+
+    def op_upload_certs(self, user, args):
+        token_id, token_secret = args['ttlToken'].split('.')
+        def fn(state):
+            state['objects'][key_of('Secret', '', 'kube-system', f'bootstrap-token-{token_id}')] = {
+                'apiVersion': 'v1', 'kind': 'Secret', 'type': 'bootstrap.kubernetes.io/token',
+                'metadata': {'name': f'bootstrap-token-{token_id}', 'namespace': 'kube-system',
+                             'creationTimestamp': common.rfc3339(common.now())},
+                'data': {'token-id': b64(token_id), 'token-secret': b64(token_secret), 'expiration': b64(args['expires']),
+                         'description': b64('Proxy for managing TTL for the kubeadm-certs secret')}}
+            state['objects'][key_of('Secret', '', 'kube-system', 'kubeadm-certs')] = {
+                'apiVersion': 'v1', 'kind': 'Secret', 'type': 'Opaque',
+                'metadata': {'name': 'kubeadm-certs', 'namespace': 'kube-system',
+                             'creationTimestamp': common.rfc3339(common.now()),
+                             'ownerReferences': [{'apiVersion': 'v1', 'kind': 'Secret', 'name': f'bootstrap-token-{token_id}',
+                                                  'controller': True, 'blockOwnerDeletion': True}]},
+                'data': args['data']}
+            return True
+        return self._tx(fn)
+
+    def op_get_certs_secret(self, user, args):
+        def fn(state):
+            secret = state['objects'].get(key_of('Secret', '', 'kube-system', 'kubeadm-certs'))
+            if secret is None:
+                raise common.ApiError(404, 'secrets "kubeadm-certs" not found', 'NotFound')
+            return secret
+        return self._tx(fn)
+
+    def op_get_kubeadm_config(self, user, args):
+        state = self.store.read()
+        cm = state['objects'].get(key_of('ConfigMap', '', 'kube-system', 'kubeadm-config'))
+        kubelet = state['objects'].get(key_of('ConfigMap', '', 'kube-system', 'kubelet-config'))
+        if cm is None:
+            raise common.ApiError(404, 'configmaps "kubeadm-config" not found', 'NotFound')
+        return {'kubeadm-config': cm, 'kubelet-config': kubelet}
+
+    def op_csr(self, user, args):
+        """The CSR is approved at once (kubeadm's csrapprover RBAC) and signed with the cluster CA."""
+        from cryptography import x509
+        csr = x509.load_pem_x509_csr(args['csr'].encode())
+        cn, orgs = common.cert_subject(csr)
+        if not cn.startswith('system:node:') or orgs != ['system:nodes']:
+            raise common.ApiError(403, f'CSR for {cn} refused', 'Forbidden')
+        if not user.get('bootstrap') and user['name'] != cn:
+            raise common.ApiError(403, f'{user["name"]} cannot request a certificate for {cn}', 'Forbidden')
+        cert = common.sign_cert(self.ca_key, self.ca_cert, csr.public_key(), cn, orgs, client=True)
+        return {'certificate': common.cert_pem(cert).decode()}
+
+
+CLUSTER_SCOPED = common.CLUSTER_SCOPED_KINDS
+
+
+class HealthApp:
+    def handle(self, req, method):
+        return req._send(200, 'ok', 'text/plain; charset=utf-8')
+
+
+def run_apiserver(manifest: str):
+    args = manifest_args(manifest)
+    app = ApiServerApp(args)
+    context = server_context(args['tls-cert-file'], args['tls-private-key-file'], args['client-ca-file'], require=False)
+    port = int(args.get('secure-port', '6443'))
+    serve(args.get('bind-address', '0.0.0.0'), port, context, app)
+    # kube-controller-manager and kube-scheduler health endpoints, served with the API server's certificate
+    plain = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    plain.load_cert_chain(args['tls-cert-file'], args['tls-private-key-file'])
+    for health_port in (10257, 10259):
+        try:
+            serve('127.0.0.1', health_port, plain, HealthApp())
+        except OSError:
+            pass
+    while True:
+        time.sleep(3600)
+
+
+def main():
+    mode = os.path.basename(sys.argv[0])
+    manifest = sys.argv[sys.argv.index('--manifest') + 1]
+    if 'etcd' in mode:
+        run_etcd(manifest)
+    else:
+        run_apiserver(manifest)
+
+
+if __name__ == '__main__':
+    main()

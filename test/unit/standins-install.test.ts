@@ -1,0 +1,41 @@
+import { expect } from 'chai';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { STANDIN_APT_PACKAGES, installScript } from '../lab/install.js';
+
+describe('Kubernetes stand-ins installer script', function () {
+  it('installs the packages, files and units the way the real packages lay them out', function () {
+    const script = installScript();
+    expect(script.startsWith('set -eu\n')).to.equal(true);
+    expect(STANDIN_APT_PACKAGES).to.deep.equal(['python3-yaml', 'python3-cryptography', 'iptables', 'ethtool', 'socat', 'ebtables', 'conntrack']);
+    expect(script).to.include(`apt-get install -y -qq --no-install-recommends ${STANDIN_APT_PACKAGES.join(' ')}`);
+    for (const target of ['/usr/bin/kubeadm', '/usr/bin/kubelet', '/usr/bin/kubectl', '/usr/lib/systemd/system/kubelet.service',
+      '/usr/lib/systemd/system/kubelet.service.d/10-kubeadm.conf']) {
+      expect(script).to.include(`mv ${target}.standin-new ${target}\n`);
+    }
+    expect(script).to.include('systemctl enable kubelet.service');
+  });
+
+  it('writes byte-exact copies of the stand-in files (decoded with sh and base64 into a scratch root)', function () {
+    const root = mkdtempSync(join(tmpdir(), 'standin-root-'));
+    try {
+      // Re-root every absolute path and drop the apt and systemctl lines, then run the rest with dash.
+      const body = installScript()
+        .split('\n')
+        .filter((line) => !/apt-get|systemctl/.test(line))
+        .join('\n')
+        .replace(/(^|[ >])\/(usr|etc|var)\//gm, `$1${root}/$2/`);
+      for (const dir of ['usr/bin', 'etc/default']) mkdirSync(join(root, dir), { recursive: true });
+      execFileSync('sh', ['-s'], { input: body });
+      const unit = readFileSync(join(root, 'usr/lib/systemd/system/kubelet.service.d/10-kubeadm.conf'), 'utf8');
+      expect(unit).to.equal(readFileSync(new URL('../lab/standins/systemd/10-kubeadm.conf', import.meta.url), 'utf8'));
+      expect(readFileSync(join(root, 'usr/bin/kubeadm'))).to.deep.equal(readFileSync(new URL('../lab/standins/kubeadm.py', import.meta.url)));
+      expect(statSync(join(root, 'usr/bin/kubeadm')).mode & 0o777).to.equal(0o755);
+      expect(readFileSync(join(root, 'etc/default/kubelet'), 'utf8')).to.equal('KUBELET_EXTRA_ARGS=\n');
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+});
