@@ -1,4 +1,4 @@
-import { CapstanError, TaskError, TransportError, errorMessage } from './errors.js';
+import { TaskError, TransportError, errorMessage } from './errors.js';
 import { showDrift, describeDrift } from './drift.js';
 import type { Host } from './host.js';
 import type { ShownDrift, TaskStatus } from './events.js';
@@ -98,7 +98,11 @@ export async function runTask(
     return done({ status: 'failed', drift: [], message: `check failed: ${errorMessage(error)}` });
   }
   if (drift.length === 0) {
-    return done({ status: 'ok', drift: [], ...(await resultOf(task, ctx)) });
+    try {
+      return done({ status: 'ok', drift: [], ...(await resultOf(task, ctx)) });
+    } catch (error) {
+      return done({ status: 'failed', drift: [], message: `in sync, but its value could not be read: ${errorMessage(error)}`, ...(error instanceof TransportError ? { unreachable: true } : {}) });
+    }
   }
   const shown = drift.map(showDrift);
   if (options.checkMode) {
@@ -114,11 +118,11 @@ export async function runTask(
         throw new TaskError(`did not converge: ${left.map((d) => describeDrift(showDrift(d))).join('; ')}`, { host: view.name, task: task.id });
       }
     }
+    return done({ status: 'changed', drift: shown, ...(await resultOf(task, ctx)) });
   } catch (error) {
     const unreachable = error instanceof TransportError;
     return done({ status: 'failed', drift: shown, message: errorMessage(error), ...(unreachable ? { unreachable } : {}) });
   }
-  return done({ status: 'changed', drift: shown, ...(await resultOf(task, ctx)) });
 }
 
 async function noOtherHosts(name: string): Promise<Host> {
@@ -132,8 +136,4 @@ async function resultOf(task: BoundTask, ctx: CheckContext): Promise<{ value?: u
 
 function firstLine(text: string): string {
   return text.split('\n')[0] ?? '';
-}
-
-export function isCapstanError(error: unknown): error is CapstanError {
-  return error instanceof CapstanError;
 }

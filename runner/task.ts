@@ -176,7 +176,7 @@ export function defineTask<P extends object, R = void>(
       id,
       title: options.title ?? spec.title(resolved),
       desired,
-      claims: [{ id, desired }, ...(spec.claims ? spec.claims(resolved) : [])],
+      claims: ownedClaims(id, desired, spec.claims?.(resolved) ?? []),
       verify: typeof spec.verify === 'function' ? spec.verify(resolved) : (spec.verify ?? true),
       probes: spec.probes ? spec.probes(resolved) : [],
       check: (ctx) => spec.check(ctx, resolved),
@@ -197,6 +197,11 @@ export function defineTask<P extends object, R = void>(
     ...(staticTask ? { static: staticTask } : {}),
     bind: (host) => staticTask ?? bindResolved(resolve(host)),
   };
+}
+
+/** The task's own id claim, unless its spec claims that id itself (with a finer-grained desired state). */
+function ownedClaims(id: string, desired: unknown, extra: { id: string; desired: unknown }[]): { id: string; desired: unknown }[] {
+  return extra.some((claim) => claim.id === id) ? extra : [{ id, desired }, ...extra];
 }
 
 function safeTitle<P>(spec: TaskSpec<P, unknown>, params: P): string {

@@ -125,6 +125,12 @@ spec:
             - containerPort: 80
 `;
 
+/** Pods of the smoke-test deployment in phase Running. */
+async function runningReplicas(ctx: CheckContext): Promise<number> {
+  const result = await ctx.probe(kubectl(sh`get pods -l app=capstan-smoke-nginx -o ${`jsonpath={range .items[*]}{.status.phase}{"\n"}{end}`}`));
+  return result.code === 0 ? result.stdout.split('\n').filter((phase) => phase.trim() === 'Running').length : 0;
+}
+
 /** "pod node" lines → pods per node (pure). */
 export function podsPerNode(text: string): Map<string, number> {
   const counts = new Map<string, number>();
@@ -148,17 +154,16 @@ export function smokeTest(params: PerHostParams<{ timeoutSeconds?: number }> = {
       id: () => 'smoke-test',
       title: () => 'smoke test: nginx, 3 replicas',
       async check(ctx) {
-        const result = await ctx.probe(kubectl(sh`get deployment capstan-smoke-nginx -o ${'jsonpath={.status.availableReplicas}'}`));
-        const available = result.code === 0 ? Number(result.stdout.trim() || 0) : 0;
-        return available >= 3 ? [] : [{ subject: 'available nginx replicas', current: String(available), desired: '3' }];
+        const running = await runningReplicas(ctx);
+        return running >= 3 ? [] : [{ subject: 'running nginx replicas', current: String(running), desired: '3' }];
       },
       async apply(ctx, p) {
         await ctx.run(kubectl(sh`apply -f -`), { stdin: SMOKE_TEST_MANIFEST });
         const deadline = Date.now() + (p.timeoutSeconds ?? 300) * 1000;
         for (;;) {
-          const available = Number((await ctx.run(kubectl(sh`get deployment capstan-smoke-nginx -o ${'jsonpath={.status.availableReplicas}'}`))).stdout.trim() || 0);
-          if (available >= 3) return;
-          if (Date.now() > deadline) throw new Error(`${available} of 3 nginx replicas available after ${p.timeoutSeconds ?? 300} s`);
+          const running = await runningReplicas(ctx);
+          if (running >= 3) return;
+          if (Date.now() > deadline) throw new Error(`${running} of 3 nginx replicas running after ${p.timeoutSeconds ?? 300} s`);
           await new Promise((resolve) => setTimeout(resolve, 2000));
         }
       },

@@ -136,14 +136,14 @@ export function parsePreflightProbe(output: string): Omit<HostReport, 'host' | '
 
 /* ------------------------------------------------------------------ the probe task */
 
-interface ProbeParams {
+export interface PreflightProbeParams {
   ports: readonly number[];
   hostname?: string;
 }
 
 const probed = new WeakMap<CheckContext, HostReport>();
 
-async function probeHost(ctx: CheckContext, p: ProbeParams): Promise<HostReport> {
+async function probeHost(ctx: CheckContext, p: PreflightProbeParams): Promise<HostReport> {
   const result = await ctx.probe(PREFLIGHT_PROBE);
   if (result.code !== 0) throw new Error(`preflight probe failed: ${result.stderr.trim() || `exit ${result.code}`}`);
   return {
@@ -160,8 +160,8 @@ async function probeHost(ctx: CheckContext, p: ProbeParams): Promise<HostReport>
  *
  * @example const probe = preflightProbe({ ports: [6443, 10250] }); const result = await play('probe', 'all', [probe]); result.value(probe, 'node1')
  */
-export function preflightProbe(params: PerHostParams<ProbeParams>, options?: TaskOptions): Task<HostReport> {
-  return defineTask<ProbeParams, HostReport>(
+export function preflightProbe(params: PerHostParams<PreflightProbeParams>, options?: TaskOptions): Task<HostReport> {
+  return defineTask<PreflightProbeParams, HostReport>(
     {
       kind: 'preflight',
       id: () => 'preflight',
@@ -362,7 +362,7 @@ function validateOptions(options: PreflightOptions): void {
  */
 export async function preflight(ctx: Pick<PlaybookContext, 'play' | 'planning' | 'inventory'>, pattern: string, options: PreflightOptions = {}): Promise<PreflightResult> {
   validateOptions(options);
-  const probe = preflightProbe({ ports: options.ports ?? [], ...(options.hostname === undefined ? {} : { hostname: options.hostname }) } as PerHostParams<ProbeParams>);
+  const probe = preflightProbe({ ports: options.ports ?? [], ...(options.hostname === undefined ? {} : { hostname: options.hostname }) } as PerHostParams<PreflightProbeParams>);
   const result = await ctx.play(options.title ?? 'preflight', pattern, [probe]);
   if (ctx.planning) return { reports: [], notes: [] };
   const order = [...ctx.inventory.hosts.keys()];

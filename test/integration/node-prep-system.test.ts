@@ -7,7 +7,7 @@ import { playbook, type PlaybookContext } from '../../runner/playbook.js';
 import type { RunEvent } from '../../runner/events.js';
 import type { Task } from '../../runner/task.js';
 import { ensureFile } from '../../tasks/files.js';
-import { ensureService, ensureSystemdUnit, restartService } from '../../tasks/systemd.js';
+import { ensureService, ensureSystemdUnit, reloadService, restartService } from '../../tasks/systemd.js';
 import { ensureAlternatives, ensureHostname, ensureHostsEntries, ensureIptablesLegacy, ensureKubeletExtraArgs } from '../../tasks/system.js';
 import { preflight } from '../../tasks/preflight.js';
 import { runTasks, type TaskRun } from '../helpers/tasks.js';
@@ -170,6 +170,43 @@ describe('node prep: systemd services, alternatives, hostname, /etc/hosts, kubel
     expect(statuses(run, 'node1')).to.deep.equal(['service:capstan-demo changed']);
     expect(await sh(lab, 'node1', 'systemctl show -p MainPID --value capstan-demo')).not.to.equal(pid);
     expect(statuses(await runTasks(lab, 'node1', [task]), 'node1')).to.deep.equal(['service:capstan-demo ok']);
+  });
+
+  it('reloadService: a changed configuration reloads the running service once, without restarting it', async () => {
+    const unit = "[Service]\nExecStart=/bin/sleep infinity\nExecReload=/bin/sh -c 'echo reload >> /var/lib/capstan-reload.log'\n";
+    const tasks = (config: string): Task<unknown>[] => [
+      ensureSystemdUnit({ name: 'capstan-reload', content: unit }),
+      ensureService('capstan-reload', { running: true }),
+      ensureFile({ path: '/etc/capstan-reload.conf', content: config }, { notify: [reloadService('capstan-reload')] }),
+    ];
+    const first = await runTasks(lab, 'node2', tasks('a\n'));
+    expect(statuses(first, 'node2')).to.deep.equal([
+      'systemd-unit:/etc/systemd/system/capstan-reload.service changed',
+      'service:capstan-reload changed',
+      'file:/etc/capstan-reload.conf changed',
+      'service:capstan-reload:reload changed',
+    ]);
+    const pid = await sh(lab, 'node2', 'systemctl show -p MainPID --value capstan-reload');
+    expect(await sh(lab, 'node2', 'cat /var/lib/capstan-reload.log')).to.equal('reload\n');
+    expect(statuses(await runTasks(lab, 'node2', tasks('a\n')), 'node2')).to.deep.equal([
+      'systemd-unit:/etc/systemd/system/capstan-reload.service ok',
+      'service:capstan-reload ok',
+      'file:/etc/capstan-reload.conf ok',
+    ]);
+    const changed = await runTasks(lab, 'node2', tasks('b\n'));
+    expect(statuses(changed, 'node2').slice(2)).to.deep.equal(['file:/etc/capstan-reload.conf changed', 'service:capstan-reload:reload changed']);
+    expect(await sh(lab, 'node2', 'cat /var/lib/capstan-reload.log; systemctl show -p MainPID --value capstan-reload')).to.equal(`reload\nreload\n${pid}`);
+  });
+
+  it('stopping, disabling and removing the unit; then the missing unit wanted off is in sync', async () => {
+    const tasks = [ensureService('capstan-demo', { enabled: false, running: false }), ensureSystemdUnit({ name: 'capstan-demo', state: 'absent' })];
+    const first = await runTasks(lab, 'node1', tasks);
+    expect(statuses(first, 'node1')).to.deep.equal(['service:capstan-demo changed', 'systemd-unit:/etc/systemd/system/capstan-demo.service changed']);
+    expect(first.tasks[0]!.drift.map((d) => `${d.subject}: ${d.current} → ${d.desired}`)).to.deep.equal(['enabled: enabled → disabled', 'running: active → inactive']);
+    expect(await sh(lab, 'node1', 'test ! -e /etc/systemd/system/capstan-demo.service && systemctl show -p LoadState -p ActiveState -p UnitFileState capstan-demo | sort')).to.equal(
+      'ActiveState=inactive\nLoadState=not-found\nUnitFileState=\n',
+    );
+    expect(statuses(await runTasks(lab, 'node1', tasks), 'node1')).to.deep.equal(['service:capstan-demo ok', 'systemd-unit:/etc/systemd/system/capstan-demo.service ok']);
   });
 
   it('a masked unit is reported clearly, not unmasked', async () => {

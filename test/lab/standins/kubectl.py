@@ -227,6 +227,18 @@ def resolve(name: str):
 
 
 def cmd_get(args):
+    if OPTS.get('raw'):
+        # kubectl get --raw=/readyz: the body as the server sent it (text for health endpoints).
+        if args:
+            raise Fail('error: arguments may not be passed when --raw is specified')
+        try:
+            body = client().request('GET', OPTS['raw'])
+        except common.ApiError as error:
+            raise Fail(f'Error from server ({error.reason or "InternalError"}): {error}')
+        except OSError as error:
+            raise Fail(f'The connection to the server was refused - did you specify the right host or port? ({error})')
+        sys.stdout.write(body if isinstance(body, str) else json.dumps(body))
+        return
     if not args:
         raise Fail('error: You must specify the type of resource to get. Use "kubectl api-resources" for a complete list of supported resources.')
     kinds = args[0].split(',')
@@ -485,7 +497,7 @@ def cmd_cluster_info(args):
 
 OPTS: dict = {}
 VALUE_FLAGS = {'kubeconfig', 'namespace', 'output', 'filename', 'selector', 'for', 'timeout', 'image', 'replicas', 'context',
-               'server', 'v', 'request-timeout'}
+               'server', 'v', 'request-timeout', 'raw'}
 SHORT = {'n': 'namespace', 'o': 'output', 'f': 'filename', 'l': 'selector', 'A': 'all-namespaces', 'v': 'v'}
 
 

@@ -1,0 +1,208 @@
+/**
+ * `capstan run <playbook> --lab`: the embedded default for someone without cluster hardware.
+ *
+ * 1. The shape: the playbook's example inventory (its `exampleInventory` export, e.g.
+ *    inventory/single.yaml), or the inventory given with -i. Lab hosts get the same names, the same
+ *    groups and the same variables, with what cannot work in the lab changed (see
+ *    {@link labHostSpecs}): the lab's addresses instead of the example's (every var that held an
+ *    example address, the VIP included), no connection vars (the lab logs in as root with its own
+ *    key), and LAB_VARS (Kubernetes from the stand-ins, Debian's containerd).
+ * 2. The hosts: a lab that is already up with exactly that shape is reused (so a second
+ *    `--lab` run shows the playbook converged: changed=0); otherwise one is brought up (replacing
+ *    any other lab of this lab directory), and the Kubernetes STAND-INS are installed on hosts that
+ *    lack them: kubeadm, kubelet and kubectl here are test doubles (test/lab/README.md).
+ * 3. The CNI manifest: lab hosts cannot reach GitHub, and the controller may not either, so a small
+ *    manifest of ours in the shape of the chosen CNI's (test/fixtures/cni/<cni>-lab.yaml) is served
+ *    from loopback for the length of the run (`cni_manifest_url`, unless -e sets it).
+ * 4. Afterwards: how to reach the hosts (`capstan exec -i <lab inventory> …`), where the fetched
+ *    kubeconfig is, and `capstan lab down`.
+ */
+import { readFileSync, existsSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { dirname, join, relative, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { InputError, errorMessage } from './errors.js';
+import { loadInventory, type Inventory } from './inventory/index.js';
+import type { LabHostSpec, LabState } from './lab/types.js';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+/** Where the lab's CNI manifests are: ours, in the shape of each CNI's (the lab cannot download the real ones). */
+export const LAB_CNI_DIR = join(ROOT, 'test', 'fixtures', 'cni');
+
+/** What the lab's hosts are told, printed before and after the run. */
+export const STAND_IN_NOTICE =
+  'kubeadm, kubelet and kubectl on these lab hosts are STAND-INS: test doubles (test/lab/standins, see test/lab/README.md) that reproduce the real tools\' commands, files and output but run no containers. systemd, apt, containerd, haproxy and keepalived are real.';
+
+/** The last octet of the lab's VIP: .2–.10 of the lab subnet are kept free for VIPs (runner/lab/paths.ts). */
+export const LAB_VIP_OCTET = 10;
+
+/** The example inventory a playbook module names with `export const exampleInventory = new URL(…)`. */
+export async function exampleInventoryOf(playbookPath: string): Promise<string> {
+  let module: { exampleInventory?: unknown };
+  try {
+    module = (await import(pathToFileURL(resolve(playbookPath)).href)) as { exampleInventory?: unknown };
+  } catch (error) {
+    throw new InputError(`cannot load playbook ${playbookPath}: ${errorMessage(error)}`);
+  }
+  const value = module.exampleInventory;
+  const path = value instanceof URL ? fileURLToPath(value) : typeof value === 'string' ? resolve(dirname(resolve(playbookPath)), value) : undefined;
+  if (!path) {
+    throw new InputError(`${playbookPath} names no example inventory (export const exampleInventory = new URL('../inventory/x.yaml', import.meta.url)): pass -i with an inventory whose shape the lab should take`);
+  }
+  if (!existsSync(path)) throw new InputError(`${playbookPath}'s example inventory ${path} does not exist`);
+  return path;
+}
+
+/** Vars that say how to connect; the lab's inventory sets its own, and a host var would override them. */
+function isConnectionVar(name: string): boolean {
+  return name.startsWith('ansible_') || name === 'capstan_known_hosts_file';
+}
+
+const IPV4 = /^\d{1,3}(\.\d{1,3}){3}$/;
+
+/** Every IPv4 address in a value replaced by its lab address, where it has one (pure). */
+function replaceAddresses(value: unknown, addresses: ReadonlyMap<string, string>): unknown {
+  if (typeof value === 'string') {
+    return value.replace(/(?<![\d.])(\d{1,3}(?:\.\d{1,3}){3})(?![\d.])/g, (address) => addresses.get(address) ?? address);
+  }
+  if (Array.isArray(value)) return value.map((item) => replaceAddresses(item, addresses));
+  if (value && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, replaceAddresses(v, addresses)]));
+  return value;
+}
+
+export interface LabShapeOptions {
+  /** The lab's address of the host at each position: runner/lab/paths.ts hostAddress. */
+  hostAddress: (index: number) => string;
+  /** The lab's VIP (the example's `vip_address` becomes this). */
+  vip: string;
+  /** Vars added to every host (LAB_VARS and the run's own), over the example's. */
+  vars: Record<string, unknown>;
+}
+
+/**
+ * Lab host specs shaped like an inventory (pure): the same host names in inventory order, each
+ * with every group it is in (nested groups flattened, so patterns select the same hosts) and its
+ * merged vars, minus connection vars, with the example's addresses replaced by the lab's — each
+ * host's `ip`/`ansible_host` by its lab address, `vip_address` by the lab VIP, and those addresses
+ * wherever else they appear (`control_plane_endpoint: 192.168.0.66:8888`) — and `ip` set to the
+ * lab address. Then `options.vars` on top.
+ */
+export function labHostSpecs(inventory: Inventory, options: LabShapeOptions): LabHostSpec[] {
+  const hosts = [...inventory.hosts.values()];
+  const addresses = new Map<string, string>();
+  hosts.forEach((host, index) => {
+    for (const key of ['ip', 'ansible_host']) {
+      const value = host.vars[key];
+      if (typeof value === 'string' && IPV4.test(value) && !addresses.has(value)) addresses.set(value, options.hostAddress(index));
+    }
+  });
+  for (const host of hosts) {
+    const vip = host.vars.vip_address;
+    if (typeof vip === 'string' && IPV4.test(vip)) addresses.set(vip, options.vip);
+  }
+  return hosts.map((host, index) => {
+    const vars: Record<string, unknown> = {};
+    for (const [key, value] of Object.entries(host.vars)) {
+      if (!isConnectionVar(key)) vars[key] = replaceAddresses(value, addresses);
+    }
+    vars.ip = options.hostAddress(index);
+    Object.assign(vars, options.vars);
+    return { name: host.name, groups: host.groups.filter((g) => g !== 'all' && g !== 'ungrouped'), vars };
+  });
+}
+
+/** True when a lab that is up has exactly these hosts, groups and vars (pure). */
+export function sameShape(up: readonly { name: string; groups: string[]; vars: Record<string, unknown> }[], wanted: readonly LabHostSpec[]): boolean {
+  const shape = (hosts: readonly LabHostSpec[]) => JSON.stringify(hosts.map((h) => [h.name, [...(h.groups ?? [])].sort(), h.vars ?? {}]));
+  return shape(up) === shape(wanted);
+}
+
+/** Serves the lab CNI manifests (`/<cni>-lab.yaml`) on loopback. */
+async function serveCniManifests(): Promise<{ server: Server; url: string }> {
+  const server = createServer((request, response) => {
+    const name = /^\/([a-z]+)-lab\.yaml$/.exec(request.url ?? '')?.[1];
+    const path = name ? join(LAB_CNI_DIR, `${name}-lab.yaml`) : undefined;
+    if (!path || !existsSync(path)) {
+      response.statusCode = 404;
+      response.end(`no lab manifest for ${request.url}: the lab has ${['weave', 'calico', 'flannel'].map((n) => `${n}-lab.yaml`).join(', ')}\n`);
+      return;
+    }
+    response.setHeader('content-type', 'application/yaml');
+    response.end(readFileSync(path));
+  });
+  await new Promise<void>((resolveListen, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => resolveListen());
+  });
+  return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/{cni}-lab.yaml` };
+}
+
+export interface LabRun {
+  lab: LabState;
+  /** The lab's inventory: run against this. */
+  inventoryPath: string;
+  /** Vars for the run (the CNI manifest URL); -e given by the user wins over these. */
+  extraVars: Record<string, unknown>;
+  /** True when a lab that was up already was used. */
+  reused: boolean;
+  /** What to print after the run: how to reach the hosts. */
+  summary(playbookPath: string, vars: { kubeconfigPath: string; context?: string }): string;
+  close(): Promise<void>;
+}
+
+/**
+ * Brings up (or reuses) lab hosts shaped like the playbook's example inventory, with the
+ * stand-ins installed, and serves the lab CNI manifests for the run. See the file comment.
+ */
+export async function prepareLabRun(options: { playbookPath: string; inventoryPath?: string; log: (line: string) => void }): Promise<LabRun> {
+  const shapeFrom = options.inventoryPath ? resolve(options.inventoryPath) : await exampleInventoryOf(options.playbookPath);
+  const example = await loadInventory(shapeFrom);
+  const lab = await import('./lab/index.js');
+  const { hostAddress, labDir, GATEWAY } = await import('./lab/paths.js');
+  const { LAB_VARS } = await import('../playbooks/vars.js');
+  lab.assertLabSupported();
+  const dir = labDir();
+  const kubeconfigPath = join(dir, 'kubeconfig');
+  const vip = GATEWAY.replace(/\.1$/, `.${LAB_VIP_OCTET}`);
+  const specs = labHostSpecs(example, { hostAddress, vip, vars: { ...LAB_VARS, kubeconfig_path: kubeconfigPath } });
+  const where = relative(process.cwd(), shapeFrom) || shapeFrom;
+  const status = await lab.labStatus();
+  let state: LabState;
+  let reused = false;
+  if (status && status.hosts.every((h) => h.up) && sameShape(status.hosts, specs)) {
+    options.log(`lab: reusing the ${status.hosts.length} lab hosts that are up, shaped like ${where} (capstan lab down first for fresh ones)`);
+    state = status;
+    reused = true;
+  } else {
+    options.log(`lab: bringing up ${specs.length} hosts shaped like ${where} (lab directory ${dir})`);
+    state = await lab.labUp({ hosts: specs, log: (line) => options.log(`lab: ${line}`) });
+  }
+  options.log(`lab: ${STAND_IN_NOTICE}`);
+  const { installStandIns } = await import('./lab/standins.js');
+  const started = Date.now();
+  const installed = await installStandIns(state);
+  if (installed.length) options.log(`lab: stand-ins installed on ${installed.join(', ')} in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  for (const host of state.hosts) options.log(`lab: ${host.name}\t${host.address}\t${host.groups.join(',')}`);
+  const { server, url } = await serveCniManifests();
+  return {
+    lab: state,
+    inventoryPath: state.inventoryPath,
+    extraVars: { cni_manifest_url: url },
+    reused,
+    summary(playbookPath, vars) {
+      const inventory = state.inventoryPath;
+      const first = state.hosts.find((h) => h.groups.includes('control_plane'))?.name ?? 'all';
+      return [
+        `lab: the hosts are up (${state.hosts.map((h) => `${h.name} ${h.address}`).join(', ')}).`,
+        `lab: reminder: ${STAND_IN_NOTICE}`,
+        `  reach them:  capstan exec -i ${inventory} all -- hostname`,
+        `               capstan exec -i ${inventory} ${first} -- kubectl get nodes -o wide`,
+        `  kubeconfig:  ${vars.kubeconfigPath}${vars.context ? ` (context ${vars.context})` : ''}`,
+        `  run again:   capstan run ${playbookPath} --lab${options.inventoryPath ? ` -i ${options.inventoryPath}` : ''}   (reuses these hosts)`,
+        `  remove:      capstan lab down`,
+      ].join('\n');
+    },
+    close: () => new Promise<void>((resolveClose) => server.close(() => resolveClose())),
+  };
+}

@@ -1,0 +1,108 @@
+/**
+ * Installs the Kubernetes STAND-INS on lab hosts: test doubles for kubeadm, kubelet and kubectl
+ * (the lab reaches Debian's mirror only, so the real binaries cannot be installed). The stand-ins
+ * themselves live in test/lab/standins (see test/lab/README.md for what they reproduce and what
+ * they do not); this is the installer, here so that `capstan run --lab` can use it as well as the
+ * tests (test/lab/install.ts re-exports it).
+ *
+ * Layout on each host, as the pkgs.k8s.io packages lay it out:
+ *   /usr/bin/kubeadm, /usr/bin/kubelet, /usr/bin/kubectl
+ *   /usr/lib/systemd/system/kubelet.service (Restart=always, RestartSec=10) and its drop-in
+ *   /usr/lib/systemd/system/kubelet.service.d/10-kubeadm.conf (EnvironmentFile=-/etc/default/kubelet)
+ *   /etc/default/kubelet (KUBELET_EXTRA_ARGS=, only when absent); kubelet.service enabled and started
+ * plus the stand-ins' own parts: /usr/lib/capstan-standin/*.py and the etcd-standin /
+ * kube-apiserver-standin units that the kubelet stand-in starts for the static Pod manifests.
+ * Debian packages the stand-ins need (python3-yaml, python3-cryptography) and the ones the real
+ * kubelet/kubeadm packages pull in (iptables, ethtool, socat, ebtables, conntrack) are installed
+ * with apt through the lab's proxy.
+ */
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { hostFactory } from '../connect.js';
+import { loadInventory } from '../inventory/index.js';
+import { sh } from '../quote.js';
+import type { LabState } from './types.js';
+
+/** Where the stand-ins' sources are (test doubles: they stay with the tests). */
+export const STANDIN_SOURCE = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'test', 'lab', 'standins');
+
+/** Debian packages installed on every host (the stand-ins' own needs, then the real packages' dependencies). */
+export const STANDIN_APT_PACKAGES = ['python3-yaml', 'python3-cryptography', 'iptables', 'ethtool', 'socat', 'ebtables', 'conntrack'];
+
+/** A file the stand-ins' installer puts on every host. */
+export const STANDIN_MARKER = '/usr/lib/capstan-standin/standin_servers.py';
+
+interface InstalledFile {
+  source: string;
+  target: string;
+  mode: string;
+}
+
+const FILES: InstalledFile[] = [
+  { source: 'standin_common.py', target: '/usr/lib/capstan-standin/standin_common.py', mode: '644' },
+  { source: 'kubeadm_config.py', target: '/usr/lib/capstan-standin/kubeadm_config.py', mode: '644' },
+  { source: 'kubeadm_preflight.py', target: '/usr/lib/capstan-standin/kubeadm_preflight.py', mode: '644' },
+  { source: 'standin_servers.py', target: STANDIN_MARKER, mode: '755' },
+  { source: 'kubeadm.py', target: '/usr/bin/kubeadm', mode: '755' },
+  { source: 'kubelet.py', target: '/usr/bin/kubelet', mode: '755' },
+  { source: 'kubectl.py', target: '/usr/bin/kubectl', mode: '755' },
+  { source: 'systemd/kubelet.service', target: '/usr/lib/systemd/system/kubelet.service', mode: '644' },
+  { source: 'systemd/10-kubeadm.conf', target: '/usr/lib/systemd/system/kubelet.service.d/10-kubeadm.conf', mode: '644' },
+  { source: 'systemd/etcd-standin.service', target: '/usr/lib/systemd/system/etcd-standin.service', mode: '644' },
+  { source: 'systemd/kube-apiserver-standin.service', target: '/usr/lib/systemd/system/kube-apiserver-standin.service', mode: '644' },
+];
+
+/** The shell script (run as root on a host, fed on stdin) that installs everything. Exported for its unit test. */
+export function installScript(): string {
+  const lines = [
+    'set -eu',
+    'export DEBIAN_FRONTEND=noninteractive',
+    // apt's lists may be missing on a fresh host; retry once for a proxy hiccup
+    `(apt-get update -qq && apt-get install -y -qq --no-install-recommends ${STANDIN_APT_PACKAGES.join(' ')}) >/tmp/standin-apt.log 2>&1 || ` +
+      `(sleep 2; apt-get update -qq && apt-get install -y -qq --no-install-recommends ${STANDIN_APT_PACKAGES.join(' ')}) >>/tmp/standin-apt.log 2>&1 || { cat /tmp/standin-apt.log >&2; exit 1; }`,
+    'mkdir -p /usr/lib/capstan-standin /usr/lib/systemd/system/kubelet.service.d /etc/kubernetes/manifests /var/lib/kubelet /etc/cni/net.d',
+  ];
+  for (const file of FILES) {
+    const data = readFileSync(join(STANDIN_SOURCE, file.source)).toString('base64');
+    lines.push(`base64 -d > ${file.target}.standin-new <<'STANDIN_EOF'`, ...(data.match(/.{1,76}/g) ?? []), 'STANDIN_EOF');
+    lines.push(`chmod ${file.mode} ${file.target}.standin-new && mv ${file.target}.standin-new ${file.target}`);
+  }
+  const defaults = readFileSync(join(STANDIN_SOURCE, 'systemd/kubelet.default')).toString('base64');
+  lines.push(`[ -e /etc/default/kubelet ] || printf '%s' '${defaults}' | base64 -d > /etc/default/kubelet`);
+  lines.push('ln -sf /usr/lib/capstan-standin/standin_servers.py /usr/lib/capstan-standin/etcd-standin');
+  lines.push('ln -sf /usr/lib/capstan-standin/standin_servers.py /usr/lib/capstan-standin/kube-apiserver-standin');
+  lines.push('systemctl daemon-reload', 'systemctl enable kubelet.service >/dev/null 2>&1', 'systemctl start kubelet.service || true');
+  return `${lines.join('\n')}\n`;
+}
+
+/**
+ * Installs the stand-ins on `hosts` (default: every lab host) that do not have them yet, in
+ * parallel, over Capstan's own SSH transport and the lab's inventory (root, the lab key, the
+ * lab's known_hosts). With `force`, hosts that have them are refreshed too. Returns the hosts it
+ * installed on.
+ */
+export async function installStandIns(lab: LabState, options: { hosts?: string[]; force?: boolean } = {}): Promise<string[]> {
+  const inventory = await loadInventory(lab.inventoryPath);
+  const connect = hostFactory({ acceptNewHostKeys: false, commandTimeoutMs: 600_000 });
+  const names = options.hosts ?? lab.hosts.map((host) => host.name);
+  const script = installScript();
+  const installed: string[] = [];
+  await Promise.all(
+    names.map(async (name) => {
+      const inventoryHost = inventory.hosts.get(name);
+      if (!inventoryHost) throw new Error(`no lab host named ${name}`);
+      const host = connect(inventoryHost);
+      try {
+        await host.connect();
+        if (!options.force && (await host.exec(sh`test -x ${STANDIN_MARKER} && test -x /usr/bin/kubeadm`)).code === 0) return;
+        const result = await host.exec(sh`sh -s`, { stdin: script });
+        if (result.code !== 0) throw new Error(`installing the Kubernetes stand-ins on ${name} failed (${result.code}): ${result.stderr}`);
+        installed.push(name);
+      } finally {
+        await host.close().catch(() => undefined);
+      }
+    }),
+  );
+  return installed;
+}

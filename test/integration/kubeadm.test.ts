@@ -1,0 +1,94 @@
+import { expect } from 'chai';
+import { createServer, type Server } from 'node:http';
+import { readFileSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import type { LabState } from '../../runner/lab/index.js';
+import { withLab, sshToLab } from '../helpers/lab.js';
+import { capstan, eventsOf, recapOf } from '../helpers/cli.js';
+import { installKubernetesStandIns } from '../lab/install.js';
+import { caCertHash } from '../../tasks/kubeadm.js';
+
+const PLAYBOOK = 'test/fixtures/playbooks/kubeadm-lab.ts';
+const TOKEN = /\b[a-z0-9]{6}\.[a-z0-9]{16}\b/;
+const CERT_KEY = /certificate-key\s+[a-f0-9]{64}/;
+
+describe('kubeadm lifecycle on lab hosts (Kubernetes stand-ins)', function () {
+  this.timeout(900_000);
+  let lab: LabState;
+  let server: Server;
+  let args: string[];
+
+  before(async () => {
+    lab = await withLab([
+      { name: 'cp1', groups: ['control_plane'] },
+      { name: 'w1', groups: ['workers'] },
+      { name: 'w2', groups: ['workers'] },
+      { name: 'w3', groups: ['workers'] },
+    ]);
+    await installKubernetesStandIns(lab);
+    // The controller downloads the CNI manifest: serve it on loopback.
+    const manifest = readFileSync('test/fixtures/cni/flannel-lab.yaml');
+    server = createServer((_req, res) => res.end(manifest)).listen(0, '127.0.0.1');
+    await new Promise((resolve) => server.once('listening', resolve));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/kube-flannel.yml`;
+    args = ['run', PLAYBOOK, '-i', lab.inventoryPath, '-e', `cni_manifest_url=${url}`, '--limit', 'all:!w3'];
+  });
+  after(() => server?.close());
+
+  it('--check on fresh hosts: would init, would join (pending the init), changes nothing, mints nothing', async () => {
+    const before = await Promise.all(lab.hosts.map((h) => sshToLab(lab, h, 'find /etc -xdev -type f -exec sha256sum {} + | sort | sha256sum')));
+    const result = await capstan([...args, '--check', '--json']);
+    expect(result.code, result.stderr).to.equal(0);
+    const events = eventsOf(result.stdout);
+    const init = events.find((e) => e.type === 'task' && e.task === 'kubeadm:init') as { status: string; drift: { subject: string; desired: string }[] };
+    expect(init.status).to.equal('changed');
+    expect(init.drift).to.deep.equal([{ subject: 'control plane', current: 'not initialised', desired: 'initialised with kubeadm init' }]);
+    const join = events.find((e) => e.type === 'task' && e.task === 'kubeadm:join' && e.host === 'w1') as { status: string; drift: { pending: string }[] };
+    expect(join.status).to.equal('changed');
+    expect(join.drift[0]!.pending).to.equal('kubeadm init (pod network 10.10.0.0/16) on cp1');
+    expect(events.filter((e) => e.type === 'task' && e.status === 'failed')).to.deep.equal([]);
+    const after = await Promise.all(lab.hosts.map((h) => sshToLab(lab, h, 'find /etc -xdev -type f -exec sha256sum {} + | sort | sha256sum')));
+    expect(after.map((r) => r.stdout)).to.deep.equal(before.map((r) => r.stdout));
+  });
+
+  it('applies: init, kubeconfig, CNI, workers join with fresh tokens, all nodes Ready, smoke test runs', async () => {
+    const result = await capstan([...args, '--json', '-v']);
+    expect(result.code, result.stdout.slice(-3000) + result.stderr).to.equal(0);
+    const nodes = await sshToLab(lab, 'cp1', 'kubectl get nodes --no-headers');
+    expect(nodes.stdout.split('\n').filter(Boolean).map((l) => l.split(/\s+/).slice(0, 2).join(' ')).sort()).to.deep.equal(['cp1 Ready', 'w1 Ready', 'w2 Ready']);
+    const pods = await sshToLab(lab, 'cp1', 'kubectl get pods -l app=capstan-smoke-nginx --no-headers');
+    expect(pods.stdout.trim().split('\n')).to.have.length(3);
+    const kubeconfig = await sshToLab(lab, 'cp1', 'stat -c "%a %U" /root/.kube/config && cmp /root/.kube/config /etc/kubernetes/admin.conf && echo same');
+    expect(kubeconfig.stdout).to.equal('600 root\nsame\n');
+    // Join tokens were deleted after use: only kubeadm init's own token is left.
+    const tokens = await sshToLab(lab, 'cp1', 'kubeadm token list | tail -n +2 | wc -l');
+    expect(tokens.stdout.trim()).to.equal('1');
+    // No token or certificate key anywhere in what Capstan printed, even with -v.
+    expect(result.stdout + result.stderr).not.to.match(TOKEN);
+    expect(result.stdout + result.stderr).not.to.match(CERT_KEY);
+  });
+
+  it('a second run reports changed=0', async () => {
+    const result = await capstan([...args, '--json']);
+    expect(result.code).to.equal(0);
+    for (const [host, recap] of Object.entries(recapOf(result.stdout))) expect(recap.changed, host).to.equal(0);
+  });
+
+  it('a worker added a day later joins: the 24 h init token expired, a fresh one is minted (seed 001)', async () => {
+    await sshToLab(lab, 'cp1', 'mkdir -p /etc/standin && echo 90000 > /etc/standin/clock-offset');
+    // What the seed's user hits: the join command printed by kubeadm init, a day later.
+    const initToken = (await sshToLab(lab, 'cp1', "kubeadm token list | awk 'NR==2 {print $1}'")).stdout.trim();
+    const hash = caCertHash((await sshToLab(lab, 'cp1', 'cat /etc/kubernetes/pki/ca.crt')).stdout);
+    expect(initToken).to.match(TOKEN);
+    const stale = await sshToLab(lab, 'w3', `mkdir -p /etc/standin && echo 90000 > /etc/standin/clock-offset; STANDIN_DISCOVERY_TIMEOUT=5s kubeadm join ${lab.hosts[0]!.address}:6443 --token ${initToken} --discovery-token-ca-cert-hash ${hash}`);
+    expect(stale.code).to.equal(1);
+    expect(stale.stderr).to.match(/couldn't validate the identity of the API Server/);
+    await sshToLab(lab, 'w3', 'kubeadm reset -f >/dev/null 2>&1; true');
+    const result = await capstan([...args.slice(0, -2), '--json']);
+    expect(result.code, result.stdout.slice(-3000)).to.equal(0);
+    const nodes = await sshToLab(lab, 'cp1', 'kubectl get nodes --no-headers');
+    expect(nodes.stdout).to.match(/^w3\s+Ready/m);
+    expect(recapOf(result.stdout).w3!.failed).to.equal(0);
+    expect(result.stdout).not.to.match(TOKEN);
+  });
+});
