@@ -17,8 +17,13 @@ Run "capstan <command> --help" for the options of each command.
 Exit codes: 0 ok, 1 bad input, 2 a task failed, 4 a host was unreachable, 99 interrupted (Ctrl-C).`;
 
 const RUN_HELP = `capstan run <playbook.ts> -i <inventory> [options]
+capstan run <playbook.ts> --lab [-i <inventory>] [options]
 
-  -i, --inventory FILE       Ansible YAML or INI inventory (required)
+  -i, --inventory FILE       Ansible YAML or INI inventory (required without --lab)
+      --lab                  run on local lab hosts shaped like the playbook's example inventory (or
+                             like -i's): same groups and host counts, lab addresses; brought up (or
+                             reused when already up), with Kubernetes STAND-INS (test doubles) for
+                             kubeadm/kubelet/kubectl. Needs root on Linux, like "capstan lab"
   -C, --check                dry run: report what would change, change nothing
   -D, --diff                 show unified diffs of file changes
   -l, --limit PATTERN        only hosts matching this pattern (also @file: one host per line)
@@ -126,18 +131,22 @@ async function loadInventoryFile(path: string | undefined, help: string) {
   return loadInventory(path);
 }
 
-async function connectionSettings(values: { user?: string; become?: boolean; 'ask-become-pass'?: boolean; 'accept-new-host-keys'?: boolean; timeout?: string }) {
+async function connectionSettings(
+  values: { user?: string; become?: boolean; 'ask-become-pass'?: boolean; 'accept-new-host-keys'?: boolean; timeout?: string },
+  hosts: readonly import('./inventory/index.js').InventoryHost[] = [],
+) {
   const timeout = values.timeout === undefined ? 600 : Number(values.timeout);
   if (!(timeout > 0)) throw new InputError(`--timeout must be a positive number of seconds, not ${values.timeout}`);
-  const password = values['ask-become-pass'] ? await promptSecret('BECOME password: ') : undefined;
-  const { hostFactory } = await import('./connect.js');
-  return hostFactory({
+  const { hostFactory, checkConnectionInputs } = await import('./connect.js');
+  const base = {
     acceptNewHostKeys: values['accept-new-host-keys'] === true,
     commandTimeoutMs: timeout * 1000,
     ...(values.user ? { user: values.user } : {}),
     ...(values.become ? { become: true } : {}),
-    ...(password ? { becomePassword: password } : {}),
-  });
+  };
+  checkConnectionInputs(hosts, base); // key files, known_hosts, connection vars: exit 1 before any contact
+  const password = values['ask-become-pass'] ? await promptSecret('BECOME password: ') : undefined;
+  return hostFactory({ ...base, ...(password ? { becomePassword: password } : {}) });
 }
 
 function forksOf(value: string | undefined): number {
@@ -192,6 +201,7 @@ async function runCommand(args: string[]): Promise<number> {
       json: { type: 'boolean' },
       verbose: { type: 'boolean', short: 'v' },
       'extra-vars': { type: 'string', short: 'e', multiple: true },
+      lab: { type: 'boolean' },
     },
     RUN_HELP,
   );
@@ -201,6 +211,7 @@ async function runCommand(args: string[]): Promise<number> {
   }
   if (positionals.length !== 1) throw new InputError(`run takes one playbook file\n\n${RUN_HELP}`);
   const playbookPath = positionals[0]!;
+  if (values.lab) return runOnLab(playbookPath, values);
   const inventory = await loadInventoryFile(values.inventory, RUN_HELP);
   const playbook = await loadPlaybook(playbookPath);
   const limit = await limitOf(values.limit);
@@ -208,14 +219,55 @@ async function runCommand(args: string[]): Promise<number> {
   const forks = forksOf(values.forks);
   const { planPlaybook, runPlaybook } = await import('./run.js');
   const settings = { inventory, checkMode: values.check === true, extraVars, ...(limit ? { limit } : {}) };
-  await planPlaybook(playbook, settings); // before the -K prompt and any connection: bad input costs nothing
-  const connect = await connectionSettings(values);
+  const selected = await planPlaybook(playbook, settings); // before the -K prompt and any connection: bad input costs nothing
+  const connect = await connectionSettings(values, selected);
   const reporter = await makeReporter({ json: values.json === true, diff: values.diff === true, verbose: values.verbose === true });
   const interrupt = interruptOnSigint();
   const summary = await runPlaybook(playbook, { ...settings, forks, reporter, connect, signal: interrupt.signal }).finally(interrupt.dispose);
   await reporter.close();
   if (summary.failedHosts.length) await writeRetryFile(playbookPath, summary.failedHosts);
   return summary.exitCode;
+}
+
+/**
+ * `run --lab` (runner/lab-run.ts): lab hosts shaped like the playbook's example inventory (or -i's),
+ * brought up or reused, stand-ins installed; the playbook runs against the lab's inventory; then how
+ * to reach the hosts. Lab messages go to stderr, so --json output stays one event per line.
+ */
+async function runOnLab(
+  playbookPath: string,
+  values: { inventory?: string; limit?: string; forks?: string; check?: boolean; diff?: boolean; json?: boolean; verbose?: boolean; 'extra-vars'?: string[] } & Parameters<typeof connectionSettings>[0],
+): Promise<number> {
+  const playbook = await loadPlaybook(playbookPath);
+  const limit = await limitOf(values.limit);
+  const userVars = parseExtraVars(values['extra-vars']);
+  const forks = forksOf(values.forks);
+  const { planPlaybook, runPlaybook } = await import('./run.js');
+  const { exampleInventoryOf, prepareLabRun } = await import('./lab-run.js');
+  // Plan against the inventory whose shape the lab takes first: bad input costs no lab.
+  const shape = await loadInventoryFile(values.inventory ?? (await exampleInventoryOf(playbookPath)), RUN_HELP);
+  await planPlaybook(playbook, { inventory: shape, checkMode: values.check === true, extraVars: userVars, ...(limit ? { limit } : {}) });
+  const log = (line: string) => void process.stderr.write(`${line}\n`);
+  const lab = await prepareLabRun({ playbookPath, ...(values.inventory ? { inventoryPath: values.inventory } : {}), log });
+  try {
+    const inventory = await loadInventoryFile(lab.inventoryPath, RUN_HELP);
+    const extraVars = { ...lab.extraVars, ...userVars };
+    const settings = { inventory, checkMode: values.check === true, extraVars, ...(limit ? { limit } : {}) };
+    await planPlaybook(playbook, settings);
+    const connect = await connectionSettings(values);
+    const reporter = await makeReporter({ json: values.json === true, diff: values.diff === true, verbose: values.verbose === true });
+    const interrupt = interruptOnSigint();
+    const summary = await runPlaybook(playbook, { ...settings, forks, reporter, connect, signal: interrupt.signal }).finally(interrupt.dispose);
+    await reporter.close();
+    if (summary.failedHosts.length) await writeRetryFile(playbookPath, summary.failedHosts);
+    const firstVars = { ...([...inventory.hosts.values()][0]?.vars ?? {}), ...extraVars };
+    const context = typeof firstVars.kubeconfig_context === 'string' ? firstVars.kubeconfig_context : playbook.name;
+    const kubeconfigPath = typeof firstVars.kubeconfig_path === 'string' ? firstVars.kubeconfig_path : '~/.kube/config';
+    log(lab.summary(playbookPath, { kubeconfigPath, context }));
+    return summary.exitCode;
+  } finally {
+    await lab.close();
+  }
 }
 
 /**
@@ -259,7 +311,7 @@ async function loadPlaybook(path: string) {
 
 async function makeReporter(options: { json: boolean; diff: boolean; verbose: boolean }): Promise<Reporter> {
   const write = (text: string) => void process.stdout.write(text);
-  if (options.json) return new (await import('./report/json.js')).JsonReporter(write);
+  if (options.json) return new (await import('./report/json.js')).JsonReporter(write, { diff: options.diff });
   if (process.stdout.isTTY && !process.env.CI) return new (await import('./report/tty.js')).TtyReporter(write, options);
   return new (await import('./report/plain.js')).PlainReporter(write, options);
 }
@@ -279,7 +331,7 @@ async function execCommand(args: string[]): Promise<number> {
   const limit = await limitOf(values.limit);
   const pattern = limit ? `${positionals[0]!}:&${limit}` : positionals[0]!;
   const hosts = inventory.select(pattern);
-  const connect = await connectionSettings(values);
+  const connect = await connectionSettings(values, hosts);
   const { execOnHosts } = await import('./exec.js');
   return execOnHosts(hosts, remote, { connect, forks: forksOf(values.forks), json: values.json === true, write: (t) => void process.stdout.write(t) });
 }

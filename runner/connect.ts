@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { accessSync, constants, existsSync, statSync } from 'node:fs';
 import { homedir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { InputError } from './errors.js';
@@ -65,6 +65,36 @@ function secretVar(value: unknown): Secret | undefined {
 
 function truthy(value: unknown): boolean {
   return value === true || (typeof value === 'string' && /^(true|yes|on|1)$/i.test(value)) || value === 1;
+}
+
+/**
+ * Checks what can be checked on this machine before any host is contacted, so bad input exits 1
+ * and touches nothing: the transport and become settings, explicitly given key files, and
+ * known_hosts files that exist but cannot be read.
+ */
+export function checkConnectionInputs(hosts: readonly InventoryHost[], settings: ConnectionSettings): void {
+  const make = hostFactory(settings);
+  for (const host of hosts) {
+    make(host); // throws InputError for an unsupported ansible_connection / ansible_become_method or a bad port
+    if (host.vars.ansible_connection === 'local') continue;
+    const target = sshTarget(host, settings);
+    const explicit = host.vars.ansible_ssh_private_key_file ?? host.vars.ansible_private_key_file;
+    if (explicit !== undefined) {
+      const file = expandHome(String(explicit));
+      if (!existsSync(file)) throw new InputError(`host ${host.name}: identity file ${file} does not exist (ansible_ssh_private_key_file)`, { host: host.name });
+      readable(host.name, file, 'identity file');
+    }
+    for (const file of target.knownHostsFiles) if (existsSync(file)) readable(host.name, file, 'known_hosts file');
+  }
+}
+
+function readable(host: string, file: string, what: string): void {
+  try {
+    if (statSync(file).isDirectory()) throw Object.assign(new Error('is a directory'), { code: 'EISDIR' });
+    accessSync(file, constants.R_OK);
+  } catch (error) {
+    throw new InputError(`host ${host}: cannot read ${what} ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`, { host });
+  }
 }
 
 /** SshTarget from inventory vars over ~/.ssh/config over defaults. */

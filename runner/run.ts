@@ -31,8 +31,13 @@ export interface RunSummary {
   failedHosts: string[];
 }
 
-/** Validates a whole playbook before any connection: patterns, options, task parameters, id conflicts. */
-export async function planPlaybook(playbook: Playbook, settings: Pick<RunSettings, 'inventory' | 'limit' | 'extraVars' | 'checkMode'>): Promise<void> {
+/**
+ * Validates a whole playbook before any connection: patterns, options, task parameters, id
+ * conflicts. Returns the hosts its plays select (in inventory order), for checks of their
+ * connection settings before any host is contacted.
+ */
+export async function planPlaybook(playbook: Playbook, settings: Pick<RunSettings, 'inventory' | 'limit' | 'extraVars' | 'checkMode'>): Promise<InventoryHost[]> {
+  const selected = new Set<string>();
   const claims = new Map<string, { desired: string; where: string }>(); // key: host + task id
   const ctx: PlaybookContext = {
     checkMode: settings.checkMode,
@@ -42,6 +47,7 @@ export async function planPlaybook(playbook: Playbook, settings: Pick<RunSetting
     play: async (title, pattern, tasks, options = {}) => {
       validatePlayOptions(title, options);
       const hosts = selectHosts(settings.inventory, pattern, settings.limit);
+      for (const host of options.runOnce ? hosts.slice(0, 1) : hosts) selected.add(host.name);
       tasks.forEach((task, index) => {
         if (!task.static) return; // per-host parameters: validated and checked for conflicts when bound
         for (const host of options.runOnce ? hosts.slice(0, 1) : hosts) {
@@ -57,6 +63,7 @@ export async function planPlaybook(playbook: Playbook, settings: Pick<RunSetting
     if (error instanceof CapstanError) throw error;
     throw new PlaybookError(`playbook "${playbook.name}" threw while planning (before any host was contacted): ${errorMessage(error)}`, { cause: error });
   }
+  return [...settings.inventory.hosts.values()].filter((h) => selected.has(h.name));
 }
 
 function claim(claims: Map<string, { desired: string; where: string }>, host: string, task: BoundTask, where: string): void {
@@ -210,12 +217,12 @@ class PlaybookRun {
     const recap = this.#recapOf(name);
     const values = new Map<Task<unknown>, unknown>();
     let host = this.#hosts.get(name);
-    if (!host) {
-      host = this.settings.connect(inventoryHost);
-      this.#hosts.set(name, host);
-    }
     let view: HostView;
     try {
+      if (!host) {
+        host = this.settings.connect(inventoryHost);
+        this.#hosts.set(name, host);
+      }
       view = await this.#view(inventoryHost, host);
     } catch (error) {
       if (error instanceof TransportError) return this.#unreachable(name, errorMessage(error), values);

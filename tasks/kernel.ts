@@ -143,8 +143,8 @@ export function ensureModule(name: PerHost<string>, params: { file?: PerHost<str
       title: (p) => `kernel module ${p.name}`,
       desired: (p) => ({ name: p.name, file: p.file ?? MODULES_FILE }),
       validate: (p) => {
-        if (typeof p.name !== 'string' || !/^[A-Za-z0-9_-]+$/.test(p.name)) throw new Error(`module name must be letters, digits, _ or -, got ${JSON.stringify(p.name)}`);
-        if (p.file !== undefined && !/^\/etc\/modules-load\.d\/[^/]+\.conf$/.test(p.file)) {
+        if (typeof p.name !== 'string' || !/^[A-Za-z0-9_][A-Za-z0-9_-]*$/.test(p.name)) throw new Error(`module name must be letters, digits, _ or -, got ${JSON.stringify(p.name)}`);
+        if (p.file !== undefined && !/^\/etc\/modules-load\.d\/[^/\s]+\.conf$/.test(p.file)) {
           throw new Error(`file must be /etc/modules-load.d/<name>.conf (only those are read at boot), got ${JSON.stringify(p.file)}`);
         }
       },
@@ -356,8 +356,9 @@ const sysctlSpec: SpecWithClaims<SysctlParams> = {
       const text = normaliseSysctlValue(value);
       if (text === '' || /[\n#;]/.test(String(value))) throw new Error(`value of ${key} must be one non-empty line without # or ;, got ${JSON.stringify(value)}`);
     }
-    if (p.file !== undefined && !/^\/etc\/sysctl\.d\/[^/]+\.conf$/.test(p.file)) {
-      throw new Error(`file must be /etc/sysctl.d/<name>.conf (only those are read at boot), got ${JSON.stringify(p.file)}`);
+    // No blanks in the name: the probe prints "file <path> <base64>" lines.
+    if (p.file !== undefined && !/^\/etc\/sysctl\.d\/[^/\s]+\.conf$/.test(p.file)) {
+      throw new Error(`file must be /etc/sysctl.d/<name>.conf without blanks (only those are read at boot), got ${JSON.stringify(p.file)}`);
     }
   },
   check: async (ctx, p) => sysctlDrift(await probeSysctl(ctx, p), p),

@@ -6,7 +6,11 @@ import type { Reporter, RunEvent } from '../events.js';
  * Secrets were replaced before events were made; Secret.toJSON is a second guard.
  */
 export class JsonReporter implements Reporter {
-  constructor(private readonly write: (text: string) => void) {}
+  /** With `diff` false, file diffs are left out of task events (a big file would make megabytes of JSON). */
+  constructor(
+    private readonly write: (text: string) => void,
+    private readonly options: { diff: boolean } = { diff: true },
+  ) {}
 
   emit(event: RunEvent): void {
     if (event.type === 'recap') {
@@ -15,6 +19,10 @@ export class JsonReporter implements Reporter {
         hosts[name] = { ok: h.ok, changed: h.changed, failed: h.failed, skipped: h.skipped, unreachable: h.unreachable };
       }
       this.write(`${JSON.stringify({ type: 'recap', hosts })}\n`);
+      return;
+    }
+    if (event.type === 'task' && !this.options.diff) {
+      this.write(`${JSON.stringify({ ...event, drift: event.drift.map(({ diff: _diff, ...rest }) => rest) })}\n`);
       return;
     }
     this.write(`${JSON.stringify(event)}\n`);

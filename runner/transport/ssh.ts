@@ -260,6 +260,11 @@ export class SshTransport implements Transport {
       let resolveClosed = (): void => {};
       const closed = new Promise<void>((resolve) => (resolveClosed = resolve));
       const connection: Connection = { client, inFlight: new Set(), isClosed: false, closing: false, closed };
+      // 'end' comes before 'close' when the peer goes away: from then on ssh2 refuses new channels
+      // ("Not connected"), so the next command must open a new connection rather than use this one.
+      client.on('end', () => {
+        connection.isClosed = true;
+      });
       client.on('close', () => {
         connection.isClosed = true;
         if (!ready) {

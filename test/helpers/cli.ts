@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { appendFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { appendFileSync, readFileSync, readdirSync } from 'node:fs';
+import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -21,8 +21,9 @@ export interface LoggedRun {
   signal: string | null;
   stdout: string;
   stderr: string;
-  /** CAPSTAN_RETRY_DIR of the run, so the scan can read the retry files it wrote. */
-  retryDir?: string;
+  /** The retry directory of the run (CAPSTAN_RETRY_DIR or ~/.capstan/retry) and the files in it after the run. */
+  retryDir: string;
+  retryFiles: Record<string, string>;
 }
 
 /**
@@ -44,18 +45,43 @@ export const ALL_TEST_SECRETS: readonly string[] = [LAB_PASSWORD, ...Object.valu
 
 /**
  * The test secrets that occur in `text`. The lab's own paths (/var/tmp/capstan-lab-7/known_hosts,
- * …/apt.conf.d/01capstan-lab-proxy) contain the password's text "capstan-lab" and are masked first:
- * a path token is a run of non-blank characters with a slash before the match.
+ * …/apt.conf.d/01capstan-lab-proxy) contain the password's text "capstan-lab": an occurrence of the
+ * password whose token (back to the last blank, quote, `=` or `:`) has a slash before it is such a
+ * path, not a leak. Linear in the text: --json output can hold megabytes of diff on one line.
  */
 export function secretsIn(text: string, secrets: readonly string[] = ALL_TEST_SECRETS): string[] {
-  const masked = text.replace(/[^\s'"`=:]*\/[^\s'"`]*?capstan-lab[^\s'"`]*/g, '<lab path>');
-  return secrets.filter((secret) => masked.includes(secret));
+  return secrets.filter((secret) => {
+    for (let at = text.indexOf(secret); at >= 0; at = text.indexOf(secret, at + 1)) {
+      if (secret !== LAB_PASSWORD || !inPath(text, at)) return true;
+    }
+    return false;
+  });
+}
+
+function inPath(text: string, at: number): boolean {
+  for (let i = at - 1; i >= 0 && at - i <= 4096; i--) {
+    const c = text[i]!;
+    if (c === '/') return true;
+    if (/[\s'"`=:]/.test(c)) return false;
+  }
+  return false;
 }
 
 export interface CliResult {
   code: number | null;
   stdout: string;
   stderr: string;
+}
+
+/** The retry files in `dir` as they are right after a run (tests delete their temp dirs before the scan runs). */
+function readRetryFiles(dir: string): Record<string, string> {
+  const files: Record<string, string> = {};
+  try {
+    for (const name of readdirSync(dir)) files[join(dir, name)] = readFileSync(join(dir, name), 'utf8');
+  } catch {
+    // no retry directory: nothing was written
+  }
+  return files;
 }
 
 function record(run: LoggedRun): void {
@@ -87,8 +113,8 @@ export function startCapstan(args: string[], options: { input?: string; env?: Re
   const done = new Promise<CliResult & { signal: string | null }>((resolve, reject) => {
     child.on('error', reject);
     child.on('close', (code, signal) => {
-      const retryDir = options.env?.CAPSTAN_RETRY_DIR ?? process.env.CAPSTAN_RETRY_DIR;
-      record({ args, code, signal, stdout, stderr, ...(retryDir ? { retryDir } : {}) });
+      const retryDir = options.env?.CAPSTAN_RETRY_DIR ?? process.env.CAPSTAN_RETRY_DIR ?? join(homedir(), '.capstan', 'retry');
+      record({ args, code, signal, stdout, stderr, retryDir, retryFiles: readRetryFiles(retryDir) });
       resolve({ code, signal, stdout, stderr });
     });
   });

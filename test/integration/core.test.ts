@@ -37,7 +37,7 @@ describe('core: CLI against lab hosts', function () {
 
   it('--check on fresh hosts reports every change and writes nothing', async () => {
     const before = await Promise.all(lab.hosts.map((h) => sshToLab(lab, h, HASH_STATE)));
-    const result = await capstan(['run', FILES, '-i', inventory, '--check', '--json']);
+    const result = await capstan(['run', FILES, '-i', inventory, '--check', '--diff', '--json']);
     expect(result.code, result.stderr).to.equal(0);
     const recap = recapOf(result.stdout);
     for (const host of ['node1', 'node2', 'node3']) expect(recap[host]).to.deep.equal({ ok: 0, changed: 5, failed: 0, skipped: 0, unreachable: false });

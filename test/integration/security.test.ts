@@ -376,6 +376,7 @@ describe('security: injection, secrets, file modes, host keys', function () {
       expect(await canaries(lab, 'node1')).to.deep.equal([]);
 
       // Apply where that is safe on a lab host, and compare the bytes written with the pure edit functions.
+      await sshToLab(lab, 'node1', 'rm -rf /etc/default/kubelet /etc/systemd/system/capstan-fuzz.service /etc/systemd/system/capstan-fuzz.service.d');
       await sshToLab(lab, 'node1', "mkdir -p /boot/firmware && printf 'console=serial0,115200 root=PARTUUID=1234-02 rootwait\\n' > /boot/firmware/cmdline.txt");
       const tokens = VALUES.filter((v) => judge(v, (t) => ensureKernelCmdline({ add: [t] })).accepted);
       expect(tokens.length).to.be.greaterThan(5);
@@ -405,11 +406,9 @@ describe('security: injection, secrets, file modes, host keys', function () {
         else expect(result.tasks[0]!.status, `${file}: ${result.tasks[0]!.message ?? ''}`).to.equal('changed');
         await sshToLab(lab, 'node1', `cd /etc/sysctl.d && ls -A | grep -v -x -e README.sysctl -e 99-sysctl.conf | while IFS= read -r f; do rm -f -- "$f"; done`);
       }
-      // KNOWN BUG (reported): SYSCTL_PROBE prints "file <path> <base64>" and parseSysctlProbe splits on spaces, so a
-      // sysctl.d file whose name has a blank is misread and never converges; validation lets such names through.
-      // Pinned here so the fix (refuse blanks, or encode the path) shows up as a change to this expectation.
-      expect(notConverged, 'sysctl file names that do not converge').to.deep.equal(files.filter((f) => /\s/.test(f)));
-      if (notConverged.length) console.log(`      KNOWN BUG: ensureSysctl with a file name containing a blank never converges: ${JSON.stringify(notConverged)}`);
+      // A file name with a blank is refused at validation (the probe's lines are blank-separated): every accepted one converges.
+      expect(files.filter((f) => /\s/.test(f)), 'sysctl file names with blanks are refused').to.deep.equal([]);
+      expect(notConverged, 'sysctl file names that do not converge').to.deep.equal([]);
       console.log(`      applied with fuzz: ${tokens.length} cmdline tokens, ${flagValues.length} kubelet flag values, ${dropIns.length} unit drop-in names, ${files.length} sysctl file names`);
     });
   });

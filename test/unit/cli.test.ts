@@ -1,5 +1,8 @@
 import { expect } from 'chai';
-import { readFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import ssh2 from 'ssh2';
 import { capstan } from '../helpers/cli.js';
 
 const INV = 'test/fixtures/inventory/bad/unreachable.yaml';
@@ -33,6 +36,81 @@ describe('CLI: bad input exits 1 with one clear message and contacts no host', (
       expect(result.stdout).to.equal('');
     });
   }
+});
+
+describe('CLI: bad inventories and connection settings, named by file:line or host, before any connection', () => {
+  // Every host is 127.0.0.1:1, which refuses connections: a run that had tried to connect would say UNREACHABLE (exit 4).
+  let dir: string;
+  const write = (name: string, text: string) => {
+    const path = join(dir, name);
+    writeFileSync(path, text);
+    return path;
+  };
+  const run = (inventory: string, extra: string[] = []) => capstan(['run', 'test/fixtures/playbooks/files.ts', '-i', inventory, ...extra], { env: { CAPSTAN_RETRY_DIR: join(dir, 'retry') } });
+
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), 'capstan-cli-input-'));
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  const exitsOne: [string, string, string, (path: string) => RegExp][] = [
+    ['a malformed INI section header', 'bad-header.ini', '[web\nweb1 ansible_host=127.0.0.1 ansible_port=1\n', (p) => new RegExp(`^capstan: ${p}:1:1: host range in '\\[web' has a "\\[" without a closing "\\]"\n$`)],
+    ['an INI host defined twice with conflicting vars', 'dup.ini', '[web]\nweb1 ansible_host=127.0.0.1 ansible_port=1\nweb1 ansible_host=127.0.0.2 ansible_port=1\n', (p) => new RegExp(`^capstan: ${p}:3:6: host 'web1' sets 'ansible_host' to conflicting values at ${p}:2:6 and ${p}:3:6\n$`)],
+    ['an INI host in two groups with conflicting vars', 'dup-groups.ini', '[a]\nweb1 ansible_host=127.0.0.1 ansible_port=1\n[b]\nweb1 ansible_host=127.0.0.1 ansible_port=2\n', (p) => new RegExp(`^capstan: ${p}:4:29: host 'web1' sets 'ansible_port' to conflicting values at ${p}:2:29 and ${p}:4:29\n$`)],
+    ['a YAML host defined twice with conflicting vars', 'dup.yaml', 'all:\n  hosts:\n    web1:\n      ansible_host: 127.0.0.1\n      ansible_port: 1\n  children:\n    g:\n      hosts:\n        web1:\n          ansible_port: 2\n', (p) => new RegExp(`^capstan: ${p}:10:11: host 'web1' sets 'ansible_port' to conflicting values at ${p}:5:7 and ${p}:10:11\n$`)],
+  ];
+  for (const [what, name, text, message] of exitsOne) {
+    it(`${what}: exit 1`, async function () {
+      this.timeout(30_000);
+      const path = write(name, text);
+      const result = await run(path);
+      expect(result.code, result.stderr + result.stdout).to.equal(1);
+      expect(result.stderr).to.match(message(path.replace(/[/.]/g, '\\$&')));
+      expect(result.stdout).to.equal('');
+    });
+  }
+
+  it('--limit @file that is missing or lists no hosts, --timeout 0, bad -e JSON: exit 1', async function () {
+    this.timeout(60_000);
+    const inventory = 'test/fixtures/inventory/bad/unreachable.yaml';
+    const empty = write('empty.retry', '\n\n');
+    const cases: [string[], RegExp][] = [
+      [['--limit', `@${join(dir, 'nope.retry')}`], /--limit @\S+nope\.retry: cannot read \S+nope\.retry: ENOENT/],
+      [['--limit', `@${empty}`], /--limit @\S+empty\.retry: \S+empty\.retry lists no hosts/],
+      [['--timeout', '0'], /--timeout must be a positive number of seconds, not 0/],
+      [['--timeout', 'soon'], /--timeout must be a positive number of seconds, not soon/],
+      [['-e', '{bad'], /-e \{bad: not valid JSON/],
+    ];
+    for (const [extra, message] of cases) {
+      const result = await run(inventory, extra);
+      expect(result.code, extra.join(' ')).to.equal(1);
+      expect(result.stderr).to.match(message);
+      expect(result.stdout).to.equal('');
+    }
+  });
+
+  // A missing key file and an unreadable known_hosts are found before any host is contacted (checkConnectionInputs):
+  // exit 1, one message naming host and file, nothing printed on stdout (an attempt would be UNREACHABLE, exit 4).
+  it('a missing identity file: exit 1 before any host is contacted, naming host and file', async function () {
+    this.timeout(30_000);
+    const path = write('key.ini', `[web]\nweb1 ansible_host=127.0.0.1 ansible_port=1 ansible_ssh_private_key_file=${join(dir, 'missing_id_ed25519')}\n`);
+    const result = await run(path);
+    expect(result.code, result.stdout + result.stderr).to.equal(1);
+    expect(result.stderr).to.equal(`capstan: host web1: identity file ${join(dir, 'missing_id_ed25519')} does not exist (ansible_ssh_private_key_file)\n`);
+    expect(result.stdout).to.equal('');
+  });
+
+  it('an unreadable known_hosts: exit 1 before any host is contacted, naming host and file', async function () {
+    this.timeout(30_000);
+    const key = write('id_ed25519', ssh2.utils.generateKeyPairSync('ed25519').private);
+    const knownHosts = join(dir, 'known_hosts_dir');
+    mkdirSync(knownHosts, { recursive: true }); // a directory: EISDIR, even for root
+    const path = write('kh.ini', `[web]\nweb1 ansible_host=127.0.0.1 ansible_port=1 ansible_ssh_private_key_file=${key} capstan_known_hosts_file=${knownHosts}\n`);
+    const result = await run(path);
+    expect(result.code, result.stdout + result.stderr).to.equal(1);
+    expect(result.stderr).to.equal(`capstan: host web1: cannot read known_hosts file ${knownHosts}: EISDIR\n`);
+    expect(result.stdout).to.equal('');
+  });
 });
 
 describe('CLI: help and inventory', () => {

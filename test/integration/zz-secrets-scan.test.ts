@@ -1,0 +1,47 @@
+import { expect } from 'chai';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { LAB_USER_PASSWORD } from '../../runner/lab/index.js';
+import { ALL_TEST_SECRETS, CLI_OUTPUT_LOG, LAB_PASSWORD, secretsIn, TEST_SECRETS, type LoggedRun } from '../helpers/cli.js';
+
+/**
+ * Runs last (mocha loads files in name order, integration after unit): every `capstan` run that any
+ * test of this process made through test/helpers/cli.ts was logged with its stdout, stderr and the
+ * retry files it left; none of them may contain a known test secret — the lab user's sudo password,
+ * the Secret file content and the join token of test/fixtures/playbooks/faults/secrets.ts.
+ */
+describe('zz: secrets scan of everything the suite\'s CLI runs printed or wrote', () => {
+  it('the scan knows the secrets and tells the lab\'s paths from the lab password', () => {
+    expect(LAB_PASSWORD).to.equal(LAB_USER_PASSWORD);
+    expect(secretsIn(`sudo password is ${LAB_USER_PASSWORD}\n`)).to.deep.equal([LAB_USER_PASSWORD]);
+    expect(secretsIn(`token=${TEST_SECRETS.joinToken}`)).to.deep.equal([TEST_SECRETS.joinToken]);
+    expect(secretsIn(`${TEST_SECRETS.fileContent}\n`)).to.deep.equal([TEST_SECRETS.fileContent]);
+    // The lab directory (/var/tmp/capstan-lab…) and the user name "capstan" are not the password.
+    expect(secretsIn('known_hosts /var/tmp/capstan-lab-7/known_hosts:3 has SHA256:x; user capstan; /var/tmp/capstan-lab/id_ed25519')).to.deep.equal([]);
+    expect(secretsIn(`"/var/tmp/capstan-lab/x" and then ${LAB_USER_PASSWORD}`)).to.deep.equal([LAB_USER_PASSWORD]);
+  });
+
+  it('no CLI run of this test process printed a secret or wrote one to a retry file', function () {
+    if (!existsSync(CLI_OUTPUT_LOG)) this.skip(); // no CLI run in this process (this file alone)
+    const runs = readFileSync(CLI_OUTPUT_LOG, 'utf8').split('\n').filter(Boolean).map((line) => JSON.parse(line) as LoggedRun);
+    const hits: string[] = [];
+    let bytes = 0;
+    for (const run of runs) {
+      const where = `capstan ${run.args.join(' ')}`;
+      for (const [stream, text] of [['stdout', run.stdout], ['stderr', run.stderr]] as const) {
+        bytes += text.length;
+        for (const secret of secretsIn(text)) {
+          const at = text.indexOf(secret);
+          hits.push(`${where} (${stream}): ${JSON.stringify(secret)} in …${text.slice(Math.max(0, at - 80), at + secret.length + 40)}…`);
+        }
+      }
+      for (const [file, text] of Object.entries(run.retryFiles ?? {})) {
+        bytes += text.length;
+        for (const secret of secretsIn(text)) hits.push(`${where}: retry file ${file} holds ${JSON.stringify(secret)}`);
+      }
+    }
+    const withSecrets = runs.filter((run) => run.args.includes('-K') || run.args.some((a) => a.includes('secrets'))).length;
+    console.log(`      scanned ${runs.length} CLI runs (${withSecrets} with -K or the secrets playbook), ${(bytes / 1024).toFixed(0)} KiB, for ${ALL_TEST_SECRETS.length} secrets: ${hits.length} hits`);
+    expect(hits, hits.join('\n')).to.deep.equal([]);
+    rmSync(CLI_OUTPUT_LOG, { force: true }); // tens of MB (--json carries whole-file diffs); kept only when the scan fails
+  });
+});
