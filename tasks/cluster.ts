@@ -127,7 +127,7 @@ spec:
 
 /** Pods of the smoke-test deployment in phase Running. */
 async function runningReplicas(ctx: CheckContext): Promise<number> {
-  const result = await ctx.probe(kubectl(sh`get pods -l app=capstan-smoke-nginx -o ${`jsonpath={range .items[*]}{.status.phase}{"\n"}{end}`}`));
+  const result = await ctx.probe(kubectl(sh`get pods -l app=capstan-smoke-nginx -o ${`jsonpath={range .items[*]}{.status.phase}{"\\n"}{end}`}`));
   return result.code === 0 ? result.stdout.split('\n').filter((phase) => phase.trim() === 'Running').length : 0;
 }
 

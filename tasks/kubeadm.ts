@@ -150,7 +150,9 @@ export function kubeadmInit(params: PerHostParams<KubeadmInitParams>, options?: 
           throw new Error(`${ADMIN_CONF} exists but the API server does not answer: the control plane is broken, not missing, and Capstan will not re-initialise it (run kubeadm reset -f first if that is what you want)`);
         }
         const version = (await ctx.run(sh`kubeadm version -o short`)).stdout.trim();
-        const config = kubeadmInitConfig({ ...p, advertiseAddress: advertiseAddressOf(p, ctx.host.vars), nodeName: ctx.host.facts.hostname || ctx.host.name }, kubeadmApiVersion(version));
+        // The hostname now, not the facts gathered when the run started: a play may have just set it (seed 004).
+        const nodeName = (await ctx.run(sh`hostname`)).stdout.trim() || ctx.host.name;
+        const config = kubeadmInitConfig({ ...p, advertiseAddress: advertiseAddressOf(p, ctx.host.vars), nodeName }, kubeadmApiVersion(version));
         await ctx.run(sh`mkdir -p /etc/kubernetes`);
         await ctx.writeFile(KUBEADM_CONFIG, config, { mode: '0600' });
         const upload = p.uploadCerts ?? p.controlPlaneEndpoint !== undefined;

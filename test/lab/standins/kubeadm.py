@@ -411,10 +411,27 @@ def wait_control_plane(cfg: dict, timeout: float) -> None:
                          'wait-control-plane')
 
 
+class RetryingClient(common.Client):
+    """Real kubeadm retries its API calls (timeouts.kubernetesAPICall, 1m0s): behind a load balancer or a
+    VIP, a new API server is reachable a few seconds after it is healthy locally (health checks)."""
+
+    def request(self, method: str, path: str, body=None):
+        deadline = time.time() + 60
+        while True:
+            try:
+                return super().request(method, path, body)
+            except OSError:
+                if time.time() >= deadline:
+                    raise
+                time.sleep(0.5)
+
+
 def admin_client(path: str = ADMIN_CONF) -> common.Client:
     if not os.path.exists(path):
         raise PhaseError(f'failed to load admin kubeconfig: open {path}: no such file or directory')
-    return common.client_from_kubeconfig(path)
+    client = common.client_from_kubeconfig(path)
+    client.__class__ = RetryingClient
+    return client
 
 
 def wait_node(client: common.Client, name: str, timeout: float = 240) -> None:
