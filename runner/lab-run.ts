@@ -118,6 +118,18 @@ export function sameShape(up: readonly { name: string; groups: string[]; vars: R
   return shape(up) === shape(wanted);
 }
 
+/**
+ * The lab hosts `run --lab` makes for an inventory: {@link labHostSpecs} with this lab's addresses
+ * (CAPSTAN_LAB_NET), its VIP, LAB_VARS and the fetched kubeconfig in the lab directory.
+ */
+export async function labShapeFor(inventoryPath: string): Promise<LabHostSpec[]> {
+  const example = await loadInventory(inventoryPath);
+  const { hostAddress, labDir, GATEWAY } = await import('./lab/paths.js');
+  const { LAB_VARS } = await import('../playbooks/vars.js');
+  const vip = GATEWAY.replace(/\.1$/, `.${LAB_VIP_OCTET}`);
+  return labHostSpecs(example, { hostAddress, vip, vars: { ...LAB_VARS, kubeconfig_path: join(labDir(), 'kubeconfig') } });
+}
+
 /** Serves the lab CNI manifests (`/<cni>-lab.yaml`) on loopback. */
 async function serveCniManifests(): Promise<{ server: Server; url: string }> {
   const server = createServer((request, response) => {
@@ -157,15 +169,11 @@ export interface LabRun {
  */
 export async function prepareLabRun(options: { playbookPath: string; inventoryPath?: string; log: (line: string) => void }): Promise<LabRun> {
   const shapeFrom = options.inventoryPath ? resolve(options.inventoryPath) : await exampleInventoryOf(options.playbookPath);
-  const example = await loadInventory(shapeFrom);
   const lab = await import('./lab/index.js');
-  const { hostAddress, labDir, GATEWAY } = await import('./lab/paths.js');
-  const { LAB_VARS } = await import('../playbooks/vars.js');
   lab.assertLabSupported();
+  const { labDir } = await import('./lab/paths.js');
   const dir = labDir();
-  const kubeconfigPath = join(dir, 'kubeconfig');
-  const vip = GATEWAY.replace(/\.1$/, `.${LAB_VIP_OCTET}`);
-  const specs = labHostSpecs(example, { hostAddress, vip, vars: { ...LAB_VARS, kubeconfig_path: kubeconfigPath } });
+  const specs = await labShapeFor(shapeFrom);
   const where = relative(process.cwd(), shapeFrom) || shapeFrom;
   const status = await lab.labStatus();
   let state: LabState;
@@ -181,7 +189,9 @@ export async function prepareLabRun(options: { playbookPath: string; inventoryPa
   options.log(`lab: ${STAND_IN_NOTICE}`);
   const { installStandIns } = await import('./lab/standins.js');
   const started = Date.now();
-  const installed = await installStandIns(state);
+  // Kubernetes runs on control planes and workers; a balancer needs no stand-ins.
+  const k8sHosts = state.hosts.filter((h) => h.groups.includes('control_plane') || h.groups.includes('workers')).map((h) => h.name);
+  const installed = await installStandIns(state, k8sHosts.length ? { hosts: k8sHosts } : {});
   if (installed.length) options.log(`lab: stand-ins installed on ${installed.join(', ')} in ${((Date.now() - started) / 1000).toFixed(1)} s`);
   for (const host of state.hosts) options.log(`lab: ${host.name}\t${host.address}\t${host.groups.join(',')}`);
   const { server, url } = await serveCniManifests();

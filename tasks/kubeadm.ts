@@ -151,7 +151,8 @@ export function kubeadmInit(params: PerHostParams<KubeadmInitParams>, options?: 
         }
         const version = (await ctx.run(sh`kubeadm version -o short`)).stdout.trim();
         // The hostname now, not the facts gathered when the run started: a play may have just set it (seed 004).
-        const nodeName = (await ctx.run(sh`hostname`)).stdout.trim() || ctx.host.name;
+        // Lowercased, as kubeadm's own default (node.GetHostname) is.
+        const nodeName = (await ctx.run(sh`hostname`)).stdout.trim().toLowerCase() || ctx.host.name;
         const config = kubeadmInitConfig({ ...p, advertiseAddress: advertiseAddressOf(p, ctx.host.vars), nodeName }, kubeadmApiVersion(version));
         await ctx.run(sh`mkdir -p /etc/kubernetes`);
         await ctx.writeFile(KUBEADM_CONFIG, config, { mode: '0600' });

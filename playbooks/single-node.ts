@@ -1,0 +1,110 @@
+/**
+ * One control plane, and workers if the inventory has any — seeds 000 and 001 (kubeadm on
+ * Debian/Ubuntu), top to bottom:
+ *
+ *   preflight          unique names/MACs, ≥ 2 CPUs and ~2 GB, the memory cgroup, ports 6443 (control
+ *                      plane) and 10250 free
+ *   prepare nodes      swapoff (and off at boot); overlay + br_netfilter in /etc/modules-load.d/k8s.conf;
+ *                      net.bridge.bridge-nf-call-ip{,6}tables = 1 and net.ipv4.ip_forward = 1
+ *   container runtime  containerd.io from Docker's repository (or the distribution's containerd),
+ *                      `containerd config default` with SystemdCgroup = true, restarted
+ *   kubernetes         pkgs.k8s.io v1.34 repository, kubelet kubeadm kubectl installed and held,
+ *                      kubelet enabled
+ *   control plane      kubeadm init --pod-network-cidr=10.10.0.0/16 --apiserver-advertise-address=<ip>,
+ *                      admin.conf to the user's ~/.kube/config (and merged into this machine's
+ *                      kubeconfig), Weave Net with the pod CIDR
+ *   join workers       kubeadm join with a token minted just before each join
+ *   cluster ready      every node Ready; the seed's smoke test (nginx, 3 replicas)
+ *
+ * Ports (seed 000; open them in your firewall, Capstan does not manage one): TCP 6443 on the
+ * control plane, TCP 10250-10255 on every node, and for Weave Net TCP 6783 and UDP 6783-6784.
+ * NodePort services use TCP 30000-32767.
+ *
+ * Variables: see playbooks/vars.ts and the README (kubernetes_version, kubernetes_packages,
+ * containerd_source, pod_network_cidr, cni, cni_manifest_url, kubeconfig_user, …; per host: ip).
+ *
+ * @example capstan run playbooks/single-node.ts -i inventory/single.yaml --check
+ * @example capstan run playbooks/single-node.ts --lab
+ */
+import { InputError, playbook } from '../runner/index.js';
+import {
+  ensureKubeconfig,
+  ensureModule,
+  ensureSwapOff,
+  ensureSysctl,
+  fetchKubeconfig,
+  installCni,
+  kubeadmInit,
+  kubeadmJoin,
+  preflight,
+  smokeTest,
+  untaintControlPlanes,
+  waitForNodesReady,
+} from '../tasks/index.js';
+import { KUBERNETES_PROCESSES } from '../tasks/preflight.js';
+import { clusterSource, containerRuntimeTasks, groupsPattern, hostsOf, kubernetesPackageTasks, readClusterVars, requiredPorts } from './vars.js';
+
+/** The example inventory this playbook is written for; `capstan run playbooks/single-node.ts --lab` builds lab hosts shaped like it. */
+export const exampleInventory = new URL('../inventory/single.yaml', import.meta.url);
+
+export default playbook('single-node', async (ctx) => {
+  const { play, inventory } = ctx;
+  const controlPlanes = hostsOf(inventory, 'control_plane').map((h) => h.name);
+  const workers = hostsOf(inventory, 'workers').map((h) => h.name);
+  const vars = readClusterVars(clusterSource(ctx), {
+    podNetworkCidr: '10.10.0.0/16',
+    cni: 'weave',
+    kubeconfigContext: 'single-node',
+    untaintControlPlanes: workers.length === 0,
+  });
+  if (controlPlanes.length > 1) {
+    throw new InputError(`single-node.ts sets up one control plane, but control_plane lists ${controlPlanes.join(', ')}: use playbooks/stacked-ha.ts for several`);
+  }
+  const nodes = groupsPattern(inventory, 'control_plane', 'workers');
+
+  await preflight(ctx, nodes, {
+    minMemoryMiB: vars.minMemoryMiB,
+    minCpus: vars.minCpus,
+    ports: requiredPorts(controlPlanes),
+    portOwners: [...KUBERNETES_PROCESSES, ...vars.preflightPortOwners],
+  });
+
+  await play('prepare nodes', nodes, [
+    ensureSwapOff(),
+    ensureModule('overlay'),
+    ensureModule('br_netfilter'),
+    ensureSysctl({ 'net.bridge.bridge-nf-call-iptables': 1, 'net.bridge.bridge-nf-call-ip6tables': 1, 'net.ipv4.ip_forward': 1 }),
+  ]);
+
+  await play('container runtime', nodes, containerRuntimeTasks(vars));
+
+  await play('kubernetes packages', nodes, kubernetesPackageTasks(vars));
+
+  const init = kubeadmInit({ podSubnet: vars.podNetworkCidr });
+  const initPlay = await play(
+    'control plane',
+    'control_plane[0]',
+    [
+      init,
+      ensureKubeconfig({ user: vars.kubeconfigUser }),
+      installCni({ name: vars.cni, podCidr: vars.podNetworkCidr, manifestUrl: vars.cniManifestUrl }),
+      ...(vars.fetchKubeconfig ? [fetchKubeconfig({ context: vars.kubeconfigContext, ...(vars.kubeconfigPath ? { to: vars.kubeconfigPath } : {}) })] : []),
+    ],
+    { runOnce: true },
+  );
+
+  // An inventory without a workers group is a one-node cluster.
+  const joinPlay = inventory.groups.has('workers') ? await play('join workers', 'workers', [kubeadmJoin({ cluster: initPlay.value(init) })]) : undefined;
+
+  const joined = [...initPlay.hosts, ...(joinPlay?.hosts ?? [])].filter(([, h]) => h.status === 'ok' || h.status === 'changed').length;
+  await play(
+    'cluster ready',
+    'control_plane[0]',
+    [
+      ...(vars.untaintControlPlanes ? [untaintControlPlanes()] : []),
+      waitForNodesReady({ timeoutSeconds: vars.nodesReadyTimeout, ...(joined > 0 ? { expected: joined } : {}) }),
+      ...(vars.smokeTest ? [smokeTest({ timeoutSeconds: vars.nodesReadyTimeout })] : []),
+    ],
+    { runOnce: true },
+  );
+});

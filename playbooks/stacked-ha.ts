@@ -1,0 +1,235 @@
+/**
+ * Highly available control plane with stacked etcd — seed 002 (an external HAProxy balancer) and
+ * seed 004 (haproxy and a keepalived VIP on the control planes). The inventory picks the variant:
+ * a `balancer` group (inventory/ha.yaml), or `vip_address` (inventory/ha-vip.yaml). Top to bottom:
+ *
+ *   preflight            every node: unique hostnames (the planned ones), MACs and product_uuid,
+ *                        ≥ 2 CPUs and ~2 GB, the memory cgroup, free ports; the balancer: port 6443
+ *   names (seed 004)     `hostnamectl set-hostname` where a host has `hostname`, and every node (and
+ *                        the VIP's `vip_hostname`) in every node's /etc/hosts
+ *   prepare nodes        swap off, overlay + br_netfilter, the sysctls; iptables-legacy (seed 002:
+ *                        update-alternatives for iptables, ip6tables, arptables, ebtables)
+ *   RHEL-family hosts    SELinux permissive; Docker's and pkgs.k8s.io's yum repositories (the latter
+ *                        with exclude=kubelet kubeadm kubectl cri-tools kubernetes-cni); containerd.io;
+ *                        `yum install kubelet kubeadm kubectl --disableexcludes=kubernetes`
+ *   container runtime    containerd.io (Debian/Ubuntu: Docker's apt repository), SystemdCgroup = true
+ *   kubernetes           pkgs.k8s.io, kubelet kubeadm kubectl held, kubelet enabled, and
+ *                        KUBELET_EXTRA_ARGS=--node-ip=<ip> in /etc/default/kubelet (seed 002)
+ *   load balancer        seed 002: haproxy on the balancer, <balancer ip>:6443 → control planes :6443,
+ *                        TCP checks, fall 3 rise 2. Seed 004: on every control plane haproxy *:8888 →
+ *                        control planes :6443 with /healthz checks, and keepalived holding the VIP
+ *                        (state BACKUP, nopreempt, a check script) — the VIP exists before kubeadm init
+ *   first control plane  kubeadm init --config (controlPlaneEndpoint = the balancer or VIP,
+ *                        podSubnet) --upload-certs; ~/.kube/config; the CNI (Calico for seed 002,
+ *                        Flannel for seed 004) with the pod CIDR; the kubeconfig on this machine
+ *   join control planes  one at a time (concurrent joins race on etcd membership): a fresh token and
+ *                        a fresh certificate key (certificates re-uploaded; the seed's expire in 2 h),
+ *                        `kubeadm join --control-plane --certificate-key … --apiserver-advertise-address
+ *                        <ip>`; ~/.kube/config there too
+ *   join workers         in parallel, each with a fresh token
+ *   cluster ready        optional untaint (seed 002: `kubectl taint nodes --all …-`), every node Ready,
+ *                        the smoke test
+ *
+ * @example capstan run playbooks/stacked-ha.ts -i inventory/ha.yaml --check
+ * @example capstan run playbooks/stacked-ha.ts --lab -i inventory/ha-vip.yaml
+ */
+import { InputError, playbook } from '../runner/index.js';
+import type { TaskOptions } from '../runner/task.js';
+import {
+  ensureAlternatives,
+  ensureHostname,
+  ensureHostsEntries,
+  ensureKubeconfig,
+  ensureKubeletExtraArgs,
+  ensureModule,
+  ensurePackages,
+  ensureSwapOff,
+  ensureSysctl,
+  fetchKubeconfig,
+  installCni,
+  kubeadmInit,
+  kubeadmJoin,
+  preflight,
+  smokeTest,
+  untaintControlPlanes,
+  waitForNodesReady,
+} from '../tasks/index.js';
+import { ensureHaproxy, type HaproxyServer } from '../tasks/haproxy.js';
+import { ensureKeepalived } from '../tasks/keepalived.js';
+import { KUBERNETES_PROCESSES } from '../tasks/preflight.js';
+import { dockerYumRepo, ensureRpmPackages, ensureSelinuxPermissive, ensureYumRepo, kubernetesYumRepo } from '../tasks/rhel.js';
+import {
+  clusterSource,
+  containerRuntimeTasks,
+  groupsPattern,
+  hostIp,
+  hostsOf,
+  isDebianFamily,
+  isRhelFamily,
+  kubernetesPackageTasks,
+  plannedHostname,
+  readClusterVars,
+  requiredPorts,
+  VarReader,
+} from './vars.js';
+
+/** The example inventory of the balancer variant; `--lab -i inventory/ha-vip.yaml` for the VIP one. */
+export const exampleInventory = new URL('../inventory/ha.yaml', import.meta.url);
+
+export type HaVariant = 'balancer' | 'vip';
+
+/** Which variant an inventory asks for: a non-empty `balancer` group, or `vip_address` (not both). */
+export function haVariant(balancers: number, vars: VarReader): HaVariant {
+  const vip = vars.has('vip_address');
+  if (balancers > 0 && vip) throw new InputError('stacked-ha.ts: the inventory has both a balancer group and vip_address: pick one (seed 002 or seed 004)');
+  if (balancers > 0) return 'balancer';
+  if (vip) return 'vip';
+  throw new InputError('stacked-ha.ts needs a load balancer in front of the API servers: a balancer group (seed 002, inventory/ha.yaml) or vip_address (seed 004, inventory/ha-vip.yaml)');
+}
+
+const HOSTNAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/;
+const debianOnly: TaskOptions = { when: isDebianFamily };
+const rhelOnly: TaskOptions = { when: isRhelFamily };
+
+export default playbook('stacked-ha', async (ctx) => {
+  const { play, inventory } = ctx;
+  const controlPlanes = hostsOf(inventory, 'control_plane');
+  const workers = hostsOf(inventory, 'workers');
+  const balancers = hostsOf(inventory, 'balancer');
+  const source = clusterSource(ctx);
+  const variant = haVariant(balancers.length, source);
+  const vars = readClusterVars(source, {
+    podNetworkCidr: '10.244.0.0/16',
+    cni: variant === 'balancer' ? 'calico' : 'flannel',
+    kubeconfigContext: 'stacked-ha',
+    untaintControlPlanes: workers.length === 0,
+  });
+  const iptablesLegacy = source.bool('iptables_legacy', variant === 'balancer');
+  const etcHosts = source.bool('etc_hosts', variant === 'vip');
+  const vip = variant === 'vip' ? source.ip('vip_address') : undefined;
+  const vipPort = source.integer('vip_port', 8888, 1, 65535);
+  const vipHostname = source.optionalString('vip_hostname', HOSTNAME, 'a host name');
+  if (balancers.length > 1) throw new InputError(`the balancer group lists ${balancers.map((b) => b.name).join(', ')}: seed 002 has one balancer (for two, use the VIP variant)`);
+  const balancerIp = balancers[0] ? hostIp(balancers[0]) : undefined;
+  const endpoint = source.string('control_plane_endpoint', variant === 'balancer' ? `${balancerIp}:6443` : `${vip}:${vipPort}`, /^[A-Za-z0-9.-]+:\d{1,5}$/, 'host:port');
+  // haproxy's backends: every control plane's API server (their addresses are checked here, before any connection).
+  const servers: HaproxyServer[] = controlPlanes.map((host) => ({ name: host.name, address: hostIp(host), port: 6443 }));
+  const nodes = groupsPattern(inventory, 'control_plane', 'workers');
+  const portOwners = [...KUBERNETES_PROCESSES, ...vars.preflightPortOwners];
+
+  await preflight(ctx, nodes, {
+    minMemoryMiB: vars.minMemoryMiB,
+    minCpus: vars.minCpus,
+    ports: requiredPorts(
+      controlPlanes.map((h) => h.name),
+      variant === 'vip' ? [vipPort] : [],
+    ),
+    portOwners: [...portOwners, ...(variant === 'vip' ? ['haproxy'] : [])],
+    hostname: (host) => plannedHostname(host) ?? host.facts.hostname,
+  });
+  if (variant === 'balancer') {
+    await preflight(ctx, 'balancer', { title: 'preflight (balancer)', minMemoryMiB: 0, minCpus: 1, ports: [6443], portOwners: ['haproxy'], requireMemoryCgroup: false });
+  }
+
+  if (etcHosts) {
+    const entries = [
+      ...[...controlPlanes, ...workers].map((host) => ({ ip: hostIp(host), names: [String(host.vars.hostname ?? host.name)] })),
+      ...(vip && vipHostname ? [{ ip: vip, names: [vipHostname] }] : []),
+    ];
+    await play('names and addresses', nodes, [
+      ensureHostsEntries(entries),
+      ensureHostname((host) => plannedHostname(host)!, { when: (host) => plannedHostname(host) !== undefined }),
+    ]);
+  }
+
+  await play('prepare nodes', nodes, [
+    ensureSwapOff(),
+    ensureModule('overlay'),
+    ensureModule('br_netfilter'),
+    ensureSysctl({ 'net.bridge.bridge-nf-call-iptables': 1, 'net.bridge.bridge-nf-call-ip6tables': 1, 'net.ipv4.ip_forward': 1 }),
+    // The four legacy tools are installed first, so each alternative must exist: a missing one is an error, and
+    // --check, with the packages still to install, reports them as pending rather than as nothing to do.
+    ...(iptablesLegacy
+      ? [
+          ensurePackages(['iptables', 'arptables', 'ebtables'], {}, debianOnly),
+          ...['iptables', 'ip6tables', 'arptables', 'ebtables'].map((name) => ensureAlternatives({ name, path: `/usr/sbin/${name}-legacy` }, debianOnly)),
+        ]
+      : []),
+  ]);
+
+  // Seed 004's CentOS 9: nothing here runs on Debian-family hosts (reported as skipped there).
+  await play('RHEL-family hosts', nodes, [
+    ensureSelinuxPermissive(rhelOnly),
+    ensureYumRepo(dockerYumRepo(), rhelOnly),
+    ensureRpmPackages(['containerd.io'], {}, rhelOnly),
+    ...(vars.kubernetesPackages === 'pkgs.k8s.io'
+      ? [ensureYumRepo(kubernetesYumRepo(vars.kubernetesVersion), rhelOnly), ensureRpmPackages(['kubelet', 'kubeadm', 'kubectl'], { disableExcludes: 'kubernetes' }, rhelOnly)]
+      : []),
+  ]);
+
+  await play('container runtime', nodes, containerRuntimeTasks(vars, debianOnly));
+
+  await play('kubernetes packages', nodes, [
+    ...kubernetesPackageTasks(vars, debianOnly),
+    // The kubelet reads it at its next start: kubeadm init/join (re)start it; it loops until then.
+    ensureKubeletExtraArgs({ nodeIp: (host) => hostIp(host) }, debianOnly),
+  ]);
+
+  if (variant === 'balancer') {
+    await play('load balancer', 'balancer', [
+      ensurePackages(['haproxy'], {}, debianOnly),
+      ensureRpmPackages(['haproxy'], {}, rhelOnly),
+      ...ensureHaproxy({ bind: `${balancerIp}:6443`, check: 'tcp', servers }),
+    ]);
+  } else {
+    const vipInterface = source.optionalString('vip_interface', /^[A-Za-z0-9_.:@-]{1,15}$/, 'an interface name');
+    const authPass = source.optionalString('vip_auth_pass', /^[!-~]{1,8}$/, 'at most 8 printable characters');
+    await play('VIP: haproxy and keepalived', 'control_plane', [
+      ensurePackages(['haproxy', 'keepalived', 'curl'], {}, debianOnly),
+      ensureRpmPackages(['haproxy', 'keepalived', 'curl'], {}, rhelOnly),
+      ...ensureHaproxy({ bind: `*:${vipPort}`, check: 'healthz', servers }),
+      ...ensureKeepalived({
+        vip: vip!,
+        port: vipPort,
+        address: (host) => hostIp(host),
+        ...(vipInterface ? { interface: vipInterface } : {}),
+        routerId: source.integer('vip_router_id', 5, 1, 255),
+        priority: (host) => new VarReader(host.vars, `vars of ${host.name}`).integer('keepalived_priority', 100, 1, 254),
+        ...(authPass ? { authPass } : {}),
+      }),
+    ]);
+  }
+
+  const init = kubeadmInit({ podSubnet: vars.podNetworkCidr, controlPlaneEndpoint: endpoint, uploadCerts: true });
+  const initPlay = await play(
+    'first control plane',
+    'control_plane[0]',
+    [
+      init,
+      ensureKubeconfig({ user: vars.kubeconfigUser }),
+      installCni({ name: vars.cni, podCidr: vars.podNetworkCidr, manifestUrl: vars.cniManifestUrl }),
+      ...(vars.fetchKubeconfig ? [fetchKubeconfig({ context: vars.kubeconfigContext, ...(vars.kubeconfigPath ? { to: vars.kubeconfigPath } : {}) })] : []),
+    ],
+    { runOnce: true },
+  );
+  const cluster = initPlay.value(init);
+
+  // One at a time: each join adds an etcd member, and two at once race on etcd's membership.
+  const controlPlaneJoins = await play('join control planes', 'control_plane[1:]', [kubeadmJoin({ cluster, controlPlane: true }), ensureKubeconfig({ user: vars.kubeconfigUser })], {
+    serial: 1,
+  });
+
+  const workerJoins = inventory.groups.has('workers') ? await play('join workers', 'workers', [kubeadmJoin({ cluster })]) : undefined;
+
+  const joined = [...initPlay.hosts, ...controlPlaneJoins.hosts, ...(workerJoins?.hosts ?? [])].filter(([, h]) => h.status === 'ok' || h.status === 'changed').length;
+  await play(
+    'cluster ready',
+    'control_plane[0]',
+    [
+      ...(vars.untaintControlPlanes ? [untaintControlPlanes()] : []),
+      waitForNodesReady({ timeoutSeconds: vars.nodesReadyTimeout, ...(joined > 0 ? { expected: joined } : {}) }),
+      ...(vars.smokeTest ? [smokeTest({ timeoutSeconds: vars.nodesReadyTimeout })] : []),
+    ],
+    { runOnce: true },
+  );
+});

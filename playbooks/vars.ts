@@ -1,0 +1,322 @@
+/**
+ * The playbooks' variables: typed, documented, with the seeds' defaults, read from the inventory
+ * (vars of `all`, of a group or of a host, with Ansible's precedence) and from `-e key=value` /
+ * `-e '{"json": …}'`, which win over the inventory.
+ *
+ * Cluster-wide variables (the pod CIDR, the CNI, where packages come from) are read from the merged
+ * vars of the first control plane — so they may be set on `all`, on `control_plane` or on that
+ * host — with the command line's on top. Per-host variables (`ip`, `hostname`,
+ * `keepalived_priority`) are read from each host's own merged vars.
+ *
+ * Every value is checked when the playbook is planned, before any host is contacted: a typo
+ * (`cni: wave`, `containerd_source: dockr`) is an input error naming the variable, not a failed
+ * task halfway through a run. `-e` values arrive as strings: "true"/"false", numbers and
+ * comma-separated lists are accepted where a boolean, a number or a list is expected.
+ */
+import { isIP } from 'node:net';
+import { InputError } from '../runner/errors.js';
+import type { Inventory, InventoryHost } from '../runner/inventory/index.js';
+import type { PlaybookContext } from '../runner/playbook.js';
+import type { HostView, Task, TaskOptions } from '../runner/task.js';
+import {
+  CNI_MANIFESTS,
+  dockerRepo,
+  ensureAptSource,
+  ensureContainerdCgroup,
+  ensureDockerCgroupDriver,
+  ensurePackages,
+  ensureService,
+  kubernetesMinor,
+  kubernetesRepo,
+  type CniName,
+} from '../tasks/index.js';
+
+/** Where containerd comes from: Docker's apt repository (`containerd.io`, the seeds' way) or the distribution's own `containerd` package. */
+export type ContainerdSource = 'docker' | 'distro';
+export const CONTAINERD_SOURCES: readonly ContainerdSource[] = ['docker', 'distro'];
+
+/**
+ * Where kubeadm, kubelet and kubectl come from: the pkgs.k8s.io apt repository (installed and held,
+ * the seeds' way), or already installed by other means (a golden image; the lab's stand-ins).
+ */
+export type KubernetesPackages = 'pkgs.k8s.io' | 'preinstalled';
+export const KUBERNETES_PACKAGE_SOURCES: readonly KubernetesPackages[] = ['pkgs.k8s.io', 'preinstalled'];
+
+export const CNI_NAMES = Object.keys(CNI_MANIFESTS) as CniName[];
+
+type Source = Readonly<Record<string, unknown>>;
+
+/** Reads typed values from a var source, naming the variable and where it came from in every error. */
+export class VarReader {
+  constructor(
+    readonly source: Source,
+    /** For messages: "vars of cp1 (with -e)". */
+    readonly where: string,
+  ) {}
+
+  has(name: string): boolean {
+    const value = this.source[name];
+    return value !== undefined && value !== null && value !== '';
+  }
+
+  #fail(name: string, expected: string): never {
+    throw new InputError(`variable ${name} (${this.where}) must be ${expected}, got ${JSON.stringify(this.source[name])}`);
+  }
+
+  string(name: string, fallback: string, pattern?: RegExp, expected = 'a string'): string {
+    if (!this.has(name)) return fallback;
+    const value = this.source[name];
+    if (typeof value !== 'string' && typeof value !== 'number') this.#fail(name, expected);
+    const text = String(value).trim();
+    if (pattern && !pattern.test(text)) this.#fail(name, expected);
+    return text;
+  }
+
+  optionalString(name: string, pattern?: RegExp, expected = 'a string'): string | undefined {
+    return this.has(name) ? this.string(name, '', pattern, expected) : undefined;
+  }
+
+  bool(name: string, fallback: boolean): boolean {
+    if (!this.has(name)) return fallback;
+    const value = this.source[name];
+    if (typeof value === 'boolean') return value;
+    if (typeof value === 'string' && /^(true|yes|on|1)$/i.test(value.trim())) return true;
+    if (typeof value === 'string' && /^(false|no|off|0)$/i.test(value.trim())) return false;
+    if (value === 1 || value === 0) return value === 1;
+    return this.#fail(name, 'true or false');
+  }
+
+  integer(name: string, fallback: number, min: number, max: number): number {
+    if (!this.has(name)) return fallback;
+    const value = this.source[name];
+    const number = typeof value === 'number' ? value : typeof value === 'string' && /^\d+$/.test(value.trim()) ? Number(value) : NaN;
+    if (!Number.isInteger(number) || number < min || number > max) this.#fail(name, `a whole number from ${min} to ${max}`);
+    return number;
+  }
+
+  oneOf<T extends string>(name: string, choices: readonly T[], fallback: T): T {
+    if (!this.has(name)) return fallback;
+    const value = this.source[name];
+    if (typeof value !== 'string' || !choices.includes(value.trim() as T)) this.#fail(name, `one of ${choices.join(', ')}`);
+    return (value as string).trim() as T;
+  }
+
+  /** A list: YAML/JSON list of strings, or a comma-separated string (from -e). */
+  list(name: string, fallback: readonly string[], item: RegExp, expected: string): string[] {
+    if (!this.has(name)) return [...fallback];
+    const value = this.source[name];
+    const items = Array.isArray(value) ? value : typeof value === 'string' ? value.split(',').map((s) => s.trim()).filter(Boolean) : null;
+    if (!items || !items.every((i) => typeof i === 'string' && item.test(i))) this.#fail(name, expected);
+    return items as string[];
+  }
+
+  ip(name: string, fallback?: string): string {
+    const value = this.has(name) ? this.string(name, '') : fallback;
+    if (value === undefined || isIP(value) === 0) {
+      if (!this.has(name) && value === undefined) throw new InputError(`variable ${name} (${this.where}) is required: an IP address`);
+      this.#fail(name, 'an IP address');
+    }
+    return value;
+  }
+}
+
+const CIDR = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$/;
+const USER = /^[a-z_][a-z0-9_.-]*\$?$/i;
+const PROCESS_NAME = /^[^\s/]{1,15}$/;
+const CONTEXT_NAME = /^[A-Za-z0-9._@-]+$/;
+
+function validCidr(text: string): boolean {
+  const match = CIDR.exec(text);
+  return match !== null && match.slice(1, 5).every((o) => Number(o) <= 255) && Number(match[5]) <= 32;
+}
+
+/* ------------------------------------------------------------------ the cluster's variables */
+
+/** Variables every playbook reads; see the README's table for each one's seed and meaning. */
+export interface ClusterVars {
+  /** `kubernetes_version`: the Kubernetes minor whose pkgs.k8s.io repository is used, "v1.34". */
+  kubernetesVersion: string;
+  /** `kubernetes_packages`: pkgs.k8s.io (installed and held) or preinstalled. */
+  kubernetesPackages: KubernetesPackages;
+  /** `containerd_source`: docker (containerd.io from Docker's repository) or distro (the OS's containerd). */
+  containerdSource: ContainerdSource;
+  /** `docker_engine`: also install docker-ce and docker-ce-cli and give Docker the systemd cgroup driver (seeds 001, 002). */
+  dockerEngine: boolean;
+  /** `pod_network_cidr`: kubeadm's --pod-network-cidr, patched into the CNI manifest. */
+  podNetworkCidr: string;
+  /** `cni`: weave, calico, flannel or cilium. */
+  cni: CniName;
+  /** `cni_manifest_url`: where the controller downloads the CNI manifest from (`{cni}` is replaced by the CNI's name). */
+  cniManifestUrl: string;
+  /** `kubeconfig_user`: who gets admin.conf as ~/.kube/config on the first control plane. */
+  kubeconfigUser: string;
+  /** `fetch_kubeconfig`: merge the cluster's admin kubeconfig into a kubeconfig on this machine. */
+  fetchKubeconfig: boolean;
+  /** `kubeconfig_context`: the context name for it. */
+  kubeconfigContext: string;
+  /** `kubeconfig_path`: the local kubeconfig to merge into (default ~/.kube/config). */
+  kubeconfigPath: string | undefined;
+  /** `untaint_control_planes`: let workloads run on control planes (seed 002). */
+  untaintControlPlanes: boolean;
+  /** `smoke_test`: deploy nginx with 3 replicas and wait for them (seed 000). */
+  smokeTest: boolean;
+  /** `nodes_ready_timeout`: seconds to wait for every node to be Ready. */
+  nodesReadyTimeout: number;
+  /** `min_memory_mib`, `min_cpus`: preflight thresholds (kubeadm: 2 GB, 2 CPUs). */
+  minMemoryMiB: number;
+  minCpus: number;
+  /** `preflight_port_owners`: extra process names allowed to hold the required ports on a converged cluster. */
+  preflightPortOwners: string[];
+}
+
+/** Per-playbook defaults that differ between the seeds. */
+export interface ClusterDefaults {
+  podNetworkCidr: string;
+  cni: CniName;
+  kubeconfigContext: string;
+  /** Untaint when there are no workers (a one-node cluster must schedule the smoke test). */
+  untaintControlPlanes: boolean;
+}
+
+/** The vars of the first host of `group` merged with the command line's, and a label for messages. */
+export function clusterSource(ctx: Pick<PlaybookContext, 'inventory' | 'extraVars'>, group = 'control_plane'): VarReader {
+  const first = hostsOf(ctx.inventory, group)[0];
+  if (!first) throw new InputError(`the inventory ${ctx.inventory.source} has no host in group ${group}: the playbook needs at least one`);
+  const hasExtra = Object.keys(ctx.extraVars).length > 0;
+  return new VarReader({ ...first.vars, ...ctx.extraVars }, `vars of ${first.name}${hasExtra ? ' with -e' : ''}`);
+}
+
+/** Reads and checks the cluster's variables (see {@link ClusterVars}). */
+export function readClusterVars(vars: VarReader, defaults: ClusterDefaults): ClusterVars {
+  const version = vars.string('kubernetes_version', '1.34');
+  let kubernetesVersion: string;
+  try {
+    kubernetesVersion = kubernetesMinor(version);
+  } catch {
+    throw new InputError(`variable kubernetes_version (${vars.where}) must be a Kubernetes version like 1.34, got ${JSON.stringify(version)}`);
+  }
+  const cni = vars.oneOf('cni', CNI_NAMES, defaults.cni);
+  const upstream = CNI_MANIFESTS[cni];
+  // `{cni}` stands for the CNI's name: one URL for a directory of manifests (a mirror; the lab's).
+  const cniManifestUrl = vars.string('cni_manifest_url', upstream ?? '', /^https?:\/\/\S+$/, 'an http(s) URL').replaceAll('{cni}', cni);
+  if (!cniManifestUrl) throw new InputError(`cni ${cni} has no plain upstream manifest: set cni_manifest_url (${vars.where})`);
+  const podNetworkCidr = vars.string('pod_network_cidr', defaults.podNetworkCidr);
+  if (!validCidr(podNetworkCidr)) throw new InputError(`variable pod_network_cidr (${vars.where}) must be an IPv4 CIDR like 10.10.0.0/16, got ${JSON.stringify(podNetworkCidr)}`);
+  const loginUser = typeof vars.source.ansible_user === 'string' && USER.test(vars.source.ansible_user) ? vars.source.ansible_user : 'root';
+  return {
+    kubernetesVersion,
+    kubernetesPackages: vars.oneOf('kubernetes_packages', KUBERNETES_PACKAGE_SOURCES, 'pkgs.k8s.io'),
+    containerdSource: vars.oneOf('containerd_source', CONTAINERD_SOURCES, 'docker'),
+    dockerEngine: vars.bool('docker_engine', false),
+    podNetworkCidr,
+    cni,
+    cniManifestUrl,
+    kubeconfigUser: vars.string('kubeconfig_user', loginUser, USER, 'a user name'),
+    fetchKubeconfig: vars.bool('fetch_kubeconfig', true),
+    kubeconfigContext: vars.string('kubeconfig_context', defaults.kubeconfigContext, CONTEXT_NAME, 'a context name (letters, digits, . _ @ -)'),
+    kubeconfigPath: vars.optionalString('kubeconfig_path', /^(~\/|\/)\S*$/, 'an absolute path or ~/…'),
+    untaintControlPlanes: vars.bool('untaint_control_planes', defaults.untaintControlPlanes),
+    smokeTest: vars.bool('smoke_test', true),
+    nodesReadyTimeout: vars.integer('nodes_ready_timeout', 300, 10, 86_400),
+    minMemoryMiB: vars.integer('min_memory_mib', 1700, 0, 1 << 24),
+    minCpus: vars.integer('min_cpus', 2, 0, 4096),
+    preflightPortOwners: vars.list('preflight_port_owners', [], PROCESS_NAME, 'a list of process names (as ss shows them, at most 15 characters)'),
+  };
+}
+
+/**
+ * The values `capstan run --lab` gives the lab's hosts: Kubernetes from the stand-ins installed
+ * beforehand (the lab reaches Debian's mirror only, not pkgs.k8s.io), Debian's containerd (not
+ * download.docker.com), no Docker Engine, and the stand-ins' process names (`kube-apiserver-`,
+ * `etcd-standin`) accepted on the API and etcd ports when a second run's preflight finds them.
+ */
+export const LAB_VARS: Readonly<Record<string, unknown>> = {
+  kubernetes_packages: 'preinstalled',
+  containerd_source: 'distro',
+  docker_engine: false,
+  preflight_port_owners: ['kube-apiserver-', 'etcd-standin'],
+};
+
+/* ------------------------------------------------------------------ hosts */
+
+/** Hosts of a group in inventory order; none when the group does not exist (an inventory without workers). */
+export function hostsOf(inventory: Inventory, group: string): InventoryHost[] {
+  return inventory.groups.has(group) ? inventory.select(group) : [];
+}
+
+/** A pattern of the groups that exist, `control_plane:workers`; groups an inventory lacks are left out. */
+export function groupsPattern(inventory: Inventory, ...groups: string[]): string {
+  const present = groups.filter((group) => inventory.groups.has(group));
+  if (present.length === 0) throw new InputError(`the inventory ${inventory.source} has none of the groups ${groups.join(', ')}`);
+  return present.join(':');
+}
+
+/** The address a host talks to the others on: its `ip` var, else ansible_host (pure). */
+export function hostIp(host: { name: string; vars: Readonly<Record<string, unknown>> }): string {
+  const value = host.vars.ip ?? host.vars.ansible_host;
+  if (typeof value !== 'string' || isIP(value) === 0) {
+    throw new InputError(`host ${host.name}: set ip (or ansible_host) to its IP address; got ${JSON.stringify(value ?? null)}`, { host: host.name });
+  }
+  return value;
+}
+
+/** The host's `hostname` var (seed 004's `hostnamectl set-hostname node1.internal`), if any. */
+export function plannedHostname(host: Pick<HostView, 'vars'>): string | undefined {
+  const value = host.vars.hostname;
+  return typeof value === 'string' && value !== '' ? value : undefined;
+}
+
+/** RHEL-family hosts (seed 004's CentOS 9): SELinux and yum instead of apt. */
+export function isRhelFamily(host: Pick<HostView, 'facts'>): boolean {
+  return ['rhel', 'centos', 'rocky', 'almalinux', 'fedora', 'ol'].includes(host.facts.osId);
+}
+
+export function isDebianFamily(host: Pick<HostView, 'facts'>): boolean {
+  return !isRhelFamily(host);
+}
+
+/* ------------------------------------------------------------------ what the package variables mean */
+
+/**
+ * The container runtime, as `containerd_source` says (`aptOptions` apply to the apt tasks only:
+ * stacked-ha.ts runs them on Debian-family hosts and installs RHEL's with yum) (seeds 000/001): Docker's repository for the
+ * host's distribution and architecture, then `containerd.io` (plus docker-ce and docker-ce-cli with
+ * `docker_engine`, seed 001 on the Pi), or the distribution's `containerd`; then `SystemdCgroup = true`
+ * in /etc/containerd/config.toml, starting from `containerd config default` (seeds 000–004).
+ */
+export function containerRuntimeTasks(vars: Pick<ClusterVars, 'containerdSource' | 'dockerEngine'>, aptOptions: TaskOptions = {}): Task<unknown>[] {
+  const docker = vars.containerdSource === 'docker';
+  const engine = vars.dockerEngine ? (docker ? ['docker-ce', 'docker-ce-cli'] : ['docker.io']) : [];
+  return [
+    ...(docker ? [ensurePackages(['ca-certificates', 'curl', 'gnupg'], {}, aptOptions), ...ensureAptSource(dockerRepo(), aptOptions)] : []),
+    ensurePackages([docker ? 'containerd.io' : 'containerd', ...engine], {}, aptOptions),
+    ensureContainerdCgroup(),
+    ...(vars.dockerEngine ? [ensureDockerCgroupDriver()] : []),
+  ];
+}
+
+/**
+ * kubeadm, kubelet and kubectl, as `kubernetes_packages` says (seed 001): the pkgs.k8s.io
+ * repository of `kubernetes_version` with its signing key, the three packages installed and held
+ * (`apt-mark hold`); or nothing to install (preinstalled). Either way the kubelet is enabled
+ * (`systemctl enable --now kubelet`: it restarts in a loop until kubeadm init or join configures it,
+ * so only "enabled" is checked).
+ */
+export function kubernetesPackageTasks(vars: Pick<ClusterVars, 'kubernetesPackages' | 'kubernetesVersion'>, aptOptions: TaskOptions = {}): Task<unknown>[] {
+  const fromRepo = vars.kubernetesPackages === 'pkgs.k8s.io';
+  return [
+    ...(fromRepo
+      ? [
+          ensurePackages(['apt-transport-https', 'ca-certificates', 'curl', 'gnupg'], {}, aptOptions),
+          ...ensureAptSource(kubernetesRepo(vars.kubernetesVersion), aptOptions),
+          ensurePackages(['kubelet', 'kubeadm', 'kubectl'], { hold: true }, aptOptions),
+        ]
+      : []),
+    ensureService('kubelet', { enabled: true }),
+  ];
+}
+
+/** The ports a node needs free before it joins (seeds 000/001: 6443 on control planes, 10250 everywhere). */
+export function requiredPorts(controlPlanes: readonly string[], extra: readonly number[] = []): (host: HostView) => number[] {
+  return (host) => (controlPlanes.includes(host.name) ? [6443, 10250, ...extra] : [10250]);
+}

@@ -1,0 +1,246 @@
+import { sh } from '../runner/quote.js';
+import { defineTask, type Drift, type PerHost, type PerHostParams, type Task, type TaskOptions } from '../runner/task.js';
+import { kubernetesMinor } from './apt.js';
+
+/*
+ * RHEL-family hosts (seed 004 runs CentOS 9): SELinux in permissive mode and yum/dnf repositories
+ * and packages, where Debian hosts use apt. No RHEL test host exists in Capstan's lab (Debian
+ * containers only): what is tested is the rendering of every file, exactly, by the pure functions
+ * below.
+ *
+ *   setenforce 0
+ *   sed -i 's/^SELINUX=enforcing$/SELINUX=permissive/' /etc/selinux/config
+ *   cat <<EOF > /etc/yum.repos.d/kubernetes.repo      (…exclude=kubelet kubeadm kubectl cri-tools kubernetes-cni)
+ *   yum install -y kubelet kubeadm kubectl --disableexcludes=kubernetes
+ */
+
+/* ------------------------------------------------------------------ SELinux */
+
+export const SELINUX_CONFIG = '/etc/selinux/config';
+
+/**
+ * /etc/selinux/config with SELinux permissive at boot (pure), as the seed's sed: an `SELINUX=enforcing`
+ * line becomes `SELINUX=permissive`; `permissive` and `disabled` (stricter than asked: nothing
+ * enforced) are kept; every other line is kept byte for byte. A file without an SELINUX= line gets
+ * one appended.
+ */
+export function selinuxPermissiveConfig(text: string): string {
+  const lines = text.split('\n');
+  let found = false;
+  const edited = lines.map((line) => {
+    const match = /^(\s*SELINUX\s*=\s*)(\S*)(.*)$/.exec(line);
+    if (!match) return line;
+    found = true;
+    return match[2]!.toLowerCase() === 'enforcing' ? `${match[1]}permissive${match[3]}` : line;
+  });
+  if (found) return edited.join('\n');
+  const base = text === '' || text.endsWith('\n') ? text : `${text}\n`;
+  return `${base}SELINUX=permissive\n`;
+}
+
+/** `getenforce`'s answer (pure): Enforcing, Permissive or Disabled; null when SELinux is not there. */
+export function parseGetenforce(output: string, code: number | null): 'Enforcing' | 'Permissive' | 'Disabled' | null {
+  if (code !== 0) return null;
+  const value = output.trim();
+  return value === 'Enforcing' || value === 'Permissive' || value === 'Disabled' ? value : null;
+}
+
+/**
+ * Ensures SELinux does not enforce, now (`setenforce 0`) and at boot (/etc/selinux/config, see
+ * {@link selinuxPermissiveConfig}), as the Kubernetes packages' install guide and seed 004 ask. A
+ * host without SELinux (no getenforce, no config file: Debian) is in sync. Id: `selinux`.
+ *
+ * @example await play('rhel', 'all', [ensureSelinuxPermissive()], …)
+ */
+export function ensureSelinuxPermissive(options?: TaskOptions): Task<void> {
+  return defineTask<Record<string, never>>(
+    {
+      kind: 'selinux',
+      id: () => 'selinux',
+      title: () => 'SELinux permissive (now and at boot)',
+      desired: () => 'permissive',
+      probes: () => [{ kind: 'read', path: SELINUX_CONFIG }],
+      async check(ctx) {
+        const drift: Drift[] = [];
+        const running = await ctx.probe(sh`getenforce`);
+        const mode = parseGetenforce(running.stdout, running.code);
+        if (mode === 'Enforcing') drift.push({ subject: 'SELinux now', current: 'Enforcing', desired: 'Permissive' });
+        const current = await ctx.readText(SELINUX_CONFIG);
+        if (current !== null) {
+          const desired = selinuxPermissiveConfig(current);
+          if (desired !== current) drift.push({ subject: 'SELinux at boot', file: SELINUX_CONFIG, current, desired });
+        }
+        return drift;
+      },
+      async apply(ctx, _p, drift) {
+        if (drift.some((d) => d.subject === 'SELinux now')) await ctx.run(sh`setenforce 0`);
+        const current = await ctx.readText(SELINUX_CONFIG);
+        if (current !== null) {
+          const desired = selinuxPermissiveConfig(current);
+          if (desired !== current) await ctx.writeFile(SELINUX_CONFIG, desired);
+        }
+      },
+    },
+    {},
+    options,
+  );
+}
+
+/* ------------------------------------------------------------------ yum repositories */
+
+export interface YumRepoParams {
+  /** The section name and file name: `kubernetes` → [kubernetes] in /etc/yum.repos.d/kubernetes.repo; also what --disableexcludes names. */
+  id: string;
+  name: string;
+  baseurl: string;
+  enabled?: boolean;
+  gpgcheck?: boolean;
+  gpgkey?: string;
+  /** Packages `yum update` must leave alone (seed 004: Kubernetes is upgraded by its own procedure). */
+  exclude?: readonly string[];
+}
+
+const REPO_ID = /^[A-Za-z0-9_.:-]+$/;
+
+export function validateYumRepo(p: YumRepoParams): void {
+  if (!REPO_ID.test(p.id)) throw new Error(`id must be letters, digits, _ . : -, got ${JSON.stringify(p.id)}`);
+  if (typeof p.name !== 'string' || p.name === '' || /\n/.test(p.name)) throw new Error('name must be one line of text');
+  for (const key of ['baseurl', 'gpgkey'] as const) {
+    const value = p[key];
+    if (value !== undefined && !/^(https?|file):\/\/\S+$/.test(value)) throw new Error(`${key} must be a URL without blanks, got ${JSON.stringify(value)}`);
+  }
+  if (p.baseurl === undefined) throw new Error('baseurl is required');
+  if (p.exclude !== undefined && !(Array.isArray(p.exclude) && p.exclude.every((name) => /^[A-Za-z0-9_.+*?-]+$/.test(name)))) {
+    throw new Error(`exclude must be a list of package names (globs allowed), got ${JSON.stringify(p.exclude)}`);
+  }
+}
+
+/** The .repo file (pure), in the order of the seed's. */
+export function renderYumRepo(p: YumRepoParams): string {
+  validateYumRepo(p);
+  return [
+    `[${p.id}]`,
+    `name=${p.name}`,
+    `baseurl=${p.baseurl}`,
+    `enabled=${p.enabled === false ? 0 : 1}`,
+    `gpgcheck=${p.gpgcheck === false ? 0 : 1}`,
+    ...(p.gpgkey ? [`gpgkey=${p.gpgkey}`] : []),
+    ...(p.exclude?.length ? [`exclude=${p.exclude.join(' ')}`] : []),
+    '',
+  ].join('\n');
+}
+
+/** The packages the pkgs.k8s.io repository's `exclude=` keeps away from `yum update`. */
+export const KUBERNETES_RPM_EXCLUDES = ['kubelet', 'kubeadm', 'kubectl', 'cri-tools', 'kubernetes-cni'] as const;
+
+/**
+ * The pkgs.k8s.io rpm repository of a Kubernetes minor (seed 004, which used v1.32):
+ * `baseurl=https://pkgs.k8s.io/core:/stable:/v1.34/rpm/`, its repomd.xml.key, and
+ * `exclude=kubelet kubeadm kubectl cri-tools kubernetes-cni`.
+ *
+ * @example ensureYumRepo(kubernetesYumRepo('1.34'))
+ */
+export function kubernetesYumRepo(version: string): YumRepoParams {
+  const base = `https://pkgs.k8s.io/core:/stable:/${kubernetesMinor(version)}/rpm/`;
+  return { id: 'kubernetes', name: 'Kubernetes', baseurl: base, enabled: true, gpgcheck: true, gpgkey: `${base}repodata/repomd.xml.key`, exclude: [...KUBERNETES_RPM_EXCLUDES] };
+}
+
+/**
+ * Docker's CentOS/RHEL repository (docker-ce-stable), for containerd.io: the same source of
+ * containerd the Debian playbooks use (seed 004 itself installs containerd from release tarballs).
+ */
+export function dockerYumRepo(): YumRepoParams {
+  return {
+    id: 'docker-ce-stable',
+    name: 'Docker CE Stable - $basearch',
+    baseurl: 'https://download.docker.com/linux/centos/$releasever/$basearch/stable',
+    enabled: true,
+    gpgcheck: true,
+    gpgkey: 'https://download.docker.com/linux/centos/gpg',
+  };
+}
+
+export function yumRepoPath(id: string): string {
+  return `/etc/yum.repos.d/${id}.repo`;
+}
+
+/**
+ * Ensures /etc/yum.repos.d/<id>.repo is exactly {@link renderYumRepo}'s file (mode 0644). The seed's
+ * `cat <<EOF | tee` overwrites the file too. Id: `yum-repo:<id>`.
+ *
+ * @example ensureYumRepo(kubernetesYumRepo('1.34'))
+ */
+export function ensureYumRepo(params: PerHostParams<YumRepoParams>, options?: TaskOptions): Task<void> {
+  return defineTask<YumRepoParams>(
+    {
+      kind: 'yum-repo',
+      id: (p) => `yum-repo:${p.id}`,
+      title: (p) => `yum repository ${p.id}${p.exclude?.length ? ` (exclude ${p.exclude.join(' ')})` : ''}`,
+      validate: validateYumRepo,
+      probes: (p) => [{ kind: 'read', path: yumRepoPath(p.id) }],
+      async check(ctx, p) {
+        const path = yumRepoPath(p.id);
+        const current = await ctx.readText(path);
+        const desired = renderYumRepo(p);
+        return current === desired ? [] : [{ subject: 'content', file: path, current, desired }];
+      },
+      async apply(ctx, p) {
+        await ctx.run(sh`mkdir -p -m 0755 /etc/yum.repos.d`);
+        await ctx.writeFile(yumRepoPath(p.id), renderYumRepo(p), { mode: '0644' });
+      },
+    },
+    params,
+    options,
+  );
+}
+
+/* ------------------------------------------------------------------ packages */
+
+export interface RpmPackagesParams {
+  names: readonly string[];
+  /** Repositories whose `exclude=` is lifted for this install (seed 004: --disableexcludes=kubernetes). */
+  disableExcludes?: string;
+}
+
+/** Installed package names from `rpm -q --qf '%{NAME}\n' …` (pure): lines that are not "package X is not installed". */
+export function installedRpms(output: string): Set<string> {
+  return new Set(output.split('\n').map((l) => l.trim()).filter((l) => l && !/ is not installed$/.test(l)));
+}
+
+/** The install command (pure): dnf (yum on older releases) with the excludes lifted for the named repository. */
+export function rpmInstallCommand(names: readonly string[], disableExcludes?: string) {
+  const args = [...names, ...(disableExcludes ? [`--disableexcludes=${disableExcludes}`] : [])];
+  return sh`if command -v dnf >/dev/null 2>&1; then dnf install -y ${args}; else yum install -y ${args}; fi`;
+}
+
+/**
+ * Ensures rpm packages are installed (`dnf install -y`, or yum; seed 004: `yum install -y kubelet
+ * kubeadm kubectl --disableexcludes=kubernetes`). Check reads the rpm database (`rpm -q`). Id:
+ * `rpm-packages:<names>`.
+ *
+ * @example ensureRpmPackages(['kubelet', 'kubeadm', 'kubectl'], { disableExcludes: 'kubernetes' })
+ */
+export function ensureRpmPackages(names: PerHost<readonly string[]>, params: Omit<RpmPackagesParams, 'names'> = {}, options?: TaskOptions): Task<void> {
+  return defineTask<RpmPackagesParams>(
+    {
+      kind: 'rpm-packages',
+      id: (p) => `rpm-packages:${[...p.names].sort().join(',')}`,
+      title: (p) => `rpm packages ${p.names.join(', ')}${p.disableExcludes ? ` (--disableexcludes=${p.disableExcludes})` : ''}`,
+      validate: (p) => {
+        if (!Array.isArray(p.names) || p.names.length === 0 || !p.names.every((n) => /^[A-Za-z0-9_.+-]+$/.test(n))) throw new Error('names must be a non-empty list of package names');
+        if (p.disableExcludes !== undefined && !REPO_ID.test(p.disableExcludes)) throw new Error(`disableExcludes must be a repository id, got ${JSON.stringify(p.disableExcludes)}`);
+      },
+      async check(ctx, p) {
+        const result = await ctx.probe(sh`rpm -q --qf '%{NAME}\\n' ${[...p.names]}`);
+        const installed = installedRpms(result.stdout);
+        const missing = p.names.filter((n) => !installed.has(n));
+        return missing.length ? [{ subject: 'missing', current: missing.join(', '), desired: 'installed' }] : [];
+      },
+      async apply(ctx, p) {
+        await ctx.run(rpmInstallCommand(p.names, p.disableExcludes), { timeoutMs: 1_800_000 });
+      },
+    },
+    { ...params, names } as PerHostParams<RpmPackagesParams>,
+    options,
+  );
+}
