@@ -187,12 +187,18 @@ class PlaybookRun {
   async #hostNamed(name: string): Promise<Host> {
     const inventoryHost = this.settings.inventory.hosts.get(name);
     if (!inventoryHost) throw new InputError(`no host ${name} in ${this.settings.inventory.source}`, { host: name });
-    let host = this.#hosts.get(name);
+    const host = this.#hostFor(inventoryHost);
+    await host.connect();
+    return host;
+  }
+
+  /** The Host for an inventory host, made once per run (its connection is shared by every play and task). */
+  #hostFor(inventoryHost: InventoryHost): Host {
+    let host = this.#hosts.get(inventoryHost.name);
     if (!host) {
       host = this.settings.connect(inventoryHost);
-      this.#hosts.set(name, host);
+      this.#hosts.set(inventoryHost.name, host);
     }
-    await host.connect();
     return host;
   }
 
@@ -216,13 +222,10 @@ class PlaybookRun {
     const emit = (event: RunEvent) => this.settings.reporter.emit(event);
     const recap = this.#recapOf(name);
     const values = new Map<Task<unknown>, unknown>();
-    let host = this.#hosts.get(name);
+    let host: Host;
     let view: HostView;
     try {
-      if (!host) {
-        host = this.settings.connect(inventoryHost);
-        this.#hosts.set(name, host);
-      }
+      host = this.#hostFor(inventoryHost); // inside the try: bad connection vars fail this host, not the run
       view = await this.#view(inventoryHost, host);
     } catch (error) {
       if (error instanceof TransportError) return this.#unreachable(name, errorMessage(error), values);
@@ -252,7 +255,7 @@ class PlaybookRun {
           return []; // a binding error is reported when the task runs
         }
       });
-      await host!.prefetch([...extra, ...probes]).catch(() => undefined);
+      await host.prefetch([...extra, ...probes]).catch(() => undefined);
     };
     const ledger = new HandlerLedger(host, this.settings.checkMode);
     const notified = await this.#pendingHandlers(name, tasks, bind, ledger, () => prefetch(0, [PENDING_HANDLERS_PROBE]));
@@ -262,7 +265,7 @@ class PlaybookRun {
       // Static tasks were checked against each other at planning; per-host ones can only be checked now, against all.
       claim(this.#claims, name, bound, `play "${playTitle}" task ${index + 1}`);
       await emit({ type: 'task-start', host: name, task: bound.id, title: bound.title });
-      const outcome = await runTask(host!, view, bound, {
+      const outcome = await runTask(host, view, bound, {
         checkMode: this.settings.checkMode,
         state,
         log: (line) => void emit({ type: 'log', host: name, task: bound.id, line }),
