@@ -392,7 +392,12 @@ async function applySwapOff(ctx: ApplyContext, fstabPath: string): Promise<void>
       await ctx.run(sh`mv -f -- ${action.moveAside} ${`${action.moveAside}.capstan-backup`}`);
       ctx.log(`moved ${action.moveAside} to ${action.moveAside}.capstan-backup to mask ${action.unit}`);
     }
-    await ctx.run(action.stop ? sh`systemctl mask --now -- ${action.unit}` : sh`systemctl mask -- ${action.unit}`);
+    // Stop before masking: `mask` reloads systemd, and a masked .swap unit has no What= left, so
+    // `mask --now` runs a bare `swapoff` that fails ("bad usage"), leaving the swap on. A unit that
+    // is gone by now (var-swap.swap after `dphys-swapfile swapoff`) fails to stop with "not loaded":
+    // fine, the `swapoff -a` below and the verify pass catch any swap still on.
+    if (action.stop) await ctx.exec(sh`systemctl stop -- ${action.unit}`);
+    await ctx.run(sh`systemctl mask -- ${action.unit}`);
   }
   if (has('fstab')) {
     // Read fstab again: `dphys-swapfile uninstall` above edits it too (it removes its own comment lines).
