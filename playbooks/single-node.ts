@@ -28,21 +28,13 @@
  */
 import { InputError, playbook } from '../runner/index.js';
 import {
-  ensureKubeconfig,
-  ensureModule,
   ensureSwapOff,
-  ensureSysctl,
-  fetchKubeconfig,
-  installCni,
   kubeadmInit,
   kubeadmJoin,
   preflight,
-  smokeTest,
-  untaintControlPlanes,
-  waitForNodesReady,
+  KUBERNETES_PROCESSES,
 } from '../tasks/index.js';
-import { KUBERNETES_PROCESSES } from '../tasks/preflight.js';
-import { clusterSource, containerRuntimeTasks, groupsPattern, hostsOf, kubernetesPackageTasks, readClusterVars, requiredPorts } from './vars.js';
+import { clusterReadyTasks, clusterSource, containerRuntimeTasks, firstControlPlaneTasks, groupsPattern, hostsOf, kernelPrepTasks, kubernetesPackageTasks, readClusterVars, requiredPorts } from './vars.js';
 
 /** The example inventory this playbook is written for; `capstan run playbooks/single-node.ts --lab` builds lab hosts shaped like it. */
 export const exampleInventory = new URL('../inventory/single.yaml', import.meta.url);
@@ -71,9 +63,7 @@ export default playbook('single-node', async (ctx) => {
 
   await play('prepare nodes', nodes, [
     ensureSwapOff(),
-    ensureModule('overlay'),
-    ensureModule('br_netfilter'),
-    ensureSysctl({ 'net.bridge.bridge-nf-call-iptables': 1, 'net.bridge.bridge-nf-call-ip6tables': 1, 'net.ipv4.ip_forward': 1 }),
+    ...kernelPrepTasks(),
   ]);
 
   await play('container runtime', nodes, containerRuntimeTasks(vars));
@@ -84,27 +74,12 @@ export default playbook('single-node', async (ctx) => {
   const initPlay = await play(
     'control plane',
     'control_plane[0]',
-    [
-      init,
-      ensureKubeconfig({ user: vars.kubeconfigUser }),
-      installCni({ name: vars.cni, podCidr: vars.podNetworkCidr, manifestUrl: vars.cniManifestUrl }),
-      ...(vars.fetchKubeconfig ? [fetchKubeconfig({ context: vars.kubeconfigContext, ...(vars.kubeconfigPath ? { to: vars.kubeconfigPath } : {}) })] : []),
-    ],
+    firstControlPlaneTasks(init, vars),
     { runOnce: true },
   );
 
   // An inventory without a workers group is a one-node cluster.
   const joinPlay = inventory.groups.has('workers') ? await play('join workers', 'workers', [kubeadmJoin({ cluster: initPlay.value(init) })]) : undefined;
 
-  const joined = [...initPlay.hosts, ...(joinPlay?.hosts ?? [])].filter(([, h]) => h.status === 'ok' || h.status === 'changed').length;
-  await play(
-    'cluster ready',
-    'control_plane[0]',
-    [
-      ...(vars.untaintControlPlanes ? [untaintControlPlanes()] : []),
-      waitForNodesReady({ timeoutSeconds: vars.nodesReadyTimeout, ...(joined > 0 ? { expected: joined } : {}) }),
-      ...(vars.smokeTest ? [smokeTest({ timeoutSeconds: vars.nodesReadyTimeout })] : []),
-    ],
-    { runOnce: true },
-  );
+  await play('cluster ready', 'control_plane[0]', clusterReadyTasks(vars, [initPlay, joinPlay]), { runOnce: true });
 });

@@ -41,31 +41,32 @@ import {
   ensureHostsEntries,
   ensureKubeconfig,
   ensureKubeletExtraArgs,
-  ensureModule,
   ensurePackages,
   ensureSwapOff,
-  ensureSysctl,
-  fetchKubeconfig,
-  installCni,
   kubeadmInit,
   kubeadmJoin,
   preflight,
-  smokeTest,
-  untaintControlPlanes,
-  waitForNodesReady,
+  KUBERNETES_PROCESSES,
+  ensureHaproxy,
+  ensureKeepalived,
+  ensureSelinuxPermissive,
+  ensureYumRepo,
+  ensureRpmPackages,
+  kubernetesYumRepo,
+  dockerYumRepo,
+  type HaproxyServer,
 } from '../tasks/index.js';
-import { ensureHaproxy, type HaproxyServer } from '../tasks/haproxy.js';
-import { ensureKeepalived } from '../tasks/keepalived.js';
-import { KUBERNETES_PROCESSES } from '../tasks/preflight.js';
-import { dockerYumRepo, ensureRpmPackages, ensureSelinuxPermissive, ensureYumRepo, kubernetesYumRepo } from '../tasks/rhel.js';
 import {
+  clusterReadyTasks,
   clusterSource,
   containerRuntimeTasks,
+  firstControlPlaneTasks,
   groupsPattern,
   hostIp,
   hostsOf,
   isDebianFamily,
   isRhelFamily,
+  kernelPrepTasks,
   kubernetesPackageTasks,
   plannedHostname,
   readClusterVars,
@@ -144,9 +145,7 @@ export default playbook('stacked-ha', async (ctx) => {
 
   await play('prepare nodes', nodes, [
     ensureSwapOff(),
-    ensureModule('overlay'),
-    ensureModule('br_netfilter'),
-    ensureSysctl({ 'net.bridge.bridge-nf-call-iptables': 1, 'net.bridge.bridge-nf-call-ip6tables': 1, 'net.ipv4.ip_forward': 1 }),
+    ...kernelPrepTasks(),
     // The four legacy tools are installed first, so each alternative must exist: a missing one is an error, and
     // --check, with the packages still to install, reports them as pending rather than as nothing to do.
     ...(iptablesLegacy
@@ -204,12 +203,7 @@ export default playbook('stacked-ha', async (ctx) => {
   const initPlay = await play(
     'first control plane',
     'control_plane[0]',
-    [
-      init,
-      ensureKubeconfig({ user: vars.kubeconfigUser }),
-      installCni({ name: vars.cni, podCidr: vars.podNetworkCidr, manifestUrl: vars.cniManifestUrl }),
-      ...(vars.fetchKubeconfig ? [fetchKubeconfig({ context: vars.kubeconfigContext, ...(vars.kubeconfigPath ? { to: vars.kubeconfigPath } : {}) })] : []),
-    ],
+    firstControlPlaneTasks(init, vars),
     { runOnce: true },
   );
   const cluster = initPlay.value(init);
@@ -221,15 +215,5 @@ export default playbook('stacked-ha', async (ctx) => {
 
   const workerJoins = inventory.groups.has('workers') ? await play('join workers', 'workers', [kubeadmJoin({ cluster })]) : undefined;
 
-  const joined = [...initPlay.hosts, ...controlPlaneJoins.hosts, ...(workerJoins?.hosts ?? [])].filter(([, h]) => h.status === 'ok' || h.status === 'changed').length;
-  await play(
-    'cluster ready',
-    'control_plane[0]',
-    [
-      ...(vars.untaintControlPlanes ? [untaintControlPlanes()] : []),
-      waitForNodesReady({ timeoutSeconds: vars.nodesReadyTimeout, ...(joined > 0 ? { expected: joined } : {}) }),
-      ...(vars.smokeTest ? [smokeTest({ timeoutSeconds: vars.nodesReadyTimeout })] : []),
-    ],
-    { runOnce: true },
-  );
+  await play('cluster ready', 'control_plane[0]', clusterReadyTasks(vars, [initPlay, controlPlaneJoins, workerJoins]), { runOnce: true });
 });

@@ -16,7 +16,7 @@
 import { isIP } from 'node:net';
 import { InputError } from '../runner/errors.js';
 import type { Inventory, InventoryHost } from '../runner/inventory/index.js';
-import type { PlaybookContext } from '../runner/playbook.js';
+import type { PlayResult, PlaybookContext } from '../runner/playbook.js';
 import type { HostView, Task, TaskOptions } from '../runner/task.js';
 import {
   CNI_MANIFESTS,
@@ -24,10 +24,19 @@ import {
   ensureAptSource,
   ensureContainerdCgroup,
   ensureDockerCgroupDriver,
+  ensureKubeconfig,
+  ensureModule,
   ensurePackages,
   ensureService,
+  ensureSysctl,
+  fetchKubeconfig,
+  installCni,
   kubernetesMinor,
   kubernetesRepo,
+  smokeTest,
+  untaintControlPlanes,
+  waitForNodesReady,
+  type Cluster,
   type CniName,
 } from '../tasks/index.js';
 
@@ -313,6 +322,45 @@ export function kubernetesPackageTasks(vars: Pick<ClusterVars, 'kubernetesPackag
         ]
       : []),
     ensureService('kubelet', { enabled: true }),
+  ];
+}
+
+/**
+ * The kernel side of every kubeadm node (seeds 000–004): overlay and br_netfilter loaded now and at
+ * boot, bridged traffic through iptables and IP forwarding. Swap comes before it in each playbook.
+ */
+export function kernelPrepTasks(): Task<unknown>[] {
+  return [
+    ensureModule('overlay'),
+    ensureModule('br_netfilter'),
+    ensureSysctl({ 'net.bridge.bridge-nf-call-iptables': 1, 'net.bridge.bridge-nf-call-ip6tables': 1, 'net.ipv4.ip_forward': 1 }),
+  ];
+}
+
+/**
+ * What follows `kubeadm init` on the first control plane, in every playbook: admin.conf as the
+ * user's ~/.kube/config, the CNI with the pod CIDR, and (with `fetch_kubeconfig`) the cluster in
+ * this machine's kubeconfig.
+ */
+export function firstControlPlaneTasks(init: Task<Cluster>, vars: ClusterVars): Task<unknown>[] {
+  return [
+    init,
+    ensureKubeconfig({ user: vars.kubeconfigUser }),
+    installCni({ name: vars.cni, podCidr: vars.podNetworkCidr, manifestUrl: vars.cniManifestUrl }),
+    ...(vars.fetchKubeconfig ? [fetchKubeconfig({ context: vars.kubeconfigContext, ...(vars.kubeconfigPath ? { to: vars.kubeconfigPath } : {}) })] : []),
+  ];
+}
+
+/**
+ * The last play's tasks: optional untaint, every node that init or a join left running Ready (the
+ * count comes from those plays' results), and the smoke test.
+ */
+export function clusterReadyTasks(vars: ClusterVars, nodePlays: readonly (PlayResult | undefined)[]): Task<unknown>[] {
+  const joined = nodePlays.flatMap((result) => [...(result?.hosts.values() ?? [])]).filter((h) => h.status === 'ok' || h.status === 'changed').length;
+  return [
+    ...(vars.untaintControlPlanes ? [untaintControlPlanes()] : []),
+    waitForNodesReady({ timeoutSeconds: vars.nodesReadyTimeout, ...(joined > 0 ? { expected: joined } : {}) }),
+    ...(vars.smokeTest ? [smokeTest({ timeoutSeconds: vars.nodesReadyTimeout })] : []),
   ];
 }
 

@@ -377,6 +377,7 @@ async function labCommand(args: string[]): Promise<number> {
       if (!Number.isInteger(count) || count < 1 || count > 200) throw new InputError(`--hosts must be 1..200, not ${values.hosts}`);
       const kind = values.kind ?? 'nspawn';
       if (kind !== 'nspawn' && kind !== 'vm') throw new InputError(`--kind must be nspawn or vm, not ${kind}\n\n${LAB_HELP}`);
+      await lab.installLabPrerequisites(log, kind === 'vm' ? lab.VM_LAB_PROGRAMS : undefined);
       if (kind === 'vm') lab.assertVmLabSupported();
       else lab.assertLabSupported();
       const state = await lab.labUp({ hosts: count, log, kind, ...(values['inventory-out'] ? { inventoryOut: resolve(values['inventory-out']) } : {}) });

@@ -170,6 +170,7 @@ export interface LabRun {
 export async function prepareLabRun(options: { playbookPath: string; inventoryPath?: string; log: (line: string) => void }): Promise<LabRun> {
   const shapeFrom = options.inventoryPath ? resolve(options.inventoryPath) : await exampleInventoryOf(options.playbookPath);
   const lab = await import('./lab/index.js');
+  await lab.installLabPrerequisites(options.log);
   lab.assertLabSupported();
   const { labDir } = await import('./lab/paths.js');
   const dir = labDir();

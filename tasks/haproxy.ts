@@ -1,7 +1,7 @@
 import { isIP } from 'node:net';
 import { sh } from '../runner/quote.js';
 import { defineTask, type PerHostParams, type Task, type TaskOptions } from '../runner/task.js';
-import { ensureService } from './systemd.js';
+import { ensureService, restartService } from './systemd.js';
 
 /*
  * HAProxy in front of the Kubernetes API servers, the two ways the seeds do it:
@@ -204,11 +204,17 @@ export function ensureHaproxyConfig(params: PerHostParams<HaproxyParams>, option
 
 /**
  * The configuration and the service: haproxy.cfg as {@link ensureHaproxyConfig} renders it, and
- * haproxy enabled and running, restarted when it started before the file last changed (seed 002's
- * `systemctl restart haproxy`, seed 004's `systemctl enable haproxy`).
+ * haproxy enabled and running, restarted (a handler, at the end of the play) when the file changed,
+ * or when it runs an older file (seed 002's `systemctl restart haproxy`, seed 004's `systemctl enable haproxy`).
  *
  * @example await play('load balancer', 'balancer', [ensurePackages(['haproxy']), ...ensureHaproxy({ bind: '172.27.11.200:6443', check: 'tcp', servers })])
  */
-export function ensureHaproxy(params: PerHostParams<HaproxyParams>, options?: TaskOptions): Task<void>[] {
-  return [ensureHaproxyConfig(params, options), ensureService('haproxy', { enabled: true, running: true, restartOn: [HAPROXY_CONFIG] }, options)];
+export function ensureHaproxy(params: PerHostParams<HaproxyParams>, options: TaskOptions = {}): Task<void>[] {
+  return [
+    // The handler restarts haproxy at the end of the play whenever the file changed; restartOn catches a
+    // run that stopped before its handler (it compares whole seconds: a package that started haproxy in the
+    // second the file was written is the handler's case).
+    ensureHaproxyConfig(params, { ...options, notify: [...(options.notify ?? []), restartService('haproxy')] }),
+    ensureService('haproxy', { enabled: true, running: true, restartOn: [HAPROXY_CONFIG] }, options),
+  ];
 }

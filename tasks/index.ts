@@ -14,10 +14,23 @@ export type { AptKeyParams, AptRepoParams, AptSource } from './apt.js';
 export { ensureContainerdCgroup, ensureDockerCgroupDriver } from './containerd.js';
 export { ensureService, restartService, reloadService, ensureSystemdUnit } from './systemd.js';
 export { ensureAlternatives, ensureIptablesLegacy, ensureHostsEntries, ensureHostname, ensureKubeletExtraArgs } from './system.js';
-export { preflight } from './preflight.js';
+export { preflight, KUBERNETES_PROCESSES } from './preflight.js';
+
+// API server front ends (seeds 002, 003, 004)
+export { ensureHaproxy, ensureHaproxyConfig, renderHaproxyConfig, type HaproxyParams, type HaproxyServer } from './haproxy.js';
+export { ensureKeepalived, ensureKeepalivedConfig, ensureCheckScript, type KeepalivedParams } from './keepalived.js';
+
+// RHEL family (seed 004 is CentOS 9)
+export { ensureSelinuxPermissive, ensureYumRepo, ensureRpmPackages, kubernetesYumRepo, dockerYumRepo, type YumRepoParams } from './rhel.js';
 
 // kubeadm lifecycle
 export { kubeadmInit, kubeadmJoin, type Cluster, type KubeadmInitParams, type KubeadmJoinParams } from './kubeadm.js';
 export { ensureKubeconfig, fetchKubeconfig } from './kubeconfig.js';
 export { installCni, CNI_MANIFESTS, type CniName } from './cni.js';
 export { untaintControlPlanes, waitForNodesReady, smokeTest } from './cluster.js';
+
+// The hard way (seed 003): PKI made on this machine, binaries downloaded once and checked
+export { ensurePki, installPkiFiles, renderKubeconfig, renderEncryptionConfig, pkiFileNames } from './pki.js';
+export type { Pki, PkiParams, CertificateRequest, KubeconfigRequest, InstallPkiFilesParams } from './pki.js';
+export { ensureBinary } from './binary.js';
+export type { BinaryParams } from './binary.js';

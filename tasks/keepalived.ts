@@ -2,7 +2,7 @@ import { isIP } from 'node:net';
 import { sh } from '../runner/quote.js';
 import { Secret } from '../runner/secret.js';
 import { defineTask, type CheckContext, type Drift, type PerHostParams, type Task, type TaskOptions } from '../runner/task.js';
-import { ensureService } from './systemd.js';
+import { ensureService, restartService } from './systemd.js';
 
 /*
  * keepalived for the API server VIP (seed 004): VRRP between the control planes, every one of them
@@ -229,15 +229,16 @@ export function ensureCheckScript(params: PerHostParams<Pick<KeepalivedParams, '
 /**
  * keepalived for the VIP, as seed 004 sets it up: the check script ({@link ensureCheckScript}),
  * keepalived.conf ({@link ensureKeepalivedConfig}), and keepalived enabled and running — restarted
- * when it started before either file last changed. Install the keepalived package and haproxy (the
+ * (a handler, at the end of the play) when either file changed, or when it runs older files. Install the keepalived package and haproxy (the
  * port the script checks) first.
  *
  * @example await play('VIP', 'control_plane', [ensurePackages(['keepalived']), ...ensureKeepalived({ vip: '192.168.0.66', port: 8888, address: (h) => String(h.vars.ip) })])
  */
-export function ensureKeepalived(params: PerHostParams<KeepalivedParams>, options?: TaskOptions): Task<void>[] {
+export function ensureKeepalived(params: PerHostParams<KeepalivedParams>, options: TaskOptions = {}): Task<void>[] {
+  const restart = { ...options, notify: [...(options.notify ?? []), restartService('keepalived')] };
   return [
-    ensureCheckScript({ vip: params.vip, port: params.port }, options),
-    ensureKeepalivedConfig(params, options),
+    ensureCheckScript({ vip: params.vip, port: params.port }, restart),
+    ensureKeepalivedConfig(params, restart),
     ensureService('keepalived', { enabled: true, running: true, restartOn: [KEEPALIVED_CONFIG, CHECK_SCRIPT] }, options),
   ];
 }

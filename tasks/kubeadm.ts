@@ -115,6 +115,22 @@ async function apiAnswers(ctx: { probe: ApplyContext['probe'] }): Promise<boolea
 }
 
 /**
+ * What a finished `kubeadm init` leaves in the cluster and an interrupted one may lack: the
+ * cluster-info ConfigMap (phase bootstrap-token; joins discover the cluster through it) and the
+ * kube-proxy ConfigMap (phase addon, the last one). Returns those that are missing.
+ */
+async function missingInitObjects(ctx: { probe: ApplyContext['probe'] }): Promise<string[]> {
+  const wanted = [
+    { namespace: 'kube-public', name: 'cluster-info' },
+    { namespace: 'kube-system', name: 'kube-proxy' },
+  ];
+  const result = await ctx.probe(
+    sh`for object in ${wanted.map((w) => `${w.namespace}/${w.name}`)}; do kubectl --kubeconfig=${ADMIN_CONF} --request-timeout=5s -n "\${object%%/*}" get configmap "\${object#*/}" >/dev/null 2>&1 || echo "\$object"; done`,
+  );
+  return result.stdout.split('\n').filter(Boolean).map((object) => `ConfigMap ${object}`);
+}
+
+/**
  * Initialises the first control plane with `kubeadm init --config` (run it with `runOnce`). In sync
  * when /etc/kubernetes/admin.conf exists and the API server answers. The config file uses the
  * kubeadm API version that the installed kubeadm speaks (v1beta4 from 1.31). Its value is the
@@ -142,12 +158,23 @@ export function kubeadmInit(params: PerHostParams<KubeadmInitParams>, options?: 
       probes: () => [{ kind: 'stat', path: ADMIN_CONF }],
       async check(ctx) {
         if (!(await ctx.stat(ADMIN_CONF))) return [{ subject: 'control plane', current: 'not initialised', desired: 'initialised with kubeadm init' }];
-        if (await apiAnswers(ctx)) return [];
-        return [{ subject: 'API server', current: 'not answering', desired: 'answering' }];
+        if (!(await apiAnswers(ctx))) return [{ subject: 'API server', current: 'not answering', desired: 'answering' }];
+        const missing = await missingInitObjects(ctx);
+        return missing.length ? [{ subject: 'kubeadm init', current: `stopped before it finished (missing ${missing.join(', ')})`, desired: 'finished' }] : [];
       },
       async apply(ctx, p, drift) {
         if (drift.some((d) => d.subject === 'API server')) {
           throw new Error(`${ADMIN_CONF} exists but the API server does not answer: the control plane is broken, not missing, and Capstan will not re-initialise it (run kubeadm reset -f first if that is what you want)`);
+        }
+        const unfinished = drift.find((d) => d.subject === 'kubeadm init');
+        if (unfinished) {
+          // Joins need the cluster-info ConfigMap and the bootstrap RBAC; re-running the whole init would
+          // fail its own preflight (ports in use, manifests exist). Say what is missing and how to go on.
+          throw new Error(
+            `kubeadm init ${String(unfinished.current)}: the API server answers, so Capstan will not re-initialise it. ` +
+              `Finish it with \`kubeadm init phase bootstrap-token --config ${KUBEADM_CONFIG}\` and \`kubeadm init phase addon all --config ${KUBEADM_CONFIG}\`, ` +
+              'or start over with `kubeadm reset -f`, then run again',
+          );
         }
         const version = (await ctx.run(sh`kubeadm version -o short`)).stdout.trim();
         // The hostname now, not the facts gathered when the run started: a play may have just set it (seed 004).

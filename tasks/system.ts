@@ -92,11 +92,19 @@ export function ensureAlternatives(params: PerHostParams<AlternativesParams>, op
       async check(ctx, p) {
         const result = await ctx.probe(sh`LC_ALL=C update-alternatives --query ${p.name}`);
         if (result.code !== 0) {
-          if (p.skipWhenAbsent && /no alternatives for/.test(result.stderr)) return [];
+          const absent = /no alternatives for/.test(result.stderr);
+          // Check mode on a fresh host: the package that registers the group is still to be
+          // installed by an earlier task, so the group's absence says nothing yet.
+          const packages = ctx.pendingChanges.filter((title) => /^(packages|rpm packages) /.test(title));
+          if (absent && packages.length) return [{ subject: `alternative ${p.name}`, desired: p.path, pending: packages.join(', ') }];
+          if (p.skipWhenAbsent && absent) return [];
           throw new Error(`update-alternatives --query ${p.name} failed: ${result.stderr.trim() || `exit ${result.code}`} (is the package that provides ${p.name} installed?)`);
         }
         const state = parseAlternatives(result.stdout);
-        if (p.skipWhenAbsent && !state.alternatives.some((a) => a.path === p.path)) return [];
+        if (p.skipWhenAbsent && !state.alternatives.some((a) => a.path === p.path)) {
+          const packages = ctx.pendingChanges.filter((title) => /^(packages|rpm packages) /.test(title));
+          return packages.length ? [{ subject: `alternative ${p.name}`, current: state.value ?? 'none', desired: p.path, pending: packages.join(', ') }] : [];
+        }
         return alternativesDrift(state, p.path);
       },
       async apply(ctx, p) {

@@ -25,11 +25,11 @@ import { ensureVmImage } from './vm-image.js';
 
 export type { LabHost, LabHostSpec, LabHostStatus, LabState, LabStatus } from './types.js';
 export { LAB_USER, LAB_USER_PASSWORD } from './rootfs.js';
-export { assertLabSupported } from './support.js';
+export { assertLabSupported, installLabPrerequisites } from './support.js';
 /** Light namespace hosts (sshd as PID 1, no systemd) for benchmarks and many-host runs: see ns-host.ts. */
 export { labDownLight, labStatusLight, labUpLight } from './ns-host.js';
 /** QEMU VMs with Debian's kernel (`kind: 'vm'`): modules, swap, vm.* sysctls, reboots. See vm.ts. */
-export { assertVmLabSupported, readVmRecord, type VmHostRecord, type VmLabRecord, type VmSize } from './vm.js';
+export { assertVmLabSupported, VM_LAB_PROGRAMS, readVmRecord, type VmHostRecord, type VmLabRecord, type VmSize } from './vm.js';
 
 /** What a lab's hosts are: systemd-nspawn containers (the default) or QEMU virtual machines. */
 export type LabKind = 'nspawn' | 'vm';

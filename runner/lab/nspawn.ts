@@ -1,7 +1,7 @@
 import { APT_PROXY_URL } from './paths.js';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CapstanError } from '../errors.js';
 import { mountOverlay } from './mounts.js';
@@ -37,6 +37,12 @@ export async function prepareRoot(host: HostRecord, rootfs: string): Promise<voi
   writeFileSync(join(host.root, 'etc/hostname'), `${host.name}\n`);
   // apt goes through apt-cacher-ng on this lab's bridge (its address depends on CAPSTAN_LAB_NET).
   writeFileSync(join(host.root, 'etc/apt/apt.conf.d/01capstan-lab-proxy'), `Acquire::http::Proxy "${APT_PROXY_URL}";\n`);
+  // The lab has no DNS (hosts reach their bridge only), but mmdebstrap left the machine's resolver in
+  // the rootfs, unreachable from here: every lookup (apt, curl, ssh) would wait for its timeouts.
+  // Without a nameserver line glibc asks 127.0.0.1, which refuses at once, so lookups fail fast.
+  const resolvConf = join(host.root, 'etc/resolv.conf');
+  rmSync(resolvConf, { force: true });
+  writeFileSync(resolvConf, '# capstan lab: no DNS here (no nameserver line: lookups fail at once instead of timing out)\noptions timeout:1 attempts:1\n');
   const hostsFile = join(host.root, 'etc/hosts');
   const hosts = readFileSync(hostsFile, 'utf8');
   if (!hosts.includes(`\t${host.name}\n`)) writeFileSync(hostsFile, `${hosts}127.0.1.1\t${host.name}\n`);

@@ -91,4 +91,17 @@ describe('kubeadm lifecycle on lab hosts (Kubernetes stand-ins)', function () {
     expect(recapOf(result.stdout).w3!.failed).to.equal(0);
     expect(result.stdout).not.to.match(TOKEN);
   });
+
+  it('an init that stopped before its last phases is reported, not taken as done, and the run says how to go on', async () => {
+    // What a Ctrl-C or a lost connection during `kubeadm init` leaves: admin.conf and an answering API
+    // server, but no cluster-info ConfigMap (phase bootstrap-token), so every join would fail later.
+    await sshToLab(lab, 'cp1', 'kubectl -n kube-public delete configmap cluster-info');
+    const check = await capstan([...args.slice(0, -2), '--check', '--json']);
+    const init = eventsOf(check.stdout).find((e) => e.type === 'task' && e.task === 'kubeadm:init') as { status: string; drift: unknown[] };
+    expect(init.status).to.equal('changed');
+    expect(init.drift).to.deep.equal([{ subject: 'kubeadm init', current: 'stopped before it finished (missing ConfigMap kube-public/cluster-info)', desired: 'finished' }]);
+    const run = await capstan([...args.slice(0, -2)]);
+    expect(run.code).to.equal(2);
+    expect(run.stdout + run.stderr).to.include('kubeadm init stopped before it finished (missing ConfigMap kube-public/cluster-info): the API server answers, so Capstan will not re-initialise it.');
+  });
 });

@@ -117,6 +117,11 @@ describe('capstan lab (systemd-nspawn hosts)', function () {
     expect(proxyLog).to.include('|10.77.0.11|');
   });
 
+  it('has no DNS, and says so: no nameserver in resolv.conf, so a lookup is refused at once (the machine\'s resolver is unreachable from here)', async function () {
+    const result = await sshToLab(state, 'node1', 'cat /etc/resolv.conf; getent hosts deb.debian.org; echo "exit $?"');
+    expect(result.stdout).to.equal('# capstan lab: no DNS here (no nameserver line: lookups fail at once instead of timing out)\noptions timeout:1 attempts:1\nexit 2\n');
+  });
+
   it('answers modprobe for built-in modules with 0 and for unknown ones with 1', async function () {
     const result = await sshToLab(state, 'node2', 'for m in overlay br_netfilter nosuchmod; do modprobe $m 2>/dev/null; echo $?; done');
     expect(result.stdout.trim().split('\n')).to.deep.equal(['0', '0', '1']);

@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import { readFileSync } from 'node:fs';
 import { InputError } from '../../runner/errors.js';
+import type { CheckContext } from '../../runner/task.js';
 import {
   alternativesDrift,
   editHostnameLine,
@@ -45,6 +46,22 @@ describe('update-alternatives (pure)', () => {
     expect(() => alternativesDrift(parseAlternatives(fixture('alternatives-iptables-auto-nft.txt')), '/usr/sbin/iptables-old')).to.throw(
       '/usr/sbin/iptables-old is not an alternative for iptables; registered: /usr/sbin/iptables-legacy, /usr/sbin/iptables-nft',
     );
+  });
+
+  it('check mode on a fresh host: a group not registered yet is pending on the packages task, not an error or a silent skip', async () => {
+    const absent = { code: 2, stdout: '', stderr: 'update-alternatives: error: no alternatives for arptables\n', bytes: Buffer.alloc(0) };
+    const ctx = (pendingChanges: string[]) =>
+      ({ checkMode: true, pendingChanges, probe: async () => absent }) as unknown as CheckContext;
+    const arptables = ensureAlternatives({ name: 'arptables', path: '/usr/sbin/arptables-legacy', skipWhenAbsent: true }).static!;
+    const iptables = ensureAlternatives({ name: 'iptables', path: '/usr/sbin/iptables-legacy' }).static!;
+    const pending = ['ensure files', 'packages iptables, arptables'];
+    expect(await arptables.check(ctx(pending))).to.deep.equal([{ subject: 'alternative arptables', desired: '/usr/sbin/arptables-legacy', pending: 'packages iptables, arptables' }]);
+    expect(await iptables.check(ctx(pending))).to.deep.equal([{ subject: 'alternative iptables', desired: '/usr/sbin/iptables-legacy', pending: 'packages iptables, arptables' }]);
+    // Nothing pending: the skip is real, and a missing required group is the clear error.
+    expect(await arptables.check(ctx([]))).to.deep.equal([]);
+    let error: unknown;
+    await iptables.check(ctx(['ensure files'])).catch((e: unknown) => (error = e));
+    expect(String(error)).to.match(/update-alternatives --query iptables failed: .*no alternatives for arptables.*is the package that provides iptables installed/);
   });
 
   it('tasks: ids, validation, and the legacy set of seed 002', () => {

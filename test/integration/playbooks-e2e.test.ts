@@ -1,0 +1,413 @@
+/**
+ * The topology playbooks end to end on container-lab hosts with the Kubernetes stand-ins (test
+ * doubles for kubeadm/kubelet/kubectl; containerd, haproxy and keepalived are Debian's, real):
+ * for each playbook and variant, --check on fresh hosts lists every change apply then makes and
+ * writes nothing; apply converges (every node Ready in the stand-ins' kubectl); a second run
+ * changes nothing. Then what is particular to each: `run --lab` (single-node), the memory cgroup
+ * and its reboot (pi-cluster), control planes joined one at a time and haproxy routing around a
+ * dead API server (stacked-ha, balancer), the keepalived VIP moving when its holder fails
+ * (stacked-ha, VIP). Each labs' hosts are shaped like the playbook's example inventory, as
+ * `capstan run --lab` makes them (runner/lab-run.ts labShapeFor).
+ */
+import { expect } from 'chai';
+import { readFileSync, rmSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { request } from 'node:https';
+import { connect } from 'node:tls';
+import { join } from 'node:path';
+import { parse } from 'yaml';
+import { startHost, type LabState } from '../../runner/lab/index.js';
+import { containerRunning } from '../../runner/lab/nspawn.js';
+import { readRecord } from '../../runner/lab/state.js';
+import { labShapeFor, LAB_CNI_DIR } from '../../runner/lab-run.js';
+import { renderHaproxyConfig } from '../../tasks/haproxy.js';
+import { renderCheckScript, renderKeepalivedConfig } from '../../tasks/keepalived.js';
+import { withLab, sshToLab } from '../helpers/lab.js';
+import { capstan, eventsOf, recapOf, startCapstan } from '../helpers/cli.js';
+import { installKubernetesStandIns } from '../lab/install.js';
+
+/** Names, modes, owners and sizes under /etc, /var/lib (and /boot), and the bytes of /etc and /boot: check mode must change none. */
+const HASH_STATE =
+  "find /etc /var/lib /boot -xdev \\( -type f -o -type l -o -type d \\) -printf '%p %m %u %g %s %l\\n' 2>/dev/null | sort | sha256sum; find /etc /boot -xdev -type f -exec sha256sum {} + 2>/dev/null | sort | sha256sum";
+/** Which boot a host is in: the start time of its PID 1 (a container restarted by the lab gets a new one). */
+const BOOT = "sed 's/^.*) //' /proc/1/stat | cut -d ' ' -f 20";
+
+type TaskEvent = { type: 'task'; host: string; task: string; status: string; durationMs: number; drift: { subject: string; pending?: string; current?: string; desired?: string; diff?: string }[]; message?: string };
+
+function taskEvents(stdout: string): TaskEvent[] {
+  return eventsOf(stdout).filter((e) => e.type === 'task') as unknown as TaskEvent[];
+}
+
+/** "host task" for every task that changed (or would change). */
+function changed(stdout: string): Set<string> {
+  return new Set(taskEvents(stdout).filter((e) => e.status === 'changed').map((e) => `${e.host} ${e.task}`));
+}
+
+async function hashes(lab: LabState): Promise<string[]> {
+  return (await Promise.all(lab.hosts.map((h) => sshToLab(lab, h, HASH_STATE)))).map((r) => r.stdout);
+}
+
+async function sh(lab: LabState, host: string, command: string): Promise<string> {
+  const result = await sshToLab(lab, host, command);
+  if (result.code !== 0) throw new Error(`${host}: ${command}: exit ${result.code}: ${result.stderr}`);
+  return result.stdout;
+}
+
+/** --check lists every change: whatever apply changed, check said would change; what check said beyond that was only predicted (pending). */
+function expectCheckListedEveryChange(check: string, apply: string): void {
+  const predicted = changed(check);
+  const made = changed(apply);
+  expect([...made].filter((t) => !predicted.has(t)), 'changed by apply but not listed by --check').to.deep.equal([]);
+  const extra = taskEvents(check).filter((e) => e.status === 'changed' && !made.has(`${e.host} ${e.task}`));
+  for (const e of extra) expect(e.drift.some((d) => d.pending !== undefined) || /pending/.test(e.message ?? ''), `${e.host} ${e.task} would change in --check but did not`).to.equal(true);
+  expect(taskEvents(check).filter((e) => e.status === 'failed')).to.deep.equal([]);
+}
+
+/** One line per playbook in the test log: hosts, task results, changed, seconds. */
+function logSummary(name: string, stdout: string, started: number): void {
+  const tasks = taskEvents(stdout);
+  const hosts = Object.keys(recapOf(stdout)).length;
+  const slowest = [...tasks].sort((a, b) => b.durationMs - a.durationMs).slice(0, 3).map((t) => `${t.host} ${t.task} ${(t.durationMs / 1000).toFixed(1)} s`);
+  console.log(`      [playbooks] ${name}: ${hosts} hosts, ${tasks.length} tasks, ${tasks.filter((t) => t.status === 'changed').length} changed, ${((Date.now() - started) / 1000).toFixed(1)} s (slowest: ${slowest.join(', ')})`);
+}
+
+/** Every node Ready, as the stand-ins' kubectl sees them. */
+async function nodesReady(lab: LabState, host: string): Promise<string[]> {
+  const out = await sh(lab, host, 'kubectl get nodes --no-headers');
+  return out.split('\n').filter(Boolean).map((l) => l.split(/\s+/).slice(0, 2).join(' ')).sort();
+}
+
+/** The lab CNI manifests on loopback, as `run --lab` serves them: `{cni}` in the URL is the CNI's name. */
+async function serveCni(): Promise<{ url: string; server: Server }> {
+  const server = createServer((req, res) => {
+    const name = /^\/([a-z]+)-lab\.yaml$/.exec(req.url ?? '')?.[1];
+    try {
+      res.end(readFileSync(join(LAB_CNI_DIR, `${name}-lab.yaml`)));
+    } catch {
+      res.statusCode = 404;
+      res.end();
+    }
+  }).listen(0, '127.0.0.1');
+  await new Promise((resolve) => server.once('listening', resolve));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/{cni}-lab.yaml`, server };
+}
+
+const ip = (lab: LabState, name: string) => lab.hosts.find((h) => h.name === name)!.address;
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined | false>): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe().catch(() => undefined);
+    if (value !== undefined && value !== false) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what}`);
+    await sleep(250);
+  }
+}
+
+describe('playbooks end to end (lab, Kubernetes stand-ins)', function () {
+  this.timeout(900_000);
+
+  describe('single-node.ts with `capstan run --lab` (the README\'s first command)', () => {
+    let lab: LabState;
+    const args = ['run', 'playbooks/single-node.ts', '--lab', '--json'];
+    let check: string;
+    let apply: string;
+
+    before(async () => {
+      // The hosts --lab would make, made first so their state can be hashed before --check; --lab then reuses them.
+      lab = await withLab(await labShapeFor('inventory/single.yaml'));
+      await installKubernetesStandIns(lab);
+      rmSync(join(lab.dir, 'kubeconfig'), { force: true });
+    });
+
+    it('--check on fresh hosts reuses the lab, says the Kubernetes tools are stand-ins, lists every change and writes nothing', async () => {
+      const before = await hashes(lab);
+      const result = await capstan([...args, '--check']);
+      expect(result.code, result.stderr).to.equal(0);
+      expect(result.stderr).to.include('lab: reusing the 3 lab hosts that are up, shaped like inventory/single.yaml');
+      expect(result.stderr).to.include('kubeadm, kubelet and kubectl on these lab hosts are STAND-INS');
+      expect(result.stderr).to.include(`capstan exec -i ${lab.inventoryPath} all -- hostname`);
+      expect(result.stderr).to.include('capstan lab down');
+      expect(await hashes(lab)).to.deep.equal(before);
+      expect(() => readFileSync(join(lab.dir, 'kubeconfig'))).to.throw(/ENOENT/);
+      const init = taskEvents(result.stdout).find((e) => e.task === 'kubeadm:init')!;
+      expect([init.host, init.status, init.drift]).to.deep.equal(['k8s-01', 'changed', [{ subject: 'control plane', current: 'not initialised', desired: 'initialised with kubeadm init' }]]);
+      check = result.stdout;
+    });
+
+    it('applies: init with the seed\'s pod CIDR, workers joined, Weave Net with the CIDR, every node Ready, the smoke test', async () => {
+      const started = Date.now();
+      const result = await capstan(args);
+      expect(result.code, result.stdout.slice(-3000) + result.stderr).to.equal(0);
+      apply = result.stdout;
+      logSummary('single-node (--lab)', apply, started);
+      expectCheckListedEveryChange(check, apply);
+      expect(await nodesReady(lab, 'k8s-01')).to.deep.equal(['k8s-01 Ready', 'k8s-02 Ready', 'k8s-03 Ready']);
+      expect(await sh(lab, 'k8s-01', 'grep -E "podSubnet|advertiseAddress" /etc/kubernetes/kubeadm-config.yaml')).to.equal(`  advertiseAddress: ${ip(lab, 'k8s-01')}\n  podSubnet: 10.10.0.0/16\n`);
+      expect(await sh(lab, 'k8s-01', 'kubectl get ds weave-net -n kube-system -o yaml')).to.match(/- name: IPALLOC_RANGE\n\s+value: 10\.10\.0\.0\/16\n/);
+      expect((await sh(lab, 'k8s-01', 'kubectl get pods -l app=capstan-smoke-nginx --no-headers')).trim().split('\n')).to.have.length(3);
+      expect(await sh(lab, 'k8s-02', 'grep -c "SystemdCgroup = true" /etc/containerd/config.toml; systemctl is-active containerd; systemctl is-enabled kubelet')).to.equal('1\nactive\nenabled\n');
+      // The cluster's admin kubeconfig, merged on this machine under the context single-node.
+      const local = parse(readFileSync(join(lab.dir, 'kubeconfig'), 'utf8')) as { 'current-context': string; clusters: { name: string; cluster: { server: string } }[] };
+      expect([local['current-context'], local.clusters.map((c) => `${c.name} ${c.cluster.server}`)]).to.deep.equal(['single-node', [`single-node https://${ip(lab, 'k8s-01')}:6443`]]);
+    });
+
+    it('a second `--lab` run reuses the hosts and changes nothing', async () => {
+      const result = await capstan(args);
+      expect(result.code, result.stderr).to.equal(0);
+      for (const [host, recap] of Object.entries(recapOf(result.stdout))) expect(recap.changed, host).to.equal(0);
+    });
+  });
+
+  describe('pi-cluster.ts: the memory cgroup where it is missing (cmdline.txt, reboot), the rest untouched', () => {
+    let lab: LabState;
+    let cni: { url: string; server: Server };
+    let args: string[];
+    let check: string;
+    const PI_CMDLINE = 'console=serial0,115200 console=tty1 root=PARTUUID=4e639091-02 rootfstype=ext4 fsck.repair=yes rootwait cfg80211.ieee80211_regdom=GB\n';
+    let boots: Record<string, string>;
+
+    before(async () => {
+      lab = await withLab(await labShapeFor('inventory/home.yaml'));
+      await installKubernetesStandIns(lab);
+      cni = await serveCni();
+      args = ['run', 'playbooks/pi-cluster.ts', '-i', lab.inventoryPath, '-e', `cni_manifest_url=${cni.url}`, '-e', 'reboot_timeout=180', '--json'];
+      // pi-03 plays a Pi whose kernel has no memory cgroup: Raspberry Pi OS's cmdline.txt, and
+      // /proc/cgroups with memory disabled (a bind mount, gone after the reboot, as the new kernel
+      // command line would make it). The container lab cannot boot another kernel: the lab restarts
+      // the container when it reboots, which is what the playbook waits for.
+      await sh(lab, 'pi-03', `mkdir -p /boot/firmware && printf %s '${PI_CMDLINE}' > /boot/firmware/cmdline.txt && awk 'BEGIN { OFS = "\\t" } $1 == "memory" { $4 = 0 } { print }' /proc/cgroups > /run/cgroups-without-memory && mount --bind /run/cgroups-without-memory /proc/cgroups`);
+      expect(await sh(lab, 'pi-03', "awk '$1 == \"memory\" { print $4 }' /proc/cgroups")).to.equal('0\n');
+      boots = Object.fromEntries(await Promise.all(lab.hosts.map(async (h) => [h.name, await sh(lab, h.name, BOOT)])));
+    });
+    after(() => cni?.server.close());
+
+    it('--check: pi-03 would get the kernel command line and a reboot, the others nothing of the kind; nothing is written', async () => {
+      const before = await hashes(lab);
+      const result = await capstan([...args, '--check', '--diff']);
+      expect(result.code, result.stderr).to.equal(0);
+      expect(await hashes(lab)).to.deep.equal(before);
+      const cgroup = taskEvents(result.stdout).filter((e) => e.task === 'cgroup:memory');
+      expect(cgroup.map((e) => [e.host, e.status]).sort()).to.deep.equal([['pi-01', 'ok'], ['pi-02', 'ok'], ['pi-03', 'changed']]);
+      const pi3 = cgroup.find((e) => e.host === 'pi-03')!;
+      expect(pi3.drift.map((d) => [d.subject, d.current, d.desired])).to.deep.equal([
+        ['memory cgroup', 'missing', 'active'],
+        ['/boot/firmware/cmdline.txt', undefined, undefined],
+        ['reboot', undefined, 'reboot for the new kernel command line'],
+      ]);
+      expect(pi3.drift[1]!.diff).to.include(`\n-${PI_CMDLINE}+${PI_CMDLINE.replace('\n', ' cgroup_memory=1 cgroup_enable=memory\n')}`);
+      check = result.stdout;
+    });
+
+    it('applies: pi-03 gets cgroup_memory=1 cgroup_enable=memory and is rebooted (only it), then every Pi joins and is Ready', async () => {
+      const started = Date.now();
+      const run = startCapstan(args);
+      // The reboot: pi-03's container exits; the lab starts it again, as a Pi's firmware would boot it.
+      const record = () => readRecord(lab.dir)!.hosts.find((h) => h.name === 'pi-03')!;
+      await until('pi-03 to reboot (its container to exit)', 300_000, async () => !containerRunning(record()) || (run.child.exitCode !== null ? 'exited' : false));
+      expect(run.child.exitCode, run.stdout.slice(-3000)).to.equal(null);
+      await startHost('pi-03');
+      const result = await run.done;
+      expect(result.code, result.stdout.slice(-3000) + result.stderr).to.equal(0);
+      logSummary('pi-cluster', result.stdout, started);
+      expectCheckListedEveryChange(check, result.stdout);
+      expect(await sh(lab, 'pi-03', 'cat /boot/firmware/cmdline.txt')).to.equal(PI_CMDLINE.replace('\n', ' cgroup_memory=1 cgroup_enable=memory\n'));
+      expect(await sh(lab, 'pi-03', "awk '$1 == \"memory\" { print $4 }' /proc/cgroups")).to.equal('1\n');
+      const after = Object.fromEntries(await Promise.all(lab.hosts.map(async (h) => [h.name, await sh(lab, h.name, BOOT)])));
+      expect(Object.keys(after).filter((h) => after[h] !== boots[h])).to.deep.equal(['pi-03']);
+      expect(await nodesReady(lab, 'pi-01')).to.deep.equal(['pi-01 Ready', 'pi-02 Ready', 'pi-03 Ready']);
+    });
+
+    it('a second run changes nothing and reboots nothing', async () => {
+      const before = Object.fromEntries(await Promise.all(lab.hosts.map(async (h) => [h.name, await sh(lab, h.name, BOOT)])));
+      const result = await capstan(args);
+      expect(result.code, result.stderr).to.equal(0);
+      for (const [host, recap] of Object.entries(recapOf(result.stdout))) expect(recap.changed, host).to.equal(0);
+      const after = Object.fromEntries(await Promise.all(lab.hosts.map(async (h) => [h.name, await sh(lab, h.name, BOOT)])));
+      expect(after).to.deep.equal(before);
+    });
+  });
+
+  describe('stacked-ha.ts, external balancer (inventory/ha.yaml, seed 002)', () => {
+    let lab: LabState;
+    let cni: { url: string; server: Server };
+    let args: string[];
+    let check: string;
+    let apply: string;
+    const masters = ['master1', 'master2', 'master3'];
+
+    before(async () => {
+      lab = await withLab(await labShapeFor('inventory/ha.yaml'));
+      await installKubernetesStandIns(lab, masters);
+      cni = await serveCni();
+      args = ['run', 'playbooks/stacked-ha.ts', '-i', lab.inventoryPath, '-e', `cni_manifest_url=${cni.url}`, '--json'];
+    });
+    after(() => cni?.server.close());
+
+    it('--check on fresh hosts lists every change and writes nothing', async () => {
+      const before = await hashes(lab);
+      const result = await capstan([...args, '--check']);
+      expect(result.code, result.stderr).to.equal(0);
+      expect(await hashes(lab)).to.deep.equal(before);
+      check = result.stdout;
+    });
+
+    it('applies: haproxy on the balancer, init with controlPlaneEndpoint, control planes joined one at a time, Calico, all Ready', async () => {
+      const started = Date.now();
+      const result = await capstan(args);
+      expect(result.code, result.stdout.slice(-3000) + result.stderr).to.equal(0);
+      apply = result.stdout;
+      logSummary('stacked-ha (balancer)', apply, started);
+      expectCheckListedEveryChange(check, apply);
+      const servers = masters.map((name) => ({ name, address: ip(lab, name), port: 6443 }));
+      expect(await sh(lab, 'balancer', 'cat /etc/haproxy/haproxy.cfg')).to.equal(renderHaproxyConfig({ bind: `${ip(lab, 'balancer')}:6443`, check: 'tcp', servers }));
+      expect(await sh(lab, 'master1', 'grep controlPlaneEndpoint /etc/kubernetes/kubeadm-config.yaml')).to.equal(`controlPlaneEndpoint: ${ip(lab, 'balancer')}:6443\n`);
+      for (const name of masters) {
+        expect(await sh(lab, name, 'cat /etc/default/kubelet; update-alternatives --query iptables | grep ^Value')).to.equal(`KUBELET_EXTRA_ARGS=--node-ip=${ip(lab, name)}\nValue: /usr/sbin/iptables-legacy\n`);
+      }
+      // One at a time: master3's join starts only after master2's has finished.
+      const events = eventsOf(apply);
+      const at = (type: string, host: string) => events.findIndex((e) => e.type === type && e.host === host && e.task === 'kubeadm:join');
+      expect(at('task', 'master2')).to.be.greaterThan(-1);
+      expect(at('task-start', 'master3')).to.be.greaterThan(at('task', 'master2'));
+      expect(await nodesReady(lab, 'master2')).to.deep.equal(['master1 Ready', 'master2 Ready', 'master3 Ready']);
+      expect(await sh(lab, 'master1', 'kubectl get ds calico-node -n kube-system -o yaml')).to.match(/- name: CALICO_IPV4POOL_CIDR\n\s+value: 10\.244\.0\.0\/16\n/);
+    });
+
+    it('a second run changes nothing', async () => {
+      const result = await capstan(args);
+      expect(result.code, result.stderr).to.equal(0);
+      for (const [host, recap] of Object.entries(recapOf(result.stdout))) expect(recap.changed, host).to.equal(0);
+    });
+
+    it('haproxy routes to every API server, and around one that stopped (its TLS certificate names the server that answered)', async () => {
+      /** The control plane behind one new connection through the balancer: its API server certificate's DNS names include the node's. */
+      const answeredBy = () =>
+        new Promise<string>((resolve, reject) => {
+          const socket = connect({ host: ip(lab, 'balancer'), port: 6443, rejectUnauthorized: false, timeout: 5000 }, () => {
+            const names = socket.getPeerCertificate().subjectaltname ?? '';
+            socket.end();
+            resolve(masters.find((m) => names.split(', ').includes(`DNS:${m}`)) ?? names);
+          });
+          socket.on('error', reject);
+          socket.on('timeout', () => socket.destroy(new Error('timeout')));
+        });
+      const round = async (n: number) => {
+        const seen: string[] = [];
+        for (let i = 0; i < n; i++) seen.push(await answeredBy());
+        return seen;
+      };
+      await until('haproxy to see every API server up', 60_000, async () => new Set(await round(6)).size === 3);
+      const downs = async () => Number((await sh(lab, 'balancer', "journalctl -u haproxy -o cat --no-pager | grep -c 'Server kubernetes-master-nodes/master1 is DOWN' || true")).trim());
+      const before = await downs();
+      // Stop master1's API server the way one stops a static Pod: its manifest out of the kubelet's directory.
+      await sh(lab, 'master1', 'mkdir -p /root/parked && mv /etc/kubernetes/manifests/kube-apiserver.yaml /root/parked/');
+      await until('haproxy to take master1 out (3 failed checks)', 60_000, async () => (await downs()) > before);
+      const seen = await round(9);
+      expect(seen.filter((m) => m === 'master1')).to.deep.equal([]);
+      expect(new Set(seen)).to.deep.equal(new Set(['master2', 'master3']));
+      await sh(lab, 'master1', 'mv /root/parked/kube-apiserver.yaml /etc/kubernetes/manifests/');
+      await until('master1 back behind haproxy', 60_000, async () => (await round(6)).includes('master1'));
+    });
+  });
+
+  describe('stacked-ha.ts, keepalived VIP (inventory/ha-vip.yaml, seed 004)', () => {
+    let lab: LabState;
+    let cni: { url: string; server: Server };
+    let args: string[];
+    let check: string;
+    let vip: string;
+    const cps = ['node1', 'node2', 'node3'];
+
+    before(async () => {
+      const shape = await labShapeFor('inventory/ha-vip.yaml');
+      vip = String(shape[0]!.vars!.vip_address);
+      lab = await withLab(shape);
+      await installKubernetesStandIns(lab);
+      cni = await serveCni();
+      args = ['run', 'playbooks/stacked-ha.ts', '-i', lab.inventoryPath, '-e', `cni_manifest_url=${cni.url}`, '--json'];
+    });
+    after(() => cni?.server.close());
+
+    /** The control planes that hold the VIP now. */
+    const holders = async () => (await Promise.all(cps.map(async (n) => ((await sh(lab, n, 'ip -o -4 addr show')).includes(` inet ${vip}/`) ? n : null)))).filter((n): n is string => n !== null);
+    /** GET https://VIP:8888/healthz from this machine: the body, or the error. */
+    const healthz = () =>
+      new Promise<string>((resolve) => {
+        const req = request({ host: vip, port: 8888, path: '/healthz', rejectUnauthorized: false, timeout: 3000 }, (res) => {
+          let body = '';
+          res.on('data', (c: Buffer) => (body += c.toString()));
+          res.on('end', () => resolve(`${res.statusCode} ${body}`));
+        });
+        req.on('error', (e) => resolve(`error ${e.message}`));
+        req.on('timeout', () => req.destroy(new Error('timeout')));
+        req.end();
+      });
+
+    it('--check on fresh hosts lists every change and writes nothing', async () => {
+      const before = await hashes(lab);
+      const result = await capstan([...args, '--check']);
+      expect(result.code, result.stderr).to.equal(0);
+      expect(await hashes(lab)).to.deep.equal(before);
+      check = result.stdout;
+    });
+
+    it('applies: names, haproxy 8888 → 6443 with /healthz checks and keepalived on every control plane, the VIP as endpoint, all Ready', async () => {
+      const started = Date.now();
+      const result = await capstan(args);
+      expect(result.code, result.stdout.slice(-3000) + result.stderr).to.equal(0);
+      logSummary('stacked-ha (VIP)', result.stdout, started);
+      expectCheckListedEveryChange(check, result.stdout);
+      const servers = cps.map((name) => ({ name, address: ip(lab, name), port: 6443 }));
+      expect(await sh(lab, 'node2', 'cat /etc/haproxy/haproxy.cfg')).to.equal(renderHaproxyConfig({ bind: '*:8888', check: 'healthz', servers }));
+      expect(await sh(lab, 'node2', 'cat /etc/keepalived/keepalived.conf; stat -c "%a %U" /etc/keepalived/keepalived.conf')).to.equal(
+        `${renderKeepalivedConfig({ vip, port: 8888, interface: 'eth0', authPass: 'ZqSj#f1G' })}640 root\n`,
+      );
+      expect(await sh(lab, 'node2', 'cat /etc/keepalived/check_apiserver.sh; stat -c "%a %U" /etc/keepalived/check_apiserver.sh')).to.equal(`${renderCheckScript({ vip, port: 8888 })}755 root\n`);
+      expect(await sh(lab, 'node4', "hostname; getent -s files hosts node1.internal k8s-cp.internal | awk '{ print $1, $2 }'")).to.equal(`node4.internal\n${ip(lab, 'node1')} node1.internal\n${vip} k8s-cp.internal\n`);
+      expect(await sh(lab, 'node1', 'grep controlPlaneEndpoint /etc/kubernetes/kubeadm-config.yaml')).to.equal(`controlPlaneEndpoint: ${vip}:8888\n`);
+      expect(await nodesReady(lab, 'node3')).to.deep.equal(['node1.internal Ready', 'node2.internal Ready', 'node3.internal Ready', 'node4.internal Ready', 'node5.internal Ready']);
+      expect(await holders()).to.have.length(1);
+      expect(await healthz()).to.equal('200 ok');
+    });
+
+    it('a second run changes nothing', async () => {
+      const result = await capstan(args);
+      expect(result.code, result.stderr).to.equal(0);
+      for (const [host, recap] of Object.entries(recapOf(result.stdout))) expect(recap.changed, host).to.equal(0);
+    });
+
+    it('the VIP moves when its holder\'s keepalived stops, the API stays reachable through it, and the old holder does not take it back (nopreempt)', async () => {
+      const [first] = await holders();
+      await sh(lab, first!, 'systemctl stop keepalived');
+      const started = Date.now();
+      const [second] = await until('another control plane to take the VIP', 30_000, async () => {
+        const now = await holders();
+        return now.length === 1 && now[0] !== first ? now : undefined;
+      });
+      console.log(`      [playbooks] VIP ${vip} moved from ${first} to ${second} in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+      expect(await until('the API through the VIP', 15_000, async () => ((await healthz()) === '200 ok' ? 'ok' : undefined))).to.equal('ok');
+      await sh(lab, first!, 'systemctl start keepalived');
+      await sleep(6_000); // several advertisement intervals: a preempting node would have taken it back by now
+      expect(await holders()).to.deep.equal([second]);
+      expect(await healthz()).to.equal('200 ok');
+    });
+
+    it('the check script gives the VIP up when the holder\'s haproxy stops answering', async () => {
+      const [holder] = await holders();
+      await sh(lab, holder!, 'systemctl stop haproxy');
+      try {
+        await until('the VIP to leave the node whose haproxy stopped', 30_000, async () => {
+          const now = await holders();
+          return now.length === 1 && now[0] !== holder ? now : undefined;
+        });
+        expect(await sh(lab, holder!, 'journalctl -u keepalived -o cat --no-pager | grep -c "Entering FAULT STATE"')).not.to.equal('0\n');
+        expect(await until('the API through the VIP', 15_000, async () => ((await healthz()) === '200 ok' ? 'ok' : undefined))).to.equal('ok');
+      } finally {
+        await sh(lab, holder!, 'systemctl start haproxy');
+      }
+    });
+  });
+});
