@@ -90,10 +90,27 @@ function validatePlayOptions(title: string, options: PlayOptions): void {
 }
 
 function selectHosts(inventory: Inventory, pattern: string, limit: string | undefined): InventoryHost[] {
+  if (pattern.trim() === IMPLICIT_LOCALHOST && !inventory.hosts.has(IMPLICIT_LOCALHOST)) return [implicitLocalhost(inventory)];
   const hosts = inventory.select(pattern);
   if (limit === undefined) return hosts;
   const allowed = new Set(inventory.select(limit).map((h) => h.name));
   return hosts.filter((h) => allowed.has(h.name));
+}
+
+const IMPLICIT_LOCALHOST = 'localhost';
+
+/**
+ * Ansible's implicit localhost: a play on the pattern 'localhost' when the inventory has no host of
+ * that name runs on the machine running capstan, over the local transport, with the 'all' group's
+ * vars under `ansible_connection: local`. It is in no group (so 'all' does not select it), the
+ * inventory does not list it, and --limit does not drop it: it is where the run itself happens
+ * (PKI generation, say), not one of the hosts being managed. The 'all' group's connection vars
+ * (ansible_user, ansible_become, …) are for the managed hosts, so they are left out: this runs as
+ * the user who runs capstan, without sudo.
+ */
+function implicitLocalhost(inventory: Inventory): InventoryHost {
+  const all = Object.entries(inventory.groups.get('all')?.vars ?? {}).filter(([key]) => !key.startsWith('ansible_'));
+  return { name: IMPLICIT_LOCALHOST, vars: { ...structuredClone(Object.fromEntries(all)), ansible_connection: 'local' }, groups: [] };
 }
 
 /** Runs a playbook: plan (no connection), then plays in order; hosts in parallel; tasks in order per host. */

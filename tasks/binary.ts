@@ -1,0 +1,166 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { sh } from '../runner/quote.js';
+import { defineTask, type Drift, type PerHostParams, type Task, type TaskOptions } from '../runner/task.js';
+import { normaliseMode, requireAbsolutePath } from './validate.js';
+
+export interface BinaryParams {
+  /** http:// or https:// URL of the file, fetched on the machine running capstan. */
+  url: string;
+  /** Expected SHA-256 of the file (hex). The download is refused when it differs. */
+  sha256: string;
+  /** Absolute path on the host, e.g. /usr/local/bin/kube-apiserver. */
+  dest: string;
+  /** Default '0755'. */
+  mode?: string;
+}
+
+/** Where verified downloads are kept between runs: `$XDG_CACHE_HOME/capstan/downloads` (default ~/.cache/…), one file per sha256. */
+export function downloadCacheDir(): string {
+  return join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'capstan', 'downloads');
+}
+
+const sha256Of = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
+
+/**
+ * Downloads in flight or done in this process, by url + sha256: every host of a play shares one
+ * download. Once cached on disk only the path is remembered, so a run installing several large
+ * binaries does not keep them all in memory.
+ */
+const downloads = new Map<string, Promise<{ path: string } | { bytes: Buffer }>>();
+
+/** Forgets this process's downloads (the on-disk cache stays): for long-lived processes and tests. */
+export function forgetDownloads(): void {
+  downloads.clear();
+}
+
+/**
+ * The file at `url`, verified against `sha256`: from the download cache when it holds it, else
+ * downloaded once per process (concurrent callers share the download) and then cached. A checksum
+ * mismatch rejects with an error naming the url, the expected and the actual sum; nothing is cached.
+ */
+export async function downloadVerified(url: string, sha256: string, retried = false): Promise<Buffer> {
+  const key = `${url}\n${sha256}`;
+  let download = downloads.get(key);
+  if (!download) {
+    download = fetchAndCache(url, sha256);
+    downloads.set(key, download);
+    // A failure is not remembered: a later run in the same process may try again.
+    download.catch(() => downloads.delete(key));
+  }
+  const source = await download;
+  if ('bytes' in source) return source.bytes;
+  const bytes = await readFile(source.path).catch(() => null);
+  if (bytes && sha256Of(bytes) === sha256) return bytes;
+  // The cache entry went away or was changed under us: download again (once).
+  downloads.delete(key);
+  if (retried) throw new Error(`cannot read back ${source.path}, the cached download of ${url}`);
+  return downloadVerified(url, sha256, true);
+}
+
+async function fetchAndCache(url: string, sha256: string): Promise<{ path: string } | { bytes: Buffer }> {
+  const cached = join(downloadCacheDir(), sha256);
+  const hit = await readFile(cached).catch(() => null);
+  if (hit && sha256Of(hit) === sha256) return { path: cached };
+  let response: Response;
+  try {
+    response = await fetch(url, { signal: AbortSignal.timeout(30 * 60_000) });
+  } catch (error) {
+    const cause = (error as { cause?: { message?: string } }).cause?.message;
+    throw new Error(`cannot download ${url}: ${(error as Error).message}${cause ? ` (${cause})` : ''}`);
+  }
+  if (!response.ok) throw new Error(`cannot download ${url}: HTTP ${response.status} ${response.statusText}`.trim());
+  const bytes = Buffer.from(await response.arrayBuffer());
+  const actual = sha256Of(bytes);
+  if (actual !== sha256) throw new Error(`checksum mismatch for ${url}: expected sha256 ${sha256}, got ${actual} (${bytes.length} bytes); nothing was installed`);
+  try {
+    await keep(cached, bytes);
+    return { path: cached };
+  } catch {
+    return { bytes }; // no cache (read-only home, say): keep it in memory for this run
+  }
+}
+
+/** Writes a cache entry atomically (temp file, rename), so a crash never leaves a torn entry under the final name. */
+async function keep(path: string, bytes: Buffer): Promise<void> {
+  await mkdir(join(path, '..'), { recursive: true });
+  const temp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+  try {
+    await writeFile(temp, bytes, { mode: 0o644 });
+    await rename(temp, path);
+  } catch (error) {
+    await rm(temp, { force: true });
+    throw error;
+  }
+}
+
+/** `[ -f dest ]` then its sha256, as one read-only probe; exit 44 when there is no such file. */
+const sumProbe = (dest: string) => sh`if [ -f ${dest} ]; then sha256sum -- ${dest}; else exit 44; fi`;
+
+/**
+ * Ensures a binary from a URL is installed at `dest` with the given SHA-256 and mode (the seed's
+ * `wget … && chmod +x … && sudo mv … /usr/local/bin/`). Check compares the host's `sha256sum` and
+ * mode and downloads nothing. Apply downloads on the machine running capstan, once per process for
+ * all hosts (and kept in {@link downloadCacheDir} for later runs), verifies the checksum (a mismatch
+ * fails, naming url, expected and actual sums, and nothing is uploaded), then writes the file
+ * atomically on the host with its mode.
+ *
+ * @example
+ * ensureBinary({
+ *   url: 'https://dl.k8s.io/v1.34.1/bin/linux/amd64/kube-apiserver',
+ *   sha256: '…64 hex digits…',
+ *   dest: '/usr/local/bin/kube-apiserver',
+ * })
+ */
+export function ensureBinary(params: PerHostParams<BinaryParams>, options?: TaskOptions): Task<void> {
+  return defineTask<BinaryParams>(
+    {
+      kind: 'binary',
+      id: (p) => `binary:${p.dest}`,
+      title: (p) => `binary ${p.dest}`,
+      desired: (p) => ({ sha256: p.sha256.toLowerCase(), mode: normaliseMode('mode', p.mode ?? '0755') }),
+      claims: (p) => [{ id: `file:${p.dest}`, desired: { sha256: p.sha256.toLowerCase(), mode: normaliseMode('mode', p.mode ?? '0755') } }],
+      validate: (p) => {
+        let url: URL;
+        try {
+          url = new URL(p.url);
+        } catch {
+          throw new Error(`url is not a URL: ${JSON.stringify(p.url)}`);
+        }
+        if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error(`url must be http:// or https://, got ${p.url}`);
+        if (typeof p.sha256 !== 'string' || !/^[0-9a-fA-F]{64}$/.test(p.sha256)) throw new Error(`sha256 must be 64 hex digits, got ${JSON.stringify(p.sha256)}`);
+        requireAbsolutePath('dest', p.dest);
+        normaliseMode('mode', p.mode);
+      },
+      probes: (p) => [{ kind: 'stat', path: p.dest }, { kind: 'exec', command: sumProbe(p.dest) }],
+      async check(ctx, p) {
+        const want = p.sha256.toLowerCase();
+        const mode = normaliseMode('mode', p.mode ?? '0755')!;
+        const stat = await ctx.stat(p.dest);
+        if (!stat) return [{ subject: 'sha256', current: null, desired: `${want} from ${p.url}` }];
+        if (stat.type !== 'file') throw new Error(`${p.dest} exists and is not a regular file (${stat.type}); not replacing it`);
+        const result = await ctx.probe(sumProbe(p.dest));
+        if (result.code !== 0) throw new Error(`cannot checksum ${p.dest}: ${result.stderr.trim() || `exit ${result.code}`}`);
+        const current = result.stdout.trim().split(/\s+/)[0] ?? '';
+        const drift: Drift[] = [];
+        if (current !== want) drift.push({ subject: 'sha256', current, desired: `${want} from ${p.url}` });
+        if (stat.mode !== mode) drift.push({ subject: 'mode', current: stat.mode, desired: mode });
+        return drift;
+      },
+      async apply(ctx, p, drift) {
+        const mode = normaliseMode('mode', p.mode ?? '0755')!;
+        if (drift.some((d) => d.subject === 'sha256')) {
+          const bytes = await downloadVerified(p.url, p.sha256.toLowerCase());
+          ctx.log(`${p.url}: ${bytes.length} bytes, sha256 verified`);
+          await ctx.writeFile(p.dest, bytes, { mode });
+        } else {
+          await ctx.run(sh`chmod ${mode} -- ${p.dest}`);
+        }
+      },
+    },
+    params,
+    options,
+  );
+}
