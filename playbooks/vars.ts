@@ -236,14 +236,13 @@ export function readClusterVars(vars: VarReader, defaults: ClusterDefaults): Clu
 /**
  * The values `capstan run --lab` gives the lab's hosts: Kubernetes from the stand-ins installed
  * beforehand (the lab reaches Debian's mirror only, not pkgs.k8s.io), Debian's containerd (not
- * download.docker.com), no Docker Engine, and the stand-ins' process names (`kube-apiserver-`,
- * `etcd-standin`) accepted on the API and etcd ports when a second run's preflight finds them.
+ * download.docker.com), and no Docker Engine. (The stand-ins take the real components' process
+ * names, so a second run's preflight accepts them on the API and etcd ports as it would the real ones.)
  */
 export const LAB_VARS: Readonly<Record<string, unknown>> = {
   kubernetes_packages: 'preinstalled',
   containerd_source: 'distro',
   docker_engine: false,
-  preflight_port_owners: ['kube-apiserver-', 'etcd-standin'],
 };
 
 /* ------------------------------------------------------------------ hosts */

@@ -10,7 +10,14 @@ export interface BinaryParams {
   /** http:// or https:// URL of the file, fetched on the machine running capstan. */
   url: string;
   /** Expected SHA-256 of the file (hex). The download is refused when it differs. */
-  sha256: string;
+  sha256?: string;
+  /**
+   * Instead of `sha256`: where the file's published SHA-256 is (dl.k8s.io puts it at `<url>.sha256`),
+   * fetched once per run on the machine running capstan, as the Kubernetes install docs'
+   * `curl -LO …sha256; sha256sum --check` do. It then guards against a corrupt or truncated
+   * download, not against a compromised server: pin `sha256` for that.
+   */
+  sha256Url?: string;
   /** Absolute path on the host, e.g. /usr/local/bin/kube-apiserver. */
   dest: string;
   /** Default '0755'. */
@@ -96,13 +103,48 @@ async function keep(path: string, bytes: Buffer): Promise<void> {
   }
 }
 
+/** Published checksums fetched in this process, by URL (every host and task shares one fetch). */
+const publishedSums = new Map<string, Promise<string>>();
+
+/** The SHA-256 published at `url`: the first word of the file, 64 hex digits (`sha256sum` output or the bare sum). */
+export function publishedSha256(url: string): Promise<string> {
+  let sum = publishedSums.get(url);
+  if (!sum) {
+    sum = fetchPublishedSha256(url);
+    publishedSums.set(url, sum);
+    sum.catch(() => publishedSums.delete(url));
+  }
+  return sum;
+}
+
+async function fetchPublishedSha256(url: string): Promise<string> {
+  let response: Response;
+  try {
+    response = await fetch(url, { signal: AbortSignal.timeout(60_000) });
+  } catch (error) {
+    const cause = (error as { cause?: { message?: string } }).cause?.message;
+    throw new Error(`cannot download the checksum ${url}: ${(error as Error).message}${cause ? ` (${cause})` : ''}`);
+  }
+  if (!response.ok) throw new Error(`cannot download the checksum ${url}: HTTP ${response.status} ${response.statusText}`.trim());
+  const text = (await response.text()).trim();
+  const sum = text.split(/\s+/)[0] ?? '';
+  if (!/^[0-9a-fA-F]{64}$/.test(sum)) throw new Error(`${url} is not a SHA-256 checksum file (it starts with ${JSON.stringify(text.slice(0, 40))})`);
+  return sum.toLowerCase();
+}
+
+/** The sum a binary must have: the pinned one, or the one published at sha256Url. */
+async function wantedSha256(p: BinaryParams): Promise<string> {
+  return p.sha256 !== undefined ? p.sha256.toLowerCase() : publishedSha256(p.sha256Url!);
+}
+
 /** `[ -f dest ]` then its sha256, as one read-only probe; exit 44 when there is no such file. */
 const sumProbe = (dest: string) => sh`if [ -f ${dest} ]; then sha256sum -- ${dest}; else exit 44; fi`;
 
 /**
  * Ensures a binary from a URL is installed at `dest` with the given SHA-256 and mode (the seed's
- * `wget … && chmod +x … && sudo mv … /usr/local/bin/`). Check compares the host's `sha256sum` and
- * mode and downloads nothing. Apply downloads on the machine running capstan, once per process for
+ * `wget … && chmod +x … && sudo mv … /usr/local/bin/`). The SHA-256 is pinned (`sha256`) or the one
+ * published beside the file (`sha256Url`, fetched once per run). Check compares the host's
+ * `sha256sum` and mode and downloads nothing but a published checksum. Apply downloads on the machine running capstan, once per process for
  * all hosts (and kept in {@link downloadCacheDir} for later runs), verifies the checksum (a mismatch
  * fails, naming url, expected and actual sums, and nothing is uploaded), then writes the file
  * atomically on the host with its mode.
@@ -120,8 +162,8 @@ export function ensureBinary(params: PerHostParams<BinaryParams>, options?: Task
       kind: 'binary',
       id: (p) => `binary:${p.dest}`,
       title: (p) => `binary ${p.dest}`,
-      desired: (p) => ({ sha256: p.sha256.toLowerCase(), mode: normaliseMode('mode', p.mode ?? '0755') }),
-      claims: (p) => [{ id: `file:${p.dest}`, desired: { sha256: p.sha256.toLowerCase(), mode: normaliseMode('mode', p.mode ?? '0755') } }],
+      desired: (p) => ({ sha256: p.sha256?.toLowerCase() ?? p.sha256Url, mode: normaliseMode('mode', p.mode ?? '0755') }),
+      claims: (p) => [{ id: `file:${p.dest}`, desired: { sha256: p.sha256?.toLowerCase() ?? p.sha256Url, mode: normaliseMode('mode', p.mode ?? '0755') } }],
       validate: (p) => {
         let url: URL;
         try {
@@ -130,13 +172,15 @@ export function ensureBinary(params: PerHostParams<BinaryParams>, options?: Task
           throw new Error(`url is not a URL: ${JSON.stringify(p.url)}`);
         }
         if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error(`url must be http:// or https://, got ${p.url}`);
-        if (typeof p.sha256 !== 'string' || !/^[0-9a-fA-F]{64}$/.test(p.sha256)) throw new Error(`sha256 must be 64 hex digits, got ${JSON.stringify(p.sha256)}`);
+        if ((p.sha256 === undefined) === (p.sha256Url === undefined)) throw new Error('give exactly one of sha256 (the pinned sum) and sha256Url (where the sum is published)');
+        if (p.sha256 !== undefined && (typeof p.sha256 !== 'string' || !/^[0-9a-fA-F]{64}$/.test(p.sha256))) throw new Error(`sha256 must be 64 hex digits, got ${JSON.stringify(p.sha256)}`);
+        if (p.sha256Url !== undefined && !/^https?:\/\/\S+$/.test(p.sha256Url)) throw new Error(`sha256Url must be an http(s) URL, got ${JSON.stringify(p.sha256Url)}`);
         requireAbsolutePath('dest', p.dest);
         normaliseMode('mode', p.mode);
       },
       probes: (p) => [{ kind: 'stat', path: p.dest }, { kind: 'exec', command: sumProbe(p.dest) }],
       async check(ctx, p) {
-        const want = p.sha256.toLowerCase();
+        const want = await wantedSha256(p);
         const mode = normaliseMode('mode', p.mode ?? '0755')!;
         const stat = await ctx.stat(p.dest);
         if (!stat) return [{ subject: 'sha256', current: null, desired: `${want} from ${p.url}` }];
@@ -152,7 +196,7 @@ export function ensureBinary(params: PerHostParams<BinaryParams>, options?: Task
       async apply(ctx, p, drift) {
         const mode = normaliseMode('mode', p.mode ?? '0755')!;
         if (drift.some((d) => d.subject === 'sha256')) {
-          const bytes = await downloadVerified(p.url, p.sha256.toLowerCase());
+          const bytes = await downloadVerified(p.url, await wantedSha256(p));
           ctx.log(`${p.url}: ${bytes.length} bytes, sha256 verified`);
           await ctx.writeFile(p.dest, bytes, { mode });
         } else {

@@ -34,3 +34,8 @@ export { ensurePki, installPkiFiles, renderKubeconfig, renderEncryptionConfig, p
 export type { Pki, PkiParams, CertificateRequest, KubeconfigRequest, InstallPkiFilesParams } from './pki.js';
 export { ensureBinary } from './binary.js';
 export type { BinaryParams } from './binary.js';
+export { ensureControlPlane, ensureHealthzProxy, ensureNginxSite, ensureKubeletApiRbac, ensureClusterObjects, ensureFrontEndHaproxy, httpAnswers } from './control-plane.js';
+export { renderKubeApiserverUnit, renderKubeControllerManagerUnit, renderKubeSchedulerUnit, renderKubeSchedulerConfig, renderHealthzSite, renderFrontEndHaproxyConfig } from './control-plane.js';
+export type { ControlPlaneParams, KubeApiserverOptions, KubeControllerManagerOptions, KubeSchedulerOptions, HttpCheckParams, NginxSiteParams, FrontEndServer } from './control-plane.js';
+export { ensureEtcdMember, etcdHealthy, renderEtcdUnit } from './etcd.js';
+export type { EtcdMemberParams } from './etcd.js';

@@ -30,6 +30,30 @@ function requireUnitName(name: unknown): asserts name is string {
   }
 }
 
+/**
+ * A service unit as the seeds' heredocs write them: `ExecStart=` with one argument (or flag) per
+ * line and ` \` continuations, `Restart=on-failure`, `RestartSec=5`, wanted by multi-user.target.
+ * Pure.
+ */
+export function renderServiceUnit(unit: { description: string; documentation: string; type?: string; execStart: readonly string[] }): string {
+  const exec = unit.execStart.map((part, i, all) => `${i === 0 ? 'ExecStart=' : '  '}${part}${i < all.length - 1 ? ' \\' : ''}`);
+  return [
+    '[Unit]',
+    `Description=${unit.description}`,
+    `Documentation=${unit.documentation}`,
+    '',
+    '[Service]',
+    ...(unit.type ? [`Type=${unit.type}`] : []),
+    ...exec,
+    'Restart=on-failure',
+    'RestartSec=5',
+    '',
+    '[Install]',
+    'WantedBy=multi-user.target',
+    '',
+  ].join('\n');
+}
+
 /* ------------------------------------------------------------------ probing */
 
 /** What one probe tells about a unit. */

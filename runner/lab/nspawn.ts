@@ -88,11 +88,26 @@ function nspawnArgs(host: HostRecord): string[] {
   ];
 }
 
-/** Waits until the host's sshd answers with its banner; fails with the console tail otherwise. */
+/**
+ * Waits until the host's sshd answers with its banner and users other than root may log in (no
+ * /run/nologin: systemd keeps it from early boot until systemd-user-sessions.service, and
+ * pam_nologin closes their logins until then, which a busy machine can stretch to seconds); fails
+ * with the console tail otherwise.
+ */
 export async function waitForSshd(host: HostRecord, timeoutMs = SSH_TIMEOUT_MS): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
   const answered = await waitUntil(async () => !containerRunning(host) || (await sshdAnswers(host.address)), timeoutMs);
-  if (answered && containerRunning(host)) return;
-  const why = containerRunning(host) ? `sshd did not answer on ${host.address}:22 within ${timeoutMs / 1000} s` : 'the container exited';
+  const loginsAllowed = async () => {
+    const state = await execInContainer(host, ['sh', '-c', 'if [ -e /run/nologin ]; then echo nologin; else echo open; fi']).catch(() => 'unknown');
+    return state.trim() === 'open';
+  };
+  const open = answered && containerRunning(host) && (await waitUntil(async () => !containerRunning(host) || (await loginsAllowed()), Math.max(1000, deadline - Date.now())));
+  if (open && containerRunning(host)) return;
+  const why = !containerRunning(host)
+    ? 'the container exited'
+    : answered
+      ? `logins stayed closed (/run/nologin: boot did not reach systemd-user-sessions) within ${timeoutMs / 1000} s`
+      : `sshd did not answer on ${host.address}:22 within ${timeoutMs / 1000} s`;
   throw new CapstanError(`lab host ${host.name}: ${why}; console (${host.console}):\n${tail(host.console)}`, { host: host.name });
 }
 

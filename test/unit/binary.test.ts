@@ -128,6 +128,28 @@ describe('ensureBinary (local HTTP server, local hosts)', function () {
     expect(existsSync(join(cache, 'capstan', 'downloads', file.sum))).to.equal(false);
   });
 
+  it('without a pinned sum, uses the one published at sha256Url (fetched once, in check mode too); a checksum file that is not one fails the check', async () => {
+    const file = publish('kube-proxy');
+    served.set('/kube-proxy.sha256', Buffer.from(`${file.sum}  kube-proxy\n`));
+    const dests = [join(local.dir, 'a'), join(local.dir, 'b')];
+    const tasks = dests.map((dest) => ensureBinary({ url: file.url, sha256Url: `${file.url}.sha256`, dest }));
+    const checked = await run(local, tasks[0]!, true);
+    expect(checked.drift.map(describeDrift)).to.deep.equal([`sha256: absent → ${file.sum} from ${file.url}`]);
+    expect(requests.get('/kube-proxy') ?? 0).to.equal(0);
+    for (const task of tasks) expect((await run(local, task)).status).to.equal('changed');
+    for (const dest of dests) expect(readFileSync(dest).equals(file.bytes)).to.equal(true);
+    expect(requests.get('/kube-proxy.sha256')).to.equal(1);
+    expect((await run(local, tasks[0]!)).status).to.equal('ok');
+
+    const bad = publish('kube-proxy-bad');
+    served.set('/kube-proxy-bad.sha256', Buffer.from('<html>not found</html>'));
+    const outcome = await run(local, ensureBinary({ url: bad.url, sha256Url: `${bad.url}.sha256`, dest: join(local.dir, 'c') }));
+    expect(outcome.status).to.equal('failed');
+    expect(outcome.message).to.equal(`check failed: ${bad.url}.sha256 is not a SHA-256 checksum file (it starts with "<html>not found</html>")`);
+    expect(() => ensureBinary({ url: file.url, dest: '/usr/local/bin/y' })).to.throw(/give exactly one of sha256 .* and sha256Url/);
+    expect(() => ensureBinary({ url: file.url, sha256: file.sum, sha256Url: `${file.url}.sha256`, dest: '/usr/local/bin/y' })).to.throw(/give exactly one of sha256/);
+  });
+
   it('an HTTP error fails with the status', async () => {
     const url = `${base}/missing`;
     const outcome = await run(local, ensureBinary({ url, sha256: 'a'.repeat(64), dest: join(local.dir, 'missing') }));

@@ -23,9 +23,17 @@ RESOURCES = {  # name/alias -> (kind, group, namespaced)
     'configmaps': ('ConfigMap', '', True), 'configmap': ('ConfigMap', '', True), 'cm': ('ConfigMap', '', True),
     'secrets': ('Secret', '', True), 'secret': ('Secret', '', True),
     'namespaces': ('Namespace', '', False), 'namespace': ('Namespace', '', False), 'ns': ('Namespace', '', False),
+    'clusterroles': ('ClusterRole', 'rbac.authorization.k8s.io', False), 'clusterrole': ('ClusterRole', 'rbac.authorization.k8s.io', False),
+    'clusterrolebindings': ('ClusterRoleBinding', 'rbac.authorization.k8s.io', False),
+    'clusterrolebinding': ('ClusterRoleBinding', 'rbac.authorization.k8s.io', False),
+    'leases': ('Lease', 'coordination.k8s.io', True), 'lease': ('Lease', 'coordination.k8s.io', True),
+    'componentstatuses': ('ComponentStatus', '', False), 'componentstatus': ('ComponentStatus', '', False),
+    'cs': ('ComponentStatus', '', False),
 }
 PLURAL = {'Node': 'nodes', 'Pod': 'pods', 'Deployment': 'deployments.apps', 'DaemonSet': 'daemonsets.apps',
-          'Service': 'services', 'ConfigMap': 'configmaps', 'Secret': 'secrets', 'Namespace': 'namespaces'}
+          'Service': 'services', 'ConfigMap': 'configmaps', 'Secret': 'secrets', 'Namespace': 'namespaces',
+          'ClusterRole': 'clusterroles.rbac.authorization.k8s.io', 'ClusterRoleBinding': 'clusterrolebindings.rbac.authorization.k8s.io',
+          'Lease': 'leases.coordination.k8s.io'}
 
 
 class Fail(Exception):
@@ -104,6 +112,12 @@ def headers(kind, wide, all_ns):
         return ns + ['NAME', 'DESIRED', 'CURRENT', 'READY', 'UP-TO-DATE', 'AVAILABLE', 'NODE SELECTOR', 'AGE']
     if kind == 'Service':
         return ns + ['NAME', 'TYPE', 'CLUSTER-IP', 'EXTERNAL-IP', 'PORT(S)', 'AGE']
+    if kind == 'ClusterRole':
+        return ['NAME', 'CREATED AT']
+    if kind == 'ClusterRoleBinding':
+        return ['NAME', 'ROLE', 'AGE']
+    if kind == 'Lease':
+        return ns + ['NAME', 'HOLDER', 'AGE']
     return ns + ['NAME', 'AGE']
 
 
@@ -132,7 +146,31 @@ def row_for(kind, obj, wide, all_ns, pods):
         spec = obj.get('spec') or {}
         ports = ','.join(f'{p["port"]}/{p.get("protocol", "TCP")}' for p in spec.get('ports') or []) or '<none>'
         return ns + [obj['metadata']['name'], spec.get('type', 'ClusterIP'), spec.get('clusterIP', '<none>'), '<none>', ports, age(obj)]
+    if kind == 'ClusterRole':
+        return [obj['metadata']['name'], obj['metadata'].get('creationTimestamp', '<unknown>')]
+    if kind == 'ClusterRoleBinding':
+        ref = obj.get('roleRef') or {}
+        return [obj['metadata']['name'], f'{ref.get("kind", "")}/{ref.get("name", "")}', age(obj)]
+    if kind == 'Lease':
+        return ns + [obj['metadata']['name'], (obj.get('spec') or {}).get('holderIdentity', ''), age(obj)]
     return ns + [obj['metadata']['name'], age(obj)]
+
+
+def cmd_componentstatuses(names):
+    """kubectl get componentstatuses (cs): the API server's view of scheduler, controller manager and etcd."""
+    c = client()
+    statuses = call(c, 'componentstatuses')
+    if common.version_tuple()[:2] >= (1, 19):
+        sys.stderr.write('Warning: v1 ComponentStatus is deprecated in v1.19+\n')
+    if names:
+        known = {s['name'] for s in statuses}
+        for name in names:
+            if name not in known:
+                raise Fail(f'Error from server (NotFound): componentstatuses "{name}" not found')
+        statuses = [s for s in statuses if s['name'] in names]
+    rows = [['NAME', 'STATUS', 'MESSAGE', 'ERROR']]
+    rows += [[s['name'], 'Healthy' if s['healthy'] else 'Unhealthy', s['message'], s['error']] for s in statuses]
+    sys.stdout.write(common.tabwrite(rows))
 
 
 def clean(obj):
@@ -245,6 +283,8 @@ def cmd_get(args):
     names = args[1:]
     if '/' in args[0]:
         kinds, names = [args[0].split('/')[0]], [args[0].split('/')[1]] + args[1:]
+    if resolve(kinds[0])[0] == 'ComponentStatus':
+        return cmd_componentstatuses(names)
     c = client()
     output = OPTS.get('output', '')
     wide = output == 'wide'
@@ -334,7 +374,19 @@ def cmd_apply(args, mode='apply'):
     if ns:
         for obj in objects:
             obj.setdefault('metadata', {}).setdefault('namespace', ns)
-    results = call(client(), 'apply', objects=objects, mode=mode)
+    try:
+        results = client().op('apply', objects=objects, mode=mode)
+    except common.ApiError as error:
+        if error.reason != 'NoKindMatch':
+            call(client(), 'apply', objects=objects, mode=mode)  # reports the error as every other command does
+            raise
+        # kubectl maps kinds through discovery first: a version the server no longer serves fails there.
+        bad = next((o for o in objects if f'"{o["kind"]}" in version "{o["apiVersion"]}"' in str(error)), objects[0])
+        source = 'STDIN' if files == ['-'] else files[0]
+        raise Fail(f'error: resource mapping not found for name: "{bad["metadata"].get("name", "")}" namespace: '
+                   f'"{bad["metadata"].get("namespace", "")}" from "{source}": {error}\nensure CRDs are installed first')
+    except OSError:
+        results = call(client(), 'apply', objects=objects, mode=mode)
     for item in results:
         print(f'{item["ref"]} {item["result"]}')
 

@@ -54,8 +54,17 @@ def _knob(name: str, env: str) -> str | None:
     return value or None
 
 
+def _built_version() -> str | None:
+    """The version baked into a single-file stand-in by buildHardWayBinaries (test/lab/hardway.ts)."""
+    try:
+        import standin_build  # type: ignore
+        return standin_build.VERSION
+    except ImportError:
+        return None
+
+
 def kube_version() -> str:
-    value = _knob('version', 'STANDIN_KUBE_VERSION') or 'v1.34.1'
+    value = _knob('version', 'STANDIN_KUBE_VERSION') or _built_version() or 'v1.34.1'
     return value if value.startswith('v') else 'v' + value
 
 

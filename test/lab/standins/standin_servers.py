@@ -241,17 +241,197 @@ class Store:
         raise common.ApiError(500, 'too many conflicts')
 
 
+class EtcdStore:
+    """The cluster state in a REAL etcd (v3) over TLS, through etcd's JSON gateway (/v3/kv/range,
+    /v3/kv/txn), one key per object as the real API server lays them out (/registry/<resource>/
+    [<namespace>/]<name>; the values are JSON, not protobuf). Writes are optimistic: a transaction
+    compares every key it changes with the mod_revision it read (create_revision 0 for new keys)
+    and the whole change is retried on conflict. Requests go to the first --etcd-servers entry that
+    answers; an unreachable server is skipped (failover), as etcd's client does."""
+
+    SERIAL_KEY = '/capstan-standin/serial'  # the stand-in's uid counter, outside /registry
+
+    def __init__(self, servers: list[str], ca: bytes, cert: bytes, key: bytes, prefix: str = '/registry',
+                 transformer=None):
+        self.servers = servers
+        self.clients = [common.Client(server, ca, cert, key, timeout=5) for server in servers]
+        self.prefix = prefix.rstrip('/')
+        self.transformer = transformer  # (encrypt(etcd_key, bytes) -> bytes, decrypt(etcd_key, bytes) -> bytes) or None
+        self.preferred = 0
+
+    # the gateway ----------------------------------------------------------------------------
+
+    def _post(self, path: str, body: dict) -> dict:
+        errors = []
+        order = list(range(self.preferred, len(self.clients))) + list(range(0, self.preferred))
+        for index in order:
+            try:
+                result = self.clients[index].request('POST', path, body)
+                self.preferred = index
+                return result
+            except (OSError, ValueError) as error:  # unreachable or TLS refused: the next server
+                errors.append(f'{self.servers[index]}: {error}')
+        raise ConnectionError('all etcd servers failed: ' + '; '.join(errors))
+
+    @staticmethod
+    def _b64(data: bytes | str) -> str:
+        return base64.b64encode(data.encode() if isinstance(data, str) else data).decode()
+
+    def health(self) -> None:
+        """Raises when no etcd server answers (the API server's etcd health check)."""
+        self._post('/v3/kv/range', {'key': self._b64('health'), 'serializable': False})
+
+    def server_health(self, index: int) -> tuple[bool, str]:
+        """GET /health on one etcd server: (healthy, the body or the error)."""
+        try:
+            body = self.clients[index].request('GET', '/health')
+            text = json.dumps(body, separators=(',', ':')) if isinstance(body, dict) else str(body)
+            return (isinstance(body, dict) and body.get('health') == 'true'), text
+        except (OSError, ValueError, common.ApiError) as error:
+            return False, str(error)
+
+    # objects <-> keys -----------------------------------------------------------------------
+
+    def etcd_key(self, obj: dict) -> str:
+        kind, group = obj['kind'], common.group_of(obj['apiVersion'])
+        meta = obj['metadata']
+        resource = ETCD_RESOURCE.get(kind) or plural_of(kind)
+        if group and group not in BUILTIN_GROUPS:
+            resource = f'{group}/{resource}'
+        ns = meta.get('namespace')
+        return f'{self.prefix}/{resource}/{ns}/{meta["name"]}' if ns else f'{self.prefix}/{resource}/{meta["name"]}'
+
+    def _load(self):
+        """All objects at one revision: ({key_of: obj}, {key_of: (etcd key, mod_revision)}, serial, serial_rev)."""
+        result = self._post('/v3/kv/range', {'key': self._b64('\0'), 'range_end': self._b64('\0')})
+        objects, revisions, serial, serial_rev = {}, {}, 0, 0
+        for kv in result.get('kvs') or []:
+            key = base64.b64decode(kv['key']).decode()
+            value = base64.b64decode(kv.get('value') or '')
+            if key == self.SERIAL_KEY:
+                serial, serial_rev = int(value or b'0'), int(kv.get('mod_revision', 0))
+                continue
+            if not key.startswith(self.prefix + '/'):
+                continue
+            if self.transformer is not None:
+                value = self.transformer[1](key, value)
+            try:
+                obj = json.loads(value)
+            except ValueError:
+                continue  # not ours (e.g. a real API server's protobuf)
+            ref = key_of(obj['kind'], common.group_of(obj['apiVersion']), obj['metadata'].get('namespace'), obj['metadata']['name'])
+            objects[ref] = obj
+            revisions[ref] = (key, int(kv.get('mod_revision', 0)))
+        return objects, revisions, serial, serial_rev
+
+    def read(self) -> dict:
+        objects, _, serial, _ = self._load()
+        return {'objects': objects, 'serial': serial}
+
+    def transact(self, fn):
+        for _ in range(50):
+            objects, revisions, serial, serial_rev = self._load()
+            current = {'objects': objects, 'serial': serial}
+            state = copy.deepcopy(current)
+            result = fn(state)
+            compare, success = [], []
+            for ref, obj in state['objects'].items():
+                if ref in objects and objects[ref] == obj:
+                    continue
+                key = self.etcd_key(obj)
+                value = json.dumps(obj, sort_keys=True).encode()
+                if self.transformer is not None:
+                    value = self.transformer[0](key, value)
+                if ref in revisions:
+                    compare.append({'key': self._b64(revisions[ref][0]), 'target': 'MOD', 'result': 'EQUAL',
+                                    'mod_revision': str(revisions[ref][1])})
+                    if revisions[ref][0] != key:
+                        success.append({'request_delete_range': {'key': self._b64(revisions[ref][0])}})
+                else:
+                    compare.append({'key': self._b64(key), 'target': 'CREATE', 'result': 'EQUAL', 'create_revision': '0'})
+                success.append({'request_put': {'key': self._b64(key), 'value': self._b64(value)}})
+            for ref in objects:
+                if ref not in state['objects']:
+                    compare.append({'key': self._b64(revisions[ref][0]), 'target': 'MOD', 'result': 'EQUAL',
+                                    'mod_revision': str(revisions[ref][1])})
+                    success.append({'request_delete_range': {'key': self._b64(revisions[ref][0])}})
+            if state.get('serial', 0) != serial:
+                compare.append({'key': self._b64(self.SERIAL_KEY), 'target': 'MOD', 'result': 'EQUAL', 'mod_revision': str(serial_rev)})
+                success.append({'request_put': {'key': self._b64(self.SERIAL_KEY), 'value': self._b64(str(state['serial']))}})
+            if not success:
+                return result
+            answer = self._post('/v3/kv/txn', {'compare': compare, 'success': success})
+            if answer.get('succeeded'):
+                return result
+            time.sleep(0.05)
+        raise common.ApiError(500, 'too many conflicts')
+
+
+# How the real API server names its etcd keys where it is not the lower-case plural of the kind.
+ETCD_RESOURCE = {'Node': 'minions', 'Service': 'services/specs', 'Endpoints': 'services/endpoints', 'Ingress': 'ingress',
+                 'CustomResourceDefinition': 'apiextensions.k8s.io/customresourcedefinitions',
+                 'APIService': 'apiregistration.k8s.io/apiservices'}
+BUILTIN_GROUPS = {'', 'apps', 'batch', 'policy', 'autoscaling', 'rbac.authorization.k8s.io', 'coordination.k8s.io',
+                  'networking.k8s.io', 'storage.k8s.io', 'certificates.k8s.io', 'scheduling.k8s.io', 'discovery.k8s.io',
+                  'node.k8s.io', 'admissionregistration.k8s.io', 'flowcontrol.apiserver.k8s.io', 'events.k8s.io',
+                  'apiextensions.k8s.io', 'apiregistration.k8s.io'}
+
+
+def plural_of(kind: str) -> str:
+    lower = kind.lower()
+    if lower.endswith('y') and lower[-2:-1] not in 'aeiou':
+        return lower[:-1] + 'ies'
+    if lower.endswith(('s', 'x', 'ch', 'sh')):
+        return lower + 'es'
+    return lower + 's'
+
+
+# Versions of API groups that a recent API server no longer serves: (group/version, last minor serving it).
+REMOVED_VERSIONS = {'rbac.authorization.k8s.io/v1beta1': 21, 'rbac.authorization.k8s.io/v1alpha1': 21,
+                    'extensions/v1beta1': 15, 'apps/v1beta1': 15, 'apps/v1beta2': 15, 'policy/v1beta1': 24,
+                    'batch/v1beta1': 24, 'networking.k8s.io/v1beta1': 21, 'storage.k8s.io/v1beta1': 21,
+                    'apiextensions.k8s.io/v1beta1': 21, 'coordination.k8s.io/v1beta1': 21}
+
+HEALTH_CHECKS = ['ping', 'log', 'etcd', 'poststarthook/start-apiserver-admission-initializer',
+                 'poststarthook/generic-apiserver-start-informers', 'poststarthook/start-apiextensions-informers',
+                 'poststarthook/start-apiextensions-controllers', 'poststarthook/crd-informer-synced',
+                 'poststarthook/bootstrap-controller', 'poststarthook/rbac/bootstrap-roles',
+                 'poststarthook/scheduling/bootstrap-system-priority-classes', 'poststarthook/start-cluster-authentication-info-controller',
+                 'poststarthook/aggregator-reload-proxy-client-cert', 'poststarthook/apiservice-registration-controller',
+                 'autoregister-completion']
+
+
+def health_body(endpoint: str, failed: set[str], verbose: bool) -> tuple[int, str]:
+    """The body of /healthz, /livez or /readyz as the real server prints it (verbose on failure)."""
+    checks = [c for c in HEALTH_CHECKS if not (endpoint == 'livez' and c == 'etcd')]
+    if endpoint == 'readyz':
+        checks.insert(checks.index('etcd') + 1, 'etcd-readiness')
+        checks.append('shutdown')
+    if not failed.intersection(checks):
+        if not verbose:
+            return 200, 'ok'
+        lines = [f'[+]{c} ok' for c in checks]
+        return 200, '\n'.join(lines) + f'\n{endpoint} check passed\n'
+    lines = [f'[-]{c} failed: reason withheld' if c in failed else f'[+]{c} ok' for c in checks]
+    return 500, '\n'.join(lines) + f'\n{endpoint} check failed\n'
+
+
 class ApiServerApp:
-    def __init__(self, args: dict):
+    def __init__(self, args: dict, store=None, version: str | None = None):
         self.args = args
-        self.version = common.kube_version()
-        with open(args['etcd-cafile'], 'rb') as a, open(args['etcd-certfile'], 'rb') as b, open(args['etcd-keyfile'], 'rb') as c:
-            etcd = common.Client(args.get('etcd-servers', 'https://127.0.0.1:2379').split(',')[0], a.read(), b.read(), c.read())
-        self.store = Store(etcd)
+        self.version = version or common.kube_version()
+        if store is None:
+            with open(args['etcd-cafile'], 'rb') as a, open(args['etcd-certfile'], 'rb') as b, open(args['etcd-keyfile'], 'rb') as c:
+                etcd = common.Client(args.get('etcd-servers', 'https://127.0.0.1:2379').split(',')[0], a.read(), b.read(), c.read())
+            store = Store(etcd)
+        self.store = store
         with open(args['client-ca-file'], 'rb') as handle:
             self.ca_pem = handle.read()
         self.ca_cert = common.load_cert(self.ca_pem)
-        self.ca_key = common.load_key(open(os.path.join(os.path.dirname(args['client-ca-file']), 'ca.key'), 'rb').read())
+        # kubeadm keeps the CA key beside the CA (ca.key) and the stand-in signs kubelet CSRs with it;
+        # the hard way's API server has no CA key (ca-key.pem stays with the controller manager).
+        ca_key_path = os.path.join(os.path.dirname(args['client-ca-file']), 'ca.key')
+        self.ca_key = common.load_key(open(ca_key_path, 'rb').read()) if os.path.exists(ca_key_path) else None
         self.pod_network = None
 
     # ------------------------------------------------------------ authentication
@@ -434,8 +614,13 @@ class ApiServerApp:
         path = req.path.split('?')[0]
         try:
             if path in ('/healthz', '/livez', '/readyz') and method == 'GET':
-                self.store.read()
-                return req._send(200, 'ok', 'text/plain; charset=utf-8')
+                failed = set()
+                try:
+                    (self.store.health if hasattr(self.store, 'health') else self.store.read)()
+                except (OSError, common.ApiError):
+                    failed = {'etcd', 'etcd-readiness'}
+                status, body = health_body(path[1:], failed, 'verbose' in req.path.split('?', 1)[-1])
+                return req._send(status, body, 'text/plain; charset=utf-8')
             if path == '/version' and method == 'GET':
                 major, minor, _ = common.version_tuple(self.version)
                 return req._send(200, {'major': str(major), 'minor': str(minor), 'emulationMajor': str(major),
@@ -511,6 +696,68 @@ class ApiServerApp:
             return sorted(out, key=lambda o: (o['metadata'].get('namespace', ''), o['metadata']['name']))
         return self._tx(fn)
 
+    def op_componentstatuses(self, user, args):
+        """GET /api/v1/componentstatuses: the scheduler and controller manager through their healthz ports on
+        this host, etcd through the storage configuration (one etcd-N per server before v1.27, then a
+        single etcd-0 checked through the client, as the real one answers)."""
+        out = []
+        for name, port in (('scheduler', 10259), ('controller-manager', 10257)):
+            url = f'https://127.0.0.1:{port}/healthz'
+            try:
+                body = common.Client(f'https://127.0.0.1:{port}', insecure=True, timeout=3).request('GET', '/healthz')
+                out.append({'name': name, 'healthy': body == 'ok', 'message': str(body), 'error': ''})
+            except common.ApiError as error:
+                out.append({'name': name, 'healthy': False, 'message': '', 'error': f'unhealthy HTTP status {error.status}'})
+            except OSError as error:
+                out.append({'name': name, 'healthy': False, 'message': '', 'error': common.go_url_error('GET', url, error)})
+        if isinstance(self.store, EtcdStore):
+            if common.version_tuple(self.version)[:2] < (1, 27):
+                for index in range(len(self.store.servers)):
+                    healthy, text = self.store.server_health(index)
+                    out.append({'name': f'etcd-{index}', 'healthy': healthy, 'message': text if healthy else '', 'error': '' if healthy else text})
+            else:
+                try:
+                    self.store.health()
+                    out.append({'name': 'etcd-0', 'healthy': True, 'message': 'ok', 'error': ''})
+                except OSError as error:
+                    out.append({'name': 'etcd-0', 'healthy': False, 'message': '', 'error': str(error)})
+        else:
+            try:
+                self.store.read()
+                out.append({'name': 'etcd-0', 'healthy': True, 'message': 'ok', 'error': ''})
+            except OSError as error:
+                out.append({'name': 'etcd-0', 'healthy': False, 'message': '', 'error': str(error)})
+        return out
+
+    def op_lease(self, user, args):
+        """Leader election (coordination.k8s.io/v1 Lease): take the lease when it is free or expired, renew it
+        when held; returns the holder."""
+        name, ns, identity = args['name'], args.get('namespace', 'kube-system'), args['identity']
+        duration = int(args.get('leaseDurationSeconds', 15))
+        def fn(state):
+            key = key_of('Lease', 'coordination.k8s.io', ns, name)
+            lease = state['objects'].get(key)
+            now = common.now()
+            stamp = _dt_micro(now)
+            if lease is None:
+                state['serial'] = state.get('serial', 0) + 1
+                lease = {'apiVersion': 'coordination.k8s.io/v1', 'kind': 'Lease',
+                         'metadata': {'name': name, 'namespace': ns, 'creationTimestamp': common.rfc3339(now),
+                                      'uid': f'standin-{state["serial"]}'},
+                         'spec': {'leaseTransitions': 0}}
+                state['objects'][key] = lease
+            spec = lease['spec']
+            holder = spec.get('holderIdentity')
+            renewed = spec.get('renewTime')
+            expired = not renewed or now - _parse_micro(renewed) > spec.get('leaseDurationSeconds', duration)
+            if holder == identity or not holder or expired:
+                if holder != identity:
+                    spec['leaseTransitions'] = spec.get('leaseTransitions', 0) + (1 if holder else 0)
+                    spec['acquireTime'] = stamp
+                spec.update({'holderIdentity': identity, 'leaseDurationSeconds': duration, 'renewTime': stamp})
+            return spec['holderIdentity']
+        return self._tx(fn)
+
     def op_get_nodes_names(self, user, args):
         return sorted(o['metadata']['name'] for o in self.store.read()['objects'].values() if o['kind'] == 'Node')
 
@@ -518,6 +765,11 @@ class ApiServerApp:
         create_only = args.get('mode') == 'create'
         def fn(state):
             results = []
+            minor = common.version_tuple(self.version)[1]
+            for obj in args['objects']:
+                last = REMOVED_VERSIONS.get(obj['apiVersion'])
+                if last is not None and minor > last:
+                    raise common.ApiError(404, f'no matches for kind "{obj["kind"]}" in version "{obj["apiVersion"]}"', 'NoKindMatch')
             for obj in args['objects']:
                 obj = copy.deepcopy(obj)
                 kind = obj['kind']
@@ -767,11 +1019,23 @@ class ApiServerApp:
             raise common.ApiError(403, f'CSR for {cn} refused', 'Forbidden')
         if not user.get('bootstrap') and user['name'] != cn:
             raise common.ApiError(403, f'{user["name"]} cannot request a certificate for {cn}', 'Forbidden')
+        if self.ca_key is None:
+            raise common.ApiError(500, 'the API server has no CA key to sign with', 'InternalError')
         cert = common.sign_cert(self.ca_key, self.ca_cert, csr.public_key(), cn, orgs, client=True)
         return {'certificate': common.cert_pem(cert).decode()}
 
 
 CLUSTER_SCOPED = common.CLUSTER_SCOPED_KINDS
+
+
+def _dt_micro(ts: float) -> str:
+    import datetime as _dt
+    return _dt.datetime.fromtimestamp(ts, _dt.timezone.utc).strftime('%Y-%m-%dT%H:%M:%S.%fZ')
+
+
+def _parse_micro(text: str) -> float:
+    import datetime as _dt
+    return _dt.datetime.strptime(text, '%Y-%m-%dT%H:%M:%S.%fZ').replace(tzinfo=_dt.timezone.utc).timestamp()
 
 
 class HealthApp:
@@ -797,12 +1061,25 @@ def run_apiserver(manifest: str):
         time.sleep(3600)
 
 
+def set_process_name(name: str) -> None:
+    """Takes the real component's process name (what `ss -p`, `ps -o comm` and kubeadm's and
+    Capstan's preflight see on a port), not the stand-in's file name (`kube-apiserver-` is the
+    15-character cut of kube-apiserver-standin)."""
+    try:
+        with open('/proc/self/comm', 'w') as handle:
+            handle.write(name)
+    except OSError:
+        pass
+
+
 def main():
     mode = os.path.basename(sys.argv[0])
     manifest = sys.argv[sys.argv.index('--manifest') + 1]
     if 'etcd' in mode:
+        set_process_name('etcd')
         run_etcd(manifest)
     else:
+        set_process_name('kube-apiserver')
         run_apiserver(manifest)
 
 
