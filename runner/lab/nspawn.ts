@@ -36,7 +36,13 @@ export async function prepareRoot(host: HostRecord, rootfs: string): Promise<voi
   await mountOverlay(rootfs, host.upper, host.work, host.root);
   writeFileSync(join(host.root, 'etc/hostname'), `${host.name}\n`);
   // apt goes through apt-cacher-ng on this lab's bridge (its address depends on CAPSTAN_LAB_NET).
-  writeFileSync(join(host.root, 'etc/apt/apt.conf.d/01capstan-lab-proxy'), `Acquire::http::Proxy "${APT_PROXY_URL}";\n`);
+  // Without pipelining: seen here, a pipelined response that apt-cacher-ng cut short (another host
+  // fetching the same InRelease) left apt-get update waiting forever; one request per connection
+  // and a read timeout make it fail or retry instead.
+  writeFileSync(
+    join(host.root, 'etc/apt/apt.conf.d/01capstan-lab-proxy'),
+    `Acquire::http::Proxy "${APT_PROXY_URL}";\nAcquire::http::Pipeline-Depth "0";\nAcquire::http::Timeout "30";\nAcquire::Retries "3";\n`,
+  );
   // The lab has no DNS (hosts reach their bridge only), but mmdebstrap left the machine's resolver in
   // the rootfs, unreachable from here: every lookup (apt, curl, ssh) would wait for its timeouts.
   // Without a nameserver line glibc asks 127.0.0.1, which refuses at once, so lookups fail fast.

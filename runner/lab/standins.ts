@@ -59,8 +59,9 @@ export function installScript(): string {
     'set -eu',
     'export DEBIAN_FRONTEND=noninteractive',
     // apt's lists may be missing on a fresh host; retry once for a proxy hiccup
-    `(apt-get update -qq && apt-get install -y -qq --no-install-recommends ${STANDIN_APT_PACKAGES.join(' ')}) >/tmp/standin-apt.log 2>&1 || ` +
-      `(sleep 2; apt-get update -qq && apt-get install -y -qq --no-install-recommends ${STANDIN_APT_PACKAGES.join(' ')}) >>/tmp/standin-apt.log 2>&1 || { cat /tmp/standin-apt.log >&2; exit 1; }`,
+    // (a hung apt-get is cut off by timeout and retried, like a failed one)
+    `(timeout 300 apt-get update -qq && timeout 600 apt-get install -y -qq --no-install-recommends ${STANDIN_APT_PACKAGES.join(' ')}) >/tmp/standin-apt.log 2>&1 || ` +
+      `(sleep 2; timeout 300 apt-get update -qq && timeout 600 apt-get install -y -qq --no-install-recommends ${STANDIN_APT_PACKAGES.join(' ')}) >>/tmp/standin-apt.log 2>&1 || { cat /tmp/standin-apt.log >&2; exit 1; }`,
     'mkdir -p /usr/lib/capstan-standin /usr/lib/systemd/system/kubelet.service.d /etc/kubernetes/manifests /var/lib/kubelet /etc/cni/net.d',
   ];
   for (const file of FILES) {

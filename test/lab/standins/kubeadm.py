@@ -420,7 +420,11 @@ class RetryingClient(common.Client):
         while True:
             try:
                 return super().request(method, path, body)
-            except OSError:
+            except (OSError, common.ApiError) as error:
+                # Connection errors and server errors (an API server whose etcd is not up yet) are retried;
+                # 4xx answers are final, as in client-go.
+                if isinstance(error, common.ApiError) and error.status < 500:
+                    raise
                 if time.time() >= deadline:
                     raise
                 time.sleep(0.5)
@@ -747,11 +751,17 @@ def discover(endpoint: str, token: str, pins: list[str], unsafe: bool, timeout: 
         if actual.lower() not in [p.lower() for p in pins]:
             raise PhaseError(f"couldn't validate the identity of the API Server: cluster CA found in cluster-info ConfigMap is "
                              f'invalid: none of the public keys "{actual}" are pinned', 'preflight')
+        # Real kubeadm (discovery/token.go) fetches it again over validated TLS with the same retries until the
+        # discovery timeout: behind a balancer the second request may reach an API server still starting.
         secure = common.Client(f'https://{endpoint}', ca_pem, timeout=10)
-        try:
-            again = secure.request('GET', '/api/v1/namespaces/kube-public/configmaps/cluster-info')
-        except (common.ApiError, OSError) as error:
-            raise PhaseError(f"couldn't validate the identity of the API Server: failed to request the cluster-info ConfigMap: {error}", 'preflight')
+        while True:
+            try:
+                again = secure.request('GET', '/api/v1/namespaces/kube-public/configmaps/cluster-info')
+                break
+            except (common.ApiError, OSError) as error:
+                if time.time() - started >= timeout:
+                    raise PhaseError(f"couldn't validate the identity of the API Server: failed to request the cluster-info ConfigMap: {error}", 'preflight')
+                time.sleep(min(5, max(0.1, timeout - (time.time() - started))))
         if again['data'].get('kubeconfig') != content:
             raise PhaseError("couldn't validate the identity of the API Server: the second kubeconfig from the cluster-info "
                              'ConfigMap (using validated TLS) was different from the first', 'preflight')
