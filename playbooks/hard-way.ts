@@ -50,6 +50,7 @@
  *
  * @example capstan run playbooks/hard-way.ts -i inventory/hard-way.yaml --check
  * @example capstan run playbooks/hard-way.ts -i inventory/hard-way.yaml
+ * @example capstan run playbooks/hard-way.ts --lab
  * @example capstan run playbooks/hard-way.ts -i inventory/hard-way.yaml -e kube_apiserver_sha256=… -e …   # pinned sums
  */
 import { isIP } from 'node:net';

@@ -187,6 +187,10 @@ export async function prepareLabRun(options: { playbookPath: string; inventoryPa
     options.log(`lab: bringing up ${specs.length} hosts shaped like ${where} (lab directory ${dir})`);
     state = await lab.labUp({ hosts: specs, log: (line) => options.log(`lab: ${line}`) });
   }
+  // The hard way (seed 003) has no kubeadm: its lab needs the control-plane binaries, not the kubeadm stand-ins.
+  if (state.hosts.some((h) => h.groups.includes('controllers')) && !state.hosts.some((h) => h.groups.includes('control_plane'))) {
+    return prepareHardWayLab(state, reused, options);
+  }
   options.log(`lab: ${STAND_IN_NOTICE}`);
   const { installStandIns } = await import('./lab/standins.js');
   const started = Date.now();
@@ -215,5 +219,54 @@ export async function prepareLabRun(options: { playbookPath: string; inventoryPa
       ].join('\n');
     },
     close: () => new Promise<void>((resolveClose) => server.close(() => resolveClose())),
+  };
+}
+
+/** What the hard way's lab hosts are told, printed before and after the run. */
+export const HARD_WAY_STAND_IN_NOTICE =
+  'kube-apiserver, kube-controller-manager, kube-scheduler and kubectl for these lab hosts are STAND-INS: test doubles (test/lab/standins, see test/lab/README.md) that take the real flags and keep their state in the real etcd, served from this machine as the "download" with their SHA-256 published beside them. etcd, nginx and haproxy are the real Debian packages.';
+
+/**
+ * `run playbooks/hard-way.ts --lab`: the stand-in binaries built and served on loopback
+ * (`kubernetes_binary_url`, each with a published `<binary>.sha256`, as dl.k8s.io does), the
+ * Debian packages they need on the controllers, and the PKI kept in the lab directory.
+ */
+async function prepareHardWayLab(state: LabState, reused: boolean, options: { playbookPath: string; inventoryPath?: string; log: (line: string) => void }): Promise<LabRun> {
+  const { labDir } = await import('./lab/paths.js');
+  const { buildHardWayBinaries, serveFiles, HARDWAY_HOST_PACKAGES } = await import('../test/lab/hardway.js');
+  const { runOnLabHosts } = await import('./lab/standins.js');
+  options.log(`lab: ${HARD_WAY_STAND_IN_NOTICE}`);
+  const controllers = state.hosts.filter((h) => h.groups.includes('controllers')).map((h) => h.name);
+  const packages = HARDWAY_HOST_PACKAGES.join(' ');
+  await runOnLabHosts(
+    state,
+    controllers,
+    `set -eu\nexport DEBIAN_FRONTEND=noninteractive\nif ! python3 -c 'import yaml, cryptography' 2>/dev/null; then\n  (timeout 300 apt-get update -qq && timeout 600 apt-get install -y -qq --no-install-recommends ${packages}) >/tmp/standin-apt.log 2>&1 || { cat /tmp/standin-apt.log >&2; exit 1; }\nfi\n`,
+  );
+  const binaries = await buildHardWayBinaries(join(labDir(), 'hard-way-bin'));
+  const { writeFileSync } = await import('node:fs');
+  for (const binary of binaries) writeFileSync(`${binary.path}.sha256`, `${binary.sha256}\n`);
+  const server = await serveFiles(binaries.flatMap((b) => [{ name: b.name, path: b.path }, { name: `${b.name}.sha256`, path: `${b.path}.sha256` }]));
+  for (const host of state.hosts) options.log(`lab: ${host.name}\t${host.address}\t${host.groups.join(',')}`);
+  const pkiDir = join(labDir(), 'pki');
+  return {
+    lab: state,
+    inventoryPath: state.inventoryPath,
+    extraVars: { kubernetes_binary_url: `${server.baseUrl}/{binary}`, pki_dir: pkiDir },
+    reused,
+    summary(playbookPath) {
+      const inventory = state.inventoryPath;
+      const balancer = state.hosts.find((h) => h.groups.includes('loadbalancer'));
+      return [
+        `lab: the hosts are up (${state.hosts.map((h) => `${h.name} ${h.address}`).join(', ')}).`,
+        `lab: reminder: ${HARD_WAY_STAND_IN_NOTICE}`,
+        `  reach them:  capstan exec -i ${inventory} controllers -- systemctl is-active etcd kube-apiserver kube-controller-manager kube-scheduler`,
+        ...(balancer ? [`  the API:     curl --cacert ${pkiDir}/ca.pem https://${balancer.address}:6443/version`] : []),
+        `  PKI:         ${pkiDir}`,
+        `  run again:   capstan run ${playbookPath} --lab${options.inventoryPath ? ` -i ${options.inventoryPath}` : ''}   (reuses these hosts)`,
+        `  remove:      capstan lab down`,
+      ].join('\n');
+    },
+    close: () => server.close(),
   };
 }

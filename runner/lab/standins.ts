@@ -78,6 +78,29 @@ export function installScript(): string {
 }
 
 /**
+ * Runs `script` (sh, as root, fed on stdin) on each of `hosts` in parallel, over Capstan's own SSH
+ * transport and the lab's inventory; fails naming the host and its stderr.
+ */
+export async function runOnLabHosts(lab: LabState, hosts: readonly string[], script: string): Promise<void> {
+  const inventory = await loadInventory(lab.inventoryPath);
+  const connect = hostFactory({ acceptNewHostKeys: false, commandTimeoutMs: 900_000 });
+  await Promise.all(
+    hosts.map(async (name) => {
+      const inventoryHost = inventory.hosts.get(name);
+      if (!inventoryHost) throw new Error(`no lab host named ${name}`);
+      const host = connect(inventoryHost);
+      try {
+        await host.connect();
+        const result = await host.exec(sh`sh -s`, { stdin: script });
+        if (result.code !== 0) throw new Error(`preparing lab host ${name} failed (${result.code}): ${result.stderr}`);
+      } finally {
+        await host.close().catch(() => undefined);
+      }
+    }),
+  );
+}
+
+/**
  * Installs the stand-ins on `hosts` (default: every lab host) that do not have them yet, in
  * parallel, over Capstan's own SSH transport and the lab's inventory (root, the lab key, the
  * lab's known_hosts). With `force`, hosts that have them are refreshed too. Returns the hosts it
