@@ -227,6 +227,26 @@ export const HARD_WAY_STAND_IN_NOTICE =
   'kube-apiserver, kube-controller-manager, kube-scheduler and kubectl for these lab hosts are STAND-INS: test doubles (test/lab/standins, see test/lab/README.md) that take the real flags and keep their state in the real etcd, served from this machine as the "download" with their SHA-256 published beside them. etcd, nginx and haproxy are the real Debian packages.';
 
 /**
+ * The script (sh, root) that gives a lab controller what the hard-way stand-ins need: `packages`
+ * unless Python already has its modules; apt-get cut off when it hangs, and tried three times (the
+ * lab's apt-cacher-ng has had hiccups under load).
+ */
+export function hardWayHostScript(packages: readonly string[]): string {
+  return [
+    'set -u',
+    'export DEBIAN_FRONTEND=noninteractive',
+    "python3 -c 'import yaml, cryptography' 2>/dev/null && exit 0",
+    'for attempt in 1 2 3; do',
+    `  if (timeout 90 apt-get update -qq && timeout 300 apt-get install -y -qq --no-install-recommends ${packages.join(' ')}) >/tmp/standin-apt.log 2>&1; then exit 0; fi`,
+    '  sleep 3',
+    'done',
+    'cat /tmp/standin-apt.log >&2',
+    'exit 1',
+    '',
+  ].join('\n');
+}
+
+/**
  * `run playbooks/hard-way.ts --lab`: the stand-in binaries built and served on loopback
  * (`kubernetes_binary_url`, each with a published `<binary>.sha256`, as dl.k8s.io does), the
  * Debian packages they need on the controllers, and the PKI kept in the lab directory.
@@ -237,12 +257,7 @@ async function prepareHardWayLab(state: LabState, reused: boolean, options: { pl
   const { runOnLabHosts } = await import('./lab/standins.js');
   options.log(`lab: ${HARD_WAY_STAND_IN_NOTICE}`);
   const controllers = state.hosts.filter((h) => h.groups.includes('controllers')).map((h) => h.name);
-  const packages = HARDWAY_HOST_PACKAGES.join(' ');
-  await runOnLabHosts(
-    state,
-    controllers,
-    `set -eu\nexport DEBIAN_FRONTEND=noninteractive\nif ! python3 -c 'import yaml, cryptography' 2>/dev/null; then\n  (timeout 300 apt-get update -qq && timeout 600 apt-get install -y -qq --no-install-recommends ${packages}) >/tmp/standin-apt.log 2>&1 || { cat /tmp/standin-apt.log >&2; exit 1; }\nfi\n`,
-  );
+  await runOnLabHosts(state, controllers, hardWayHostScript(HARDWAY_HOST_PACKAGES));
   const binaries = await buildHardWayBinaries(join(labDir(), 'hard-way-bin'));
   const { writeFileSync } = await import('node:fs');
   for (const binary of binaries) writeFileSync(`${binary.path}.sha256`, `${binary.sha256}\n`);

@@ -9,7 +9,7 @@ import { expect } from 'chai';
 import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { LabState } from '../../runner/lab/index.js';
-import { labShapeFor } from '../../runner/lab-run.js';
+import { hardWayHostScript, labShapeFor } from '../../runner/lab-run.js';
 import { runOnLabHosts } from '../../runner/lab/standins.js';
 import { HARDWAY_HOST_PACKAGES } from '../lab/hardway.js';
 import { withLab, sshToLab } from '../helpers/lab.js';
@@ -28,7 +28,7 @@ describe('hard-way.ts with `capstan run --lab` (seed 003 without hardware)', fun
     lab = await withLab(await labShapeFor('inventory/hard-way.yaml'));
     // What --lab adds to the controllers before the run (the stand-ins' Python modules), done first too.
     const controllers = lab.hosts.filter((h) => h.groups.includes('controllers')).map((h) => h.name);
-    await runOnLabHosts(lab, controllers, `DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ${HARDWAY_HOST_PACKAGES.join(' ')} >/dev/null`);
+    await runOnLabHosts(lab, controllers, hardWayHostScript(HARDWAY_HOST_PACKAGES));
     rmSync(join(lab.dir, 'pki'), { recursive: true, force: true });
   });
 

@@ -6,6 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
 import type { LabState } from '../../runner/lab/index.js';
+import { hardWayHostScript } from '../../runner/lab-run.js';
+import { runOnLabHosts } from '../../runner/lab/standins.js';
 import { withLab, sshToLab } from '../helpers/lab.js';
 import { capstan, eventsOf, recapOf, CLI_OUTPUT_LOG, type CliResult } from '../helpers/cli.js';
 import { buildHardWayBinaries, HARDWAY_HOST_PACKAGES, serveFiles } from '../lab/hardway.js';
@@ -119,12 +121,7 @@ describe('the hard way (seed 003): control plane, etcd, nginx, RBAC and HAProxy 
   before(async function () {
     this.timeout(900_000);
     lab = await withLab([...CONTROLLERS.map((name) => ({ name, groups: ['controllers'] })), { name: 'loadbalancer', groups: ['loadbalancer'] }]);
-    await Promise.all(
-      CONTROLLERS.map(async (host) => {
-        const result = await ssh(host, `DEBIAN_FRONTEND=noninteractive apt-get install -y -q ${HARDWAY_HOST_PACKAGES.join(' ')} >/dev/null 2>&1 || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q ${HARDWAY_HOST_PACKAGES.join(' ')}; }`);
-        if (result.code !== 0) throw new Error(`installing ${HARDWAY_HOST_PACKAGES.join(' ')} on ${host} failed: ${result.stdout}${result.stderr}`);
-      }),
-    );
+    await runOnLabHosts(lab, CONTROLLERS, hardWayHostScript(HARDWAY_HOST_PACKAGES));
     work = mkdtempSync(join(tmpdir(), 'capstan-hard-way-'));
     pkiDir = join(work, 'pki');
     const binaries = await buildHardWayBinaries(join(work, 'bin'));
