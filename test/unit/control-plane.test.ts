@@ -5,8 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { loadInventory, parseInventory, type Inventory } from '../../runner/inventory/index.js';
-import { PlayResult, type Playbook, type PlaybookContext, type PlayOptions } from '../../runner/playbook.js';
+import { loadInventory, parseInventory } from '../../runner/inventory/index.js';
 import type { HostView } from '../../runner/task.js';
 import { parseFacts } from '../../runner/facts.js';
 import {
@@ -35,6 +34,7 @@ import {
 import hardWay, { binarySource, firstServiceIp, HARD_WAY_BINARIES, readHardWayVars } from '../../playbooks/hard-way.js';
 import { VarReader } from '../../playbooks/vars.js';
 import { localHost, run } from '../helpers/local.js';
+import { plays } from '../helpers/plays.js';
 
 /** Seed 003's kube-apiserver.service heredoc as it lands on disk (`\\` → `\`), INTERNAL_IP=10.240.0.10. */
 const SEED_APISERVER_UNIT = `[Unit]
@@ -496,28 +496,6 @@ describe('control plane: HTTP checks (curl, against a loopback server)', () => {
 
 /* ------------------------------------------------------------------ the playbook, planned */
 
-interface RecordedPlay {
-  title: string;
-  pattern: string;
-  tasks: string[];
-  options: PlayOptions;
-}
-
-async function plays(book: Playbook, inventory: Inventory, extraVars: Record<string, unknown> = {}): Promise<RecordedPlay[]> {
-  const recorded: RecordedPlay[] = [];
-  const ctx: PlaybookContext = {
-    checkMode: false,
-    planning: true,
-    extraVars,
-    inventory,
-    play: async (title, pattern, tasks, options = {}) => {
-      recorded.push({ title, pattern, tasks: tasks.map((t) => t.static?.id ?? `${t.kind}*`), options });
-      return new PlayResult(title, new Map(), true);
-    },
-  };
-  await book.body(ctx);
-  return recorded;
-}
 
 const SHA = { kube_apiserver_sha256: 'a'.repeat(64), kube_controller_manager_sha256: 'b'.repeat(64), kube_scheduler_sha256: 'c'.repeat(64), kubectl_sha256: 'd'.repeat(64) };
 

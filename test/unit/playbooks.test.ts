@@ -1,38 +1,15 @@
 import { expect } from 'chai';
 import { fileURLToPath } from 'node:url';
 import { loadInventory, parseInventory, type Inventory } from '../../runner/inventory/index.js';
-import { PlayResult, type Playbook, type PlaybookContext, type PlayOptions } from '../../runner/playbook.js';
+import type { Playbook } from '../../runner/playbook.js';
 import { planPlaybook } from '../../runner/run.js';
 import { exampleInventoryOf, labHostSpecs, sameShape } from '../../runner/lab-run.js';
 import singleNode from '../../playbooks/single-node.js';
 import piCluster from '../../playbooks/pi-cluster.js';
 import stackedHa from '../../playbooks/stacked-ha.js';
 import { LAB_VARS, VarReader, clusterSource, readClusterVars } from '../../playbooks/vars.js';
+import { plays, type RecordedPlay } from '../helpers/plays.js';
 
-interface RecordedPlay {
-  title: string;
-  pattern: string;
-  /** Task ids; per-host tasks (bound only when a host is known) as `<kind>*`. */
-  tasks: string[];
-  options: PlayOptions;
-}
-
-/** Runs a playbook's body as the planning pass does (no host contacted) and records its plays. */
-async function plays(book: Playbook, inventory: Inventory, extraVars: Record<string, unknown> = {}): Promise<RecordedPlay[]> {
-  const recorded: RecordedPlay[] = [];
-  const ctx: PlaybookContext = {
-    checkMode: false,
-    planning: true,
-    extraVars,
-    inventory,
-    play: async (title, pattern, tasks, options = {}) => {
-      recorded.push({ title, pattern, tasks: tasks.map((t) => t.static?.id ?? `${t.kind}*`), options });
-      return new PlayResult(title, new Map(), true);
-    },
-  };
-  await book.body(ctx);
-  return recorded;
-}
 
 const inventory = (name: string) => loadInventory(fileURLToPath(new URL(`../../inventory/${name}.yaml`, import.meta.url)));
 const summary = (recorded: RecordedPlay[]) => recorded.map((p) => `${p.title} @ ${p.pattern}${Object.keys(p.options).length ? ` ${JSON.stringify(p.options)}` : ''}: ${p.tasks.join(' ')}`);
