@@ -1,6 +1,7 @@
 import { execFile, spawn } from 'node:child_process';
 import { promisify } from 'node:util';
-import { labStatus, labUp, type LabHost, type LabHostSpec, type LabState } from '../../runner/lab/index.js';
+import { InputError } from '../../runner/errors.js';
+import { assertLabSupported, labStatus, labUp, type LabHost, type LabHostSpec, type LabState } from '../../runner/lab/index.js';
 import { normalizeHostSpecs } from '../../runner/lab/spec.js';
 
 const exec = promisify(execFile);
@@ -15,6 +16,16 @@ export interface SshResult {
 /** The lab's hosts as [name, groups, vars], to compare a running lab with the one asked for. */
 function shape(hosts: readonly { name: string; groups: string[]; vars: Record<string, unknown> }[]): string {
   return JSON.stringify(hosts.map((host) => [host.name, host.groups, host.vars]));
+}
+
+/** For mocha `before` hooks: skips the suite where the lab cannot run (not root, a program missing); any other error fails it. */
+export function skipUnlessLabSupported(context: Mocha.Context): void {
+  try {
+    assertLabSupported();
+  } catch (error) {
+    if (error instanceof InputError) context.skip();
+    throw error;
+  }
 }
 
 /**

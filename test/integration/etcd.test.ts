@@ -2,11 +2,10 @@ import { expect } from 'chai';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { InputError } from '../../runner/errors.js';
-import { assertLabSupported, labDown, type LabState } from '../../runner/lab/index.js';
+import { labDown, type LabState } from '../../runner/lab/index.js';
 import type { HostView } from '../../runner/task.js';
 import { ensureEtcdMember, etcdHealthy, renderEtcdUnit, type EtcdMemberParams } from '../../tasks/etcd.js';
-import { sshToLab, withLab, type SshResult } from '../helpers/lab.js';
+import { skipUnlessLabSupported, sshToLab, withLab, type SshResult } from '../helpers/lab.js';
 import { runTasks } from '../helpers/tasks.js';
 import { makeTestPki } from '../lab/hardway.js';
 
@@ -51,12 +50,7 @@ describe('etcd cluster over TLS (tasks/etcd.ts) on 3 lab hosts', function () {
   const hashState = 'find /etc /var/lib -xdev \\( -type f -o -type l \\) -print0 2>/dev/null | sort -z | xargs -0 sha256sum 2>/dev/null | sha256sum';
 
   before(async function () {
-    try {
-      assertLabSupported();
-    } catch (error) {
-      if (error instanceof InputError) this.skip();
-      throw error;
-    }
+    skipUnlessLabSupported(this);
     lab = await withLab(3);
     members = lab.hosts.map((host) => ({ name: host.name, ip: host.address }));
     pki = await makeTestPki(mkdtempSync(join(tmpdir(), 'capstan-etcd-pki-')), [

@@ -3,11 +3,10 @@ import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { InputError } from '../../runner/errors.js';
-import { assertLabSupported, labDown, type LabState } from '../../runner/lab/index.js';
+import { labDown, type LabState } from '../../runner/lab/index.js';
 import type { HostView } from '../../runner/task.js';
 import { ensureEtcdMember, etcdHealthy } from '../../tasks/etcd.js';
-import { sshToLab, withLab, type SshResult } from '../helpers/lab.js';
+import { skipUnlessLabSupported, sshToLab, withLab, type SshResult } from '../helpers/lab.js';
 import { runTasks } from '../helpers/tasks.js';
 import { buildHardWayBinaries, HARDWAY_HOST_PACKAGES, makeTestKubeconfig, makeTestPki, serveFiles, type StandInBinary } from '../lab/hardway.js';
 import { KUBELET_API_RBAC_MANIFEST } from '../../tasks/control-plane.js';
@@ -138,12 +137,7 @@ leaderElection:
   }
 
   before(async function () {
-    try {
-      assertLabSupported();
-    } catch (error) {
-      if (error instanceof InputError) this.skip();
-      throw error;
-    }
+    skipUnlessLabSupported(this);
     work = mkdtempSync(join(tmpdir(), 'capstan-hardway-'));
     const [state, built] = await Promise.all([withLab(3), buildHardWayBinaries(join(work, 'bin'))]);
     lab = state;

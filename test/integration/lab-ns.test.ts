@@ -2,10 +2,9 @@ import { expect } from 'chai';
 import { existsSync, readFileSync, readdirSync, readlinkSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse } from 'yaml';
-import { InputError } from '../../runner/errors.js';
-import { assertLabSupported, labDownLight, labStatusLight, labUpLight, type LabState } from '../../runner/lab/index.js';
+import { labDownLight, labStatusLight, labUpLight, type LabState } from '../../runner/lab/index.js';
 import { BRIDGE, LAB_NET, hostAddress, netnsName, vethName } from '../../runner/lab/paths.js';
-import { sshToLab } from '../helpers/lab.js';
+import { skipUnlessLabSupported, sshToLab } from '../helpers/lab.js';
 
 const HOSTS = 5;
 
@@ -75,12 +74,7 @@ describe('light lab (namespace hosts: sshd as PID 1, no systemd)', function () {
   let state: LabState | undefined;
 
   before(async function () {
-    try {
-      assertLabSupported();
-    } catch (error) {
-      if (error instanceof InputError) this.skip();
-      throw error;
-    }
+    skipUnlessLabSupported(this);
     state = await labUpLight({ hosts: HOSTS });
   });
 

@@ -18,7 +18,7 @@ import {
   stopHost,
   type LabState,
 } from '../../runner/lab/index.js';
-import { sshToLab, withLab } from '../helpers/lab.js';
+import { skipUnlessLabSupported, sshToLab, withLab } from '../helpers/lab.js';
 import { BRIDGE, LAB_NET, hostAddress, netnsName } from '../../runner/lab/paths.js';
 
 /** True when something accepts a TCP connection on `address:port` within a second. */
@@ -67,12 +67,7 @@ describe('capstan lab (systemd-nspawn hosts)', function () {
   let state: LabState;
 
   before(async function () {
-    try {
-      assertLabSupported();
-    } catch (error) {
-      if (error instanceof InputError) this.skip();
-      throw error;
-    }
+    skipUnlessLabSupported(this);
     state = await withLab(3);
   });
 

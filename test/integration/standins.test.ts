@@ -1,8 +1,7 @@
 import { expect } from 'chai';
 import { X509Certificate, createHash } from 'node:crypto';
-import { InputError } from '../../runner/errors.js';
-import { assertLabSupported, labDown, type LabState } from '../../runner/lab/index.js';
-import { sshToLab, withLab, type SshResult } from '../helpers/lab.js';
+import { labDown, type LabState } from '../../runner/lab/index.js';
+import { skipUnlessLabSupported, sshToLab, withLab, type SshResult } from '../helpers/lab.js';
 import { installKubernetesStandIns } from '../lab/install.js';
 
 /**
@@ -28,12 +27,7 @@ describe('Kubernetes stand-ins on lab hosts (kubeadm, kubelet, kubectl)', functi
   }
 
   before(async function () {
-    try {
-      assertLabSupported();
-    } catch (error) {
-      if (error instanceof InputError) this.skip();
-      throw error;
-    }
+    skipUnlessLabSupported(this);
     lab = await withLab(3);
     ip = (host) => lab.hosts.find((candidate) => candidate.name === host)!.address;
     await installKubernetesStandIns(lab);
