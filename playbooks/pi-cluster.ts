@@ -36,12 +36,10 @@ import {
   ensurePackages,
   ensureService,
   ensureSwapOff,
-  kubeadmInit,
-  kubeadmJoin,
   preflight,
   KUBERNETES_PROCESSES,
 } from '../tasks/index.js';
-import { clusterReadyTasks, clusterSource, containerRuntimeTasks, firstControlPlaneTasks, groupsPattern, hostsOf, kernelPrepTasks, kubernetesPackageTasks, readClusterVars, requiredPorts } from './vars.js';
+import { clusterSource, groupsPattern, hostsOf, kernelPrepTasks, readClusterVars, requiredPorts, singleControlPlaneCluster } from './vars.js';
 
 /** The example inventory this playbook is written for; `capstan run playbooks/pi-cluster.ts --lab` builds lab hosts shaped like it. */
 export const exampleInventory = new URL('../inventory/home.yaml', import.meta.url);
@@ -97,20 +95,5 @@ export default playbook('pi-cluster', async (ctx) => {
     ]);
   }
 
-  await play('container runtime', nodes, containerRuntimeTasks(vars));
-
-  await play('kubernetes packages', nodes, kubernetesPackageTasks(vars));
-
-  const init = kubeadmInit({ podSubnet: vars.podNetworkCidr });
-  const initPlay = await play(
-    'control plane',
-    'control_plane[0]',
-    firstControlPlaneTasks(init, vars),
-    { runOnce: true },
-  );
-
-  // Tokens are minted just before each join (15 min), so a Pi added later never meets an expired one.
-  const joinPlay = inventory.groups.has('workers') ? await play('join workers', 'workers', [kubeadmJoin({ cluster: initPlay.value(init) })]) : undefined;
-
-  await play('cluster ready', 'control_plane[0]', clusterReadyTasks(vars, [initPlay, joinPlay]), { runOnce: true });
+  await singleControlPlaneCluster(ctx, nodes, vars);
 });

@@ -29,12 +29,10 @@
 import { InputError, playbook } from '../runner/index.js';
 import {
   ensureSwapOff,
-  kubeadmInit,
-  kubeadmJoin,
   preflight,
   KUBERNETES_PROCESSES,
 } from '../tasks/index.js';
-import { clusterReadyTasks, clusterSource, containerRuntimeTasks, firstControlPlaneTasks, groupsPattern, hostsOf, kernelPrepTasks, kubernetesPackageTasks, readClusterVars, requiredPorts } from './vars.js';
+import { clusterSource, groupsPattern, hostsOf, kernelPrepTasks, readClusterVars, requiredPorts, singleControlPlaneCluster } from './vars.js';
 
 /** The example inventory this playbook is written for; `capstan run playbooks/single-node.ts --lab` builds lab hosts shaped like it. */
 export const exampleInventory = new URL('../inventory/single.yaml', import.meta.url);
@@ -66,20 +64,5 @@ export default playbook('single-node', async (ctx) => {
     ...kernelPrepTasks(),
   ]);
 
-  await play('container runtime', nodes, containerRuntimeTasks(vars));
-
-  await play('kubernetes packages', nodes, kubernetesPackageTasks(vars));
-
-  const init = kubeadmInit({ podSubnet: vars.podNetworkCidr });
-  const initPlay = await play(
-    'control plane',
-    'control_plane[0]',
-    firstControlPlaneTasks(init, vars),
-    { runOnce: true },
-  );
-
-  // An inventory without a workers group is a one-node cluster.
-  const joinPlay = inventory.groups.has('workers') ? await play('join workers', 'workers', [kubeadmJoin({ cluster: initPlay.value(init) })]) : undefined;
-
-  await play('cluster ready', 'control_plane[0]', clusterReadyTasks(vars, [initPlay, joinPlay]), { runOnce: true });
+  await singleControlPlaneCluster(ctx, nodes, vars);
 });

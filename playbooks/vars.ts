@@ -31,6 +31,8 @@ import {
   ensureSysctl,
   fetchKubeconfig,
   installCni,
+  kubeadmInit,
+  kubeadmJoin,
   kubernetesMinor,
   kubernetesRepo,
   smokeTest,
@@ -361,6 +363,23 @@ export function clusterReadyTasks(vars: ClusterVars, nodePlays: readonly (PlayRe
     waitForNodesReady({ timeoutSeconds: vars.nodesReadyTimeout, ...(joined > 0 ? { expected: joined } : {}) }),
     ...(vars.smokeTest ? [smokeTest({ timeoutSeconds: vars.nodesReadyTimeout })] : []),
   ];
+}
+
+/**
+ * From the container runtime to a Ready cluster with one control plane, as seeds 000 and 001 go on
+ * after node preparation: containerd, the Kubernetes packages, `kubeadm init` on the first control
+ * plane (with {@link firstControlPlaneTasks}), workers joined (each with a token minted just before
+ * its join, so a node added later never meets an expired one; no workers group: a one-node
+ * cluster), then {@link clusterReadyTasks}.
+ */
+export async function singleControlPlaneCluster(ctx: Pick<PlaybookContext, 'play' | 'inventory'>, nodes: string, vars: ClusterVars): Promise<void> {
+  const { play, inventory } = ctx;
+  await play('container runtime', nodes, containerRuntimeTasks(vars));
+  await play('kubernetes packages', nodes, kubernetesPackageTasks(vars));
+  const init = kubeadmInit({ podSubnet: vars.podNetworkCidr });
+  const initPlay = await play('control plane', 'control_plane[0]', firstControlPlaneTasks(init, vars), { runOnce: true });
+  const joinPlay = inventory.groups.has('workers') ? await play('join workers', 'workers', [kubeadmJoin({ cluster: initPlay.value(init) })]) : undefined;
+  await play('cluster ready', 'control_plane[0]', clusterReadyTasks(vars, [initPlay, joinPlay]), { runOnce: true });
 }
 
 /** The ports a node needs free before it joins (seeds 000/001: 6443 on control planes, 10250 everywhere). */
