@@ -15,6 +15,7 @@ export { ensureContainerdCgroup, ensureDockerCgroupDriver } from './containerd.j
 export { ensureService, restartService, reloadService, ensureSystemdUnit } from './systemd.js';
 export { ensureAlternatives, ensureIptablesLegacy, ensureHostsEntries, ensureHostname, ensureKubeletExtraArgs } from './system.js';
 export { preflight, KUBERNETES_PROCESSES } from './preflight.js';
+export { ensureFirewallPorts, firewallPortsForRole, type FirewallRole, type RolePortsParams } from './firewall.js';
 
 // API server front ends (seeds 002, 003, 004)
 export { ensureHaproxy, ensureHaproxyConfig, renderHaproxyConfig, type HaproxyParams, type HaproxyServer } from './haproxy.js';
