@@ -39,7 +39,7 @@ import {
   preflight,
   KUBERNETES_PROCESSES,
 } from '../tasks/index.js';
-import { clusterSource, groupsPattern, hostsOf, kernelPrepTasks, readClusterVars, requiredPorts, singleControlPlaneCluster } from './vars.js';
+import { clusterSource, groupsPattern, hostsOf, kernelPrepTasks, readClusterVars, requiredPorts, requireHostIps, singleControlPlaneCluster } from './vars.js';
 
 /** The example inventory this playbook is written for; `capstan run playbooks/pi-cluster.ts --lab` builds lab hosts shaped like it. */
 export const exampleInventory = new URL('../inventory/home.yaml', import.meta.url);
@@ -69,6 +69,8 @@ export default playbook('pi-cluster', async (ctx) => {
   const rebootTimeout = source.integer('reboot_timeout', 600, 30, 7200);
   /** `watchdog`: install and enable the watchdog daemon. */
   const watchdog = source.bool('watchdog', false);
+  // kubeadm init's --apiserver-advertise-address (and the join endpoint): an IP address, checked before any connection.
+  requireHostIps(inventory, 'control_plane');
   const nodes = groupsPattern(inventory, 'control_plane', 'workers');
 
   await preflight(ctx, nodes, {

@@ -32,7 +32,7 @@ import {
   preflight,
   KUBERNETES_PROCESSES,
 } from '../tasks/index.js';
-import { clusterSource, groupsPattern, hostsOf, kernelPrepTasks, readClusterVars, requiredPorts, singleControlPlaneCluster } from './vars.js';
+import { clusterSource, groupsPattern, hostsOf, kernelPrepTasks, readClusterVars, requiredPorts, requireHostIps, singleControlPlaneCluster } from './vars.js';
 
 /** The example inventory this playbook is written for; `capstan run playbooks/single-node.ts --lab` builds lab hosts shaped like it. */
 export const exampleInventory = new URL('../inventory/single.yaml', import.meta.url);
@@ -50,6 +50,8 @@ export default playbook('single-node', async (ctx) => {
   if (controlPlanes.length > 1) {
     throw new InputError(`single-node.ts sets up one control plane, but control_plane lists ${controlPlanes.join(', ')}: use playbooks/stacked-ha.ts for several`);
   }
+  // kubeadm init's --apiserver-advertise-address (and the join endpoint): an IP address, checked before any connection.
+  requireHostIps(inventory, 'control_plane');
   const nodes = groupsPattern(inventory, 'control_plane', 'workers');
 
   await preflight(ctx, nodes, {

@@ -9,12 +9,16 @@
  *                        the VIP's `vip_hostname`) in every node's /etc/hosts
  *   prepare nodes        swap off, overlay + br_netfilter, the sysctls; iptables-legacy (seed 002:
  *                        update-alternatives for iptables, ip6tables, arptables, ebtables)
- *   RHEL-family hosts    SELinux permissive; Docker's and pkgs.k8s.io's yum repositories (the latter
- *                        with exclude=kubelet kubeadm kubectl cri-tools kubernetes-cni); containerd.io;
+ *   RHEL-family hosts    SELinux permissive; Docker's yum repository of the host's distribution (CentOS,
+ *                        RHEL or Fedora tree) and pkgs.k8s.io's (exclude=kubelet kubeadm kubectl
+ *                        cri-tools kubernetes-cni); containerd.io (+ docker-ce with docker_engine; Fedora
+ *                        with containerd_source: distro: containerd, moby-engine; other RHEL: refused);
  *                        `yum install kubelet kubeadm kubectl --disableexcludes=kubernetes`
- *   container runtime    containerd.io (Debian/Ubuntu: Docker's apt repository), SystemdCgroup = true
+ *   container runtime    containerd.io (Debian/Ubuntu: Docker's apt repository), SystemdCgroup = true,
+ *                        containerd (and docker) enabled and running
  *   kubernetes           pkgs.k8s.io, kubelet kubeadm kubectl held, kubelet enabled, and
- *                        KUBELET_EXTRA_ARGS=--node-ip=<ip> in /etc/default/kubelet (seed 002)
+ *                        KUBELET_EXTRA_ARGS=--node-ip=<ip> in /etc/default/kubelet (seed 002; RHEL:
+ *                        /etc/sysconfig/kubelet); every node's ip checked before any connection
  *   load balancer        seed 002: haproxy on the balancer, <balancer ip>:6443 → control planes :6443,
  *                        TCP checks, fall 3 rise 2. Seed 004: on every control plane haproxy *:8888 →
  *                        control planes :6443 with /healthz checks, and keepalived holding the VIP
@@ -53,7 +57,8 @@ import {
   ensureYumRepo,
   ensureRpmPackages,
   kubernetesYumRepo,
-  dockerYumRepo,
+  ensureDockerYumRepo,
+  rpmContainerRuntimePackages,
   type HaproxyServer,
 } from '../tasks/index.js';
 import {
@@ -67,10 +72,12 @@ import {
   isDebianFamily,
   isRhelFamily,
   kernelPrepTasks,
+  kubeletRunning,
   kubernetesPackageTasks,
   plannedHostname,
   readClusterVars,
   requiredPorts,
+  requireHostIps,
   VarReader,
 } from './vars.js';
 
@@ -111,6 +118,8 @@ export default playbook('stacked-ha', async (ctx) => {
   const vipPort = source.integer('vip_port', 8888, 1, 65535);
   const vipHostname = source.optionalString('vip_hostname', HOSTNAME, 'a host name');
   if (balancers.length > 1) throw new InputError(`the balancer group lists ${balancers.map((b) => b.name).join(', ')}: seed 002 has one balancer (for two, use the VIP variant)`);
+  // Every node's address (node-ip, /etc/hosts, advertise addresses, backends) and the balancer's, checked before any connection.
+  requireHostIps(inventory, 'control_plane', 'workers', 'balancer');
   const balancerIp = balancers[0] ? hostIp(balancers[0]) : undefined;
   const endpoint = source.string('control_plane_endpoint', variant === 'balancer' ? `${balancerIp}:6443` : `${vip}:${vipPort}`, /^[A-Za-z0-9.-]+:\d{1,5}$/, 'host:port');
   // haproxy's backends: every control plane's API server (their addresses are checked here, before any connection).
@@ -159,8 +168,10 @@ export default playbook('stacked-ha', async (ctx) => {
   // Seed 004's CentOS 9: nothing here runs on Debian-family hosts (reported as skipped there).
   await play('RHEL-family hosts', nodes, [
     ensureSelinuxPermissive(rhelOnly),
-    ensureYumRepo(dockerYumRepo(), rhelOnly),
-    ensureRpmPackages(['containerd.io'], {}, rhelOnly),
+    // Docker's tree for the host's distribution (Fedora has its own); containerd_source and docker_engine as on Debian,
+    // and a clear failure naming the host where the distribution cannot provide them.
+    ...(vars.containerdSource === 'docker' ? [ensureDockerYumRepo(rhelOnly)] : []),
+    ensureRpmPackages((host) => rpmContainerRuntimePackages(host.name, host.facts.osId, vars.containerdSource, vars.dockerEngine), {}, rhelOnly),
     ...(vars.kubernetesPackages === 'pkgs.k8s.io'
       ? [ensureYumRepo(kubernetesYumRepo(vars.kubernetesVersion), rhelOnly), ensureRpmPackages(['kubelet', 'kubeadm', 'kubectl'], { disableExcludes: 'kubernetes' }, rhelOnly)]
       : []),
@@ -171,7 +182,8 @@ export default playbook('stacked-ha', async (ctx) => {
   await play('kubernetes packages', nodes, [
     ...kubernetesPackageTasks(vars, debianOnly),
     // The kubelet reads it at its next start: kubeadm init/join (re)start it; it loops until then.
-    ensureKubeletExtraArgs({ nodeIp: (host) => hostIp(host) }, debianOnly),
+    // /etc/default/kubelet on Debian, /etc/sysconfig/kubelet on the RHEL family (the packages' drop-ins read those).
+    ensureKubeletExtraArgs({ nodeIp: (host) => hostIp(host) }),
   ]);
 
   if (variant === 'balancer') {
@@ -209,11 +221,11 @@ export default playbook('stacked-ha', async (ctx) => {
   const cluster = initPlay.value(init);
 
   // One at a time: each join adds an etcd member, and two at once race on etcd's membership.
-  const controlPlaneJoins = await play('join control planes', 'control_plane[1:]', [kubeadmJoin({ cluster, controlPlane: true }), ensureKubeconfig({ user: vars.kubeconfigUser })], {
+  const controlPlaneJoins = await play('join control planes', 'control_plane[1:]', [kubeadmJoin({ cluster, controlPlane: true }), kubeletRunning(), ensureKubeconfig({ user: vars.kubeconfigUser })], {
     serial: 1,
   });
 
-  const workerJoins = inventory.groups.has('workers') ? await play('join workers', 'workers', [kubeadmJoin({ cluster })]) : undefined;
+  const workerJoins = inventory.groups.has('workers') ? await play('join workers', 'workers', [kubeadmJoin({ cluster }), kubeletRunning()]) : undefined;
 
   await play('cluster ready', 'control_plane[0]', clusterReadyTasks(vars, [initPlay, controlPlaneJoins, workerJoins]), { runOnce: true });
 });

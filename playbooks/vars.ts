@@ -31,6 +31,7 @@ import {
   ensureSysctl,
   fetchKubeconfig,
   installCni,
+  isRhelFamilyOs,
   kubeadmInit,
   kubeadmJoin,
   kubernetesMinor,
@@ -261,13 +262,41 @@ export function groupsPattern(inventory: Inventory, ...groups: string[]): string
   return present.join(':');
 }
 
-/** The address a host talks to the others on: its `ip` var, else ansible_host (pure). */
+/**
+ * The address a host talks to the others on (pure): its `ip` var, else ansible_host. It must be an
+ * IP address, not a name: kubeadm's --apiserver-advertise-address, the kubelet's --node-ip,
+ * haproxy's backends and keepalived's peers take addresses, and a name resolved on this machine
+ * may not be what the nodes resolve (mDNS `.local`, split DNS), or may change with DHCP after
+ * the certificates name the old one. ansible_host may stay a name for SSH when `ip` is set.
+ * The error names the host and the variable the value came from.
+ */
 export function hostIp(host: { name: string; vars: Readonly<Record<string, unknown>> }): string {
-  const value = host.vars.ip ?? host.vars.ansible_host;
+  const variable = host.vars.ip !== undefined && host.vars.ip !== null ? 'ip' : 'ansible_host';
+  const value = host.vars[variable];
   if (typeof value !== 'string' || isIP(value) === 0) {
-    throw new InputError(`host ${host.name}: set ip (or ansible_host) to its IP address; got ${JSON.stringify(value ?? null)}`, { host: host.name });
+    const what = value === undefined || value === null ? 'neither ip nor ansible_host is set' : `${variable} is ${JSON.stringify(value)}, not an IP address`;
+    throw new InputError(`host ${host.name}: ${what}; set ip to the host's IP address (ansible_host may stay a name for SSH)`, { host: host.name });
   }
   return value;
+}
+
+/**
+ * Checks, when the playbook is planned, that every host of `groups` has an IP address
+ * ({@link hostIp}), so a name (`ansible_host: pi-01.local`) is an input error naming the inventory,
+ * host and variable before any host is contacted — not a failed `kubeadm init` after node
+ * preparation. Returns each host's address, in inventory order.
+ */
+export function requireHostIps(inventory: Inventory, ...groups: string[]): Map<string, string> {
+  const addresses = new Map<string, string>();
+  for (const host of groups.flatMap((group) => hostsOf(inventory, group))) {
+    try {
+      addresses.set(host.name, hostIp(host));
+    } catch (error) {
+      if (!(error instanceof InputError)) throw error;
+      throw new InputError(`inventory ${inventory.source}: ${error.message}`, { host: host.name });
+    }
+  }
+  return addresses;
 }
 
 /** The host's `hostname` var (seed 004's `hostnamectl set-hostname node1.internal`), if any. */
@@ -278,7 +307,7 @@ export function plannedHostname(host: Pick<HostView, 'vars'>): string | undefine
 
 /** RHEL-family hosts (seed 004's CentOS 9): SELinux and yum instead of apt. */
 export function isRhelFamily(host: Pick<HostView, 'facts'>): boolean {
-  return ['rhel', 'centos', 'rocky', 'almalinux', 'fedora', 'ol'].includes(host.facts.osId);
+  return isRhelFamilyOs(host.facts.osId);
 }
 
 export function isDebianFamily(host: Pick<HostView, 'facts'>): boolean {
@@ -292,7 +321,10 @@ export function isDebianFamily(host: Pick<HostView, 'facts'>): boolean {
  * stacked-ha.ts runs them on Debian-family hosts and installs RHEL's with yum) (seeds 000/001): Docker's repository for the
  * host's distribution and architecture, then `containerd.io` (plus docker-ce and docker-ce-cli with
  * `docker_engine`, seed 001 on the Pi), or the distribution's `containerd`; then `SystemdCgroup = true`
- * in /etc/containerd/config.toml, starting from `containerd config default` (seeds 000–004).
+ * in /etc/containerd/config.toml, starting from `containerd config default` (seeds 000–004), and
+ * seed 002's daemon.json for Docker. containerd (and docker) are enabled at boot and running:
+ * Debian's packages enable them, Docker's rpms (seed 004's CentOS) do not, and a node whose
+ * runtime does not start after a reboot stays NotReady (seed 004: `systemctl enable --now containerd`).
  */
 export function containerRuntimeTasks(vars: Pick<ClusterVars, 'containerdSource' | 'dockerEngine'>, aptOptions: TaskOptions = {}): Task<unknown>[] {
   const docker = vars.containerdSource === 'docker';
@@ -300,8 +332,10 @@ export function containerRuntimeTasks(vars: Pick<ClusterVars, 'containerdSource'
   return [
     ...(docker ? [ensurePackages(['ca-certificates', 'curl', 'gnupg'], {}, aptOptions), ...ensureAptSource(dockerRepo(), aptOptions)] : []),
     ensurePackages([docker ? 'containerd.io' : 'containerd', ...engine], {}, aptOptions),
+    // After the config: a stopped containerd is started with SystemdCgroup = true, not restarted twice.
     ensureContainerdCgroup(),
-    ...(vars.dockerEngine ? [ensureDockerCgroupDriver()] : []),
+    ensureService('containerd', { enabled: true, running: true }),
+    ...(vars.dockerEngine ? [ensureDockerCgroupDriver(), ensureService('docker', { enabled: true, running: true })] : []),
   ];
 }
 
@@ -309,8 +343,9 @@ export function containerRuntimeTasks(vars: Pick<ClusterVars, 'containerdSource'
  * kubeadm, kubelet and kubectl, as `kubernetes_packages` says (seed 001): the pkgs.k8s.io
  * repository of `kubernetes_version` with its signing key, the three packages installed and held
  * (`apt-mark hold`); or nothing to install (preinstalled). Either way the kubelet is enabled
- * (`systemctl enable --now kubelet`: it restarts in a loop until kubeadm init or join configures it,
- * so only "enabled" is checked).
+ * before init/join, as kubeadm's install guide does (`systemctl enable --now kubelet`; kubeadm's
+ * preflight warns otherwise). It restarts in a loop until kubeadm init or join writes its
+ * configuration, so only "enabled" is checked here; {@link kubeletRunning} checks "active" after them.
  */
 export function kubernetesPackageTasks(vars: Pick<ClusterVars, 'kubernetesPackages' | 'kubernetesVersion'>, aptOptions: TaskOptions = {}): Task<unknown>[] {
   const fromRepo = vars.kubernetesPackages === 'pkgs.k8s.io';
@@ -327,6 +362,15 @@ export function kubernetesPackageTasks(vars: Pick<ClusterVars, 'kubernetesPackag
 }
 
 /**
+ * The kubelet running, checked after kubeadm init or join has configured it (before, it restarts
+ * in a loop): on a converged node that init/join leave alone, a stopped kubelet is started here.
+ * Its "enabled" is {@link kubernetesPackageTasks}' (the same unit, another aspect: no conflict).
+ */
+export function kubeletRunning(): Task<void> {
+  return ensureService('kubelet', { running: true });
+}
+
+/**
  * The kernel side of every kubeadm node (seeds 000–004): overlay and br_netfilter loaded now and at
  * boot, bridged traffic through iptables and IP forwarding. Swap comes before it in each playbook.
  */
@@ -339,13 +383,14 @@ export function kernelPrepTasks(): Task<unknown>[] {
 }
 
 /**
- * What follows `kubeadm init` on the first control plane, in every playbook: admin.conf as the
- * user's ~/.kube/config, the CNI with the pod CIDR, and (with `fetch_kubeconfig`) the cluster in
+ * What follows `kubeadm init` on the first control plane, in every playbook: the kubelet running,
+ * admin.conf as the user's ~/.kube/config, the CNI with the pod CIDR, and (with `fetch_kubeconfig`) the cluster in
  * this machine's kubeconfig.
  */
 export function firstControlPlaneTasks(init: Task<Cluster>, vars: ClusterVars): Task<unknown>[] {
   return [
     init,
+    kubeletRunning(),
     ensureKubeconfig({ user: vars.kubeconfigUser }),
     installCni({ name: vars.cni, podCidr: vars.podNetworkCidr, manifestUrl: vars.cniManifestUrl }),
     ...(vars.fetchKubeconfig ? [fetchKubeconfig({ context: vars.kubeconfigContext, ...(vars.kubeconfigPath ? { to: vars.kubeconfigPath } : {}) })] : []),
@@ -378,7 +423,7 @@ export async function singleControlPlaneCluster(ctx: Pick<PlaybookContext, 'play
   await play('kubernetes packages', nodes, kubernetesPackageTasks(vars));
   const init = kubeadmInit({ podSubnet: vars.podNetworkCidr });
   const initPlay = await play('control plane', 'control_plane[0]', firstControlPlaneTasks(init, vars), { runOnce: true });
-  const joinPlay = inventory.groups.has('workers') ? await play('join workers', 'workers', [kubeadmJoin({ cluster: initPlay.value(init) })]) : undefined;
+  const joinPlay = inventory.groups.has('workers') ? await play('join workers', 'workers', [kubeadmJoin({ cluster: initPlay.value(init) }), kubeletRunning()]) : undefined;
   await play('cluster ready', 'control_plane[0]', clusterReadyTasks(vars, [initPlay, joinPlay]), { runOnce: true });
 }
 

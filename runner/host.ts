@@ -54,9 +54,12 @@ const MISSING = 44;
 /**
  * The script behind every file write, on every transport. Atomic: content goes to a temp file in
  * the same directory, its size and sha256 are checked (a connection that drops mid-transfer gives
- * a short file, which is discarded — never renamed over the target), it gets its mode/owner, is
- * fsynced, then renamed over the target and the directory is fsynced. The target is therefore
- * always either the old or the new content.
+ * a short file, which is discarded — never renamed over the target), it is fsynced, then renamed over
+ * the target and the directory is fsynced. The target is therefore always either the old or the new content.
+ *
+ * The temp file gets its final owner, group and mode while it is still empty, each in one step from
+ * mktemp's 0600: a mode is never widened on the way (a 0644 moment would let anyone open a key file and
+ * keep reading it after the mode narrows). Owner before mode, because chown clears setuid/setgid bits.
  */
 export const ATOMIC_WRITE = `set -e
 p=$1 mode=$2 owner=$3 group=$4 size=$5 sum=$6 backup=$7
@@ -64,18 +67,13 @@ d=$(dirname -- "$p")
 t=$(mktemp "$d/.capstan.XXXXXX")
 trap 'rm -f -- "$t"' EXIT
 trap 'rm -f -- "$t"; exit 129' HUP INT TERM PIPE
+if [ -n "$owner" ]; then chown "$owner" -- "$t"; elif [ -e "$p" ]; then chown --reference="$p" -- "$t" 2>/dev/null || true; fi
+if [ -n "$group" ]; then chgrp "$group" -- "$t"; elif [ -e "$p" ]; then chgrp --reference="$p" -- "$t" 2>/dev/null || true; fi
+if [ -n "$mode" ]; then chmod "$mode" -- "$t"; elif [ -e "$p" ]; then chmod --reference="$p" -- "$t"; else chmod 0644 -- "$t"; fi
 cat > "$t"
 [ "$(wc -c < "$t")" -eq "$size" ] || { echo "capstan: short write ($(wc -c < "$t") of $size bytes); $p left unchanged" >&2; exit 90; }
 [ "$(sha256sum < "$t" | cut -d' ' -f1)" = "$sum" ] || { echo "capstan: checksum mismatch; $p left unchanged" >&2; exit 91; }
-if [ -e "$p" ]; then
-  chmod --reference="$p" -- "$t"; chown --reference="$p" -- "$t" 2>/dev/null || true
-  if [ "$backup" = 1 ]; then cp -p -- "$p" "$p.$(date +%Y%m%d%H%M%S).capstan-backup"; fi
-else
-  chmod 0644 -- "$t"
-fi
-[ -z "$mode" ] || chmod "$mode" -- "$t"
-[ -z "$owner" ] || chown "$owner" -- "$t"
-[ -z "$group" ] || chgrp "$group" -- "$t"
+if [ "$backup" = 1 ] && [ -e "$p" ]; then cp -p -- "$p" "$p.$(date +%Y%m%d%H%M%S).capstan-backup"; fi
 sync -- "$t" 2>/dev/null || sync
 mv -f -- "$t" "$p"
 trap - EXIT

@@ -9,7 +9,8 @@ import { requireAbsolutePath } from './validate.js';
  *
  * Seeds 000/001: `containerd config default | tee /etc/containerd/config.toml`,
  * `sed -i 's/SystemdCgroup = false/SystemdCgroup = true/g'`, `systemctl restart containerd`.
- * Seed 002: /etc/docker/daemon.json with `"exec-opts": ["native.cgroupdriver=systemd"]`, restart docker.
+ * Seed 002: /etc/docker/daemon.json with `"exec-opts": ["native.cgroupdriver=systemd"]` and
+ * `"log-driver": "journald"`, restart docker.
  *
  * The TOML is edited as text, guided and checked by a parser (smol-toml): the SystemdCgroup line
  * is replaced or inserted in its table, everything else — comments, order, quoting, indentation —
@@ -467,15 +468,26 @@ export function ensureContainerdCgroup(params: PerHostParams<ContainerdCgroupPar
 
 /* ------------------------------------------------------------------ ensureDockerCgroupDriver */
 
+/** What seed 002 writes to /etc/docker/daemon.json: the systemd cgroup driver and Docker's logs in the journal. */
+export interface DockerDaemonSettings {
+  cgroupDriver: 'systemd' | 'cgroupfs';
+  logDriver: string;
+}
+
+/** Seed 002's daemon.json: `"exec-opts": ["native.cgroupdriver=systemd"], "log-driver": "journald"`. */
+export const SEED_DOCKER_DAEMON: DockerDaemonSettings = { cgroupDriver: 'systemd', logDriver: 'journald' };
+
 /**
- * Sets `"exec-opts": ["native.cgroupdriver=<driver>"]` in daemon.json text (pure): other keys
- * and other exec-opts are kept, an existing native.cgroupdriver entry is replaced in place.
- * Text that already says so comes back unchanged; otherwise the JSON is written with two-space
- * indentation and a final newline. Missing or empty text is `{}`.
+ * Merges seed 002's settings into daemon.json text (pure): `"exec-opts"` gets
+ * `native.cgroupdriver=<driver>` (an existing native.cgroupdriver entry is replaced in place, other
+ * exec-opts are kept) and `"log-driver"` is set; every other key the file has is kept, in its
+ * order. Text that already says so comes back unchanged; otherwise the JSON is written with
+ * two-space indentation and a final newline. Missing or empty text is `{}`, which gives the seed's
+ * file with its keys in the seed's order.
  *
  * @throws when the text is not a JSON object (a broken daemon.json is not overwritten)
  */
-export function setDockerCgroupDriver(text: string | null, driver: 'systemd' | 'cgroupfs' = 'systemd'): string {
+export function editDockerDaemonJson(text: string | null, settings: DockerDaemonSettings = SEED_DOCKER_DAEMON): string {
   let doc: unknown = {};
   if (text !== null && text.trim() !== '') {
     try {
@@ -488,13 +500,15 @@ export function setDockerCgroupDriver(text: string | null, driver: 'systemd' | '
   const config = doc as Record<string, unknown>;
   const opts = config['exec-opts'] ?? [];
   if (!Array.isArray(opts) || !opts.every((o) => typeof o === 'string')) throw new Error('daemon.json "exec-opts" must be a list of strings');
-  const wanted = `native.cgroupdriver=${driver}`;
+  const wanted = `native.cgroupdriver=${settings.cgroupDriver}`;
   const isDriver = (o: string) => /^native\.cgroupdriver\s*=/.test(o);
-  if (opts.filter(isDriver).length === 1 && opts.includes(wanted) && text !== null && text.trim() !== '') return text;
+  const driverSet = opts.filter(isDriver).length === 1 && opts.includes(wanted);
+  if (driverSet && config['log-driver'] === settings.logDriver && text !== null && text.trim() !== '') return text;
   const at = opts.findIndex(isDriver);
   const rest = opts.filter((o) => !isDriver(o));
-  const next = at >= 0 ? [...rest.slice(0, at), wanted, ...rest.slice(at)] : [...rest, wanted];
-  return `${JSON.stringify({ ...config, 'exec-opts': next }, null, 2)}\n`;
+  const execOpts = at >= 0 ? [...rest.slice(0, at), wanted, ...rest.slice(at)] : [...rest, wanted];
+  // Spread order keeps the user's keys where they are; keys the file lacks come after them, exec-opts first (the seed's order).
+  return `${JSON.stringify({ ...config, 'exec-opts': execOpts, 'log-driver': settings.logDriver }, null, 2)}\n`;
 }
 
 export interface DockerCgroupParams {
@@ -505,10 +519,11 @@ export interface DockerCgroupParams {
 const DOCKER_CONFIG = '/etc/docker/daemon.json';
 
 /**
- * Ensures Docker uses the systemd cgroup driver (seed 002): `"exec-opts":
- * ["native.cgroupdriver=systemd"]` in /etc/docker/daemon.json, merged with the keys already there.
- * When docker.service exists it is restarted on a change and must come back active, and a running
- * daemon must report `docker info` CgroupDriver systemd.
+ * Ensures Docker runs with seed 002's daemon.json: the systemd cgroup driver (`"exec-opts":
+ * ["native.cgroupdriver=systemd"]`) and `"log-driver": "journald"`, merged into
+ * /etc/docker/daemon.json with the keys already there (see {@link editDockerDaemonJson}). When
+ * docker.service exists it is restarted on a change and must come back active, and a running
+ * daemon must report both in `docker info` (CgroupDriver systemd, LoggingDriver journald).
  *
  * @example ensureDockerCgroupDriver()
  */
@@ -517,21 +532,23 @@ export function ensureDockerCgroupDriver(params: PerHostParams<DockerCgroupParam
     {
       kind: 'docker-cgroup',
       id: (p) => `docker-cgroup:${p.path ?? DOCKER_CONFIG}`,
-      title: () => 'docker native.cgroupdriver=systemd',
+      title: () => `docker native.cgroupdriver=${SEED_DOCKER_DAEMON.cgroupDriver}, log-driver ${SEED_DOCKER_DAEMON.logDriver}`,
       validate: (p) => {
         if (p.path !== undefined) requireAbsolutePath('path', p.path);
       },
       async check(ctx, p) {
         const path = p.path ?? DOCKER_CONFIG;
         const current = await ctx.readText(path);
-        const desired = setDockerCgroupDriver(current);
+        const desired = editDockerDaemonJson(current);
         if (desired !== current) return [{ subject: 'content', file: path, current, desired }];
         const state = await probeService(ctx, 'docker', path);
         const drift = serviceDrift('docker', state);
         if (drift.length === 0 && state.activeState === 'active') {
-          const info = await ctx.probe(sh`docker info --format '{{.CgroupDriver}}'`);
-          const driver = info.stdout.trim();
-          if (info.code === 0 && driver !== 'systemd') drift.push({ subject: 'docker cgroup driver', current: driver, desired: 'systemd' });
+          // The effect, not the file: what the running daemon uses.
+          const info = await ctx.probe(sh`docker info --format '{{.CgroupDriver}} {{.LoggingDriver}}'`);
+          const [cgroupDriver = '', logDriver = ''] = info.stdout.trim().split(' ');
+          if (info.code === 0 && cgroupDriver !== SEED_DOCKER_DAEMON.cgroupDriver) drift.push({ subject: 'docker cgroup driver', current: cgroupDriver, desired: SEED_DOCKER_DAEMON.cgroupDriver });
+          if (info.code === 0 && logDriver !== SEED_DOCKER_DAEMON.logDriver) drift.push({ subject: 'docker log driver', current: logDriver, desired: SEED_DOCKER_DAEMON.logDriver });
         }
         return drift;
       },
@@ -540,7 +557,7 @@ export function ensureDockerCgroupDriver(params: PerHostParams<DockerCgroupParam
         if (drift.some((d) => d.subject === 'content')) {
           const current = await ctx.readText(path);
           await ctx.run(sh`mkdir -p -m 0755 -- ${path.replace(/\/[^/]+$/, '') || '/'}`);
-          await ctx.writeFile(path, setDockerCgroupDriver(current), current === null ? { mode: '0644' } : {});
+          await ctx.writeFile(path, editDockerDaemonJson(current), current === null ? { mode: '0644' } : {});
         }
         const state = await probeService(ctx, 'docker', path);
         if (state.loadState === 'loaded') await restartAndVerify(ctx, 'docker');

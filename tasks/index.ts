@@ -22,7 +22,7 @@ export { ensureHaproxy, ensureHaproxyConfig, renderHaproxyConfig, type HaproxyPa
 export { ensureKeepalived, ensureKeepalivedConfig, ensureCheckScript, type KeepalivedParams } from './keepalived.js';
 
 // RHEL family (seed 004 is CentOS 9)
-export { ensureSelinuxPermissive, ensureYumRepo, ensureRpmPackages, kubernetesYumRepo, dockerYumRepo, type YumRepoParams } from './rhel.js';
+export { ensureSelinuxPermissive, ensureYumRepo, ensureRpmPackages, kubernetesYumRepo, dockerYumRepo, ensureDockerYumRepo, isRhelFamilyOs, rpmContainerRuntimePackages, type YumRepoParams } from './rhel.js';
 
 // kubeadm lifecycle
 export { kubeadmInit, kubeadmJoin, type Cluster, type KubeadmInitParams, type KubeadmJoinParams } from './kubeadm.js';

@@ -1,5 +1,5 @@
 import { sh } from '../runner/quote.js';
-import { defineTask, type Drift, type PerHost, type PerHostParams, type Task, type TaskOptions } from '../runner/task.js';
+import { defineTask, type Drift, type HostView, type PerHost, type PerHostParams, type Task, type TaskOptions } from '../runner/task.js';
 import { kubernetesMinor } from './apt.js';
 
 /*
@@ -145,19 +145,74 @@ export function kubernetesYumRepo(version: string): YumRepoParams {
   return { id: 'kubernetes', name: 'Kubernetes', baseurl: base, enabled: true, gpgcheck: true, gpgkey: `${base}repodata/repomd.xml.key`, exclude: [...KUBERNETES_RPM_EXCLUDES] };
 }
 
+/** `ID` values of /etc/os-release for the RHEL family (seed 004's CentOS 9 and its relatives, Fedora). */
+export const RHEL_FAMILY_OS_IDS: readonly string[] = ['rhel', 'centos', 'rocky', 'almalinux', 'fedora', 'ol'];
+
+/** True for a RHEL-family `ID` (pure): yum/dnf and SELinux instead of apt. */
+export function isRhelFamilyOs(osId: string): boolean {
+  return RHEL_FAMILY_OS_IDS.includes(osId);
+}
+
 /**
- * Docker's CentOS/RHEL repository (docker-ce-stable), for containerd.io: the same source of
- * containerd the Debian playbooks use (seed 004 itself installs containerd from release tarballs).
+ * Which of Docker's rpm trees (download.docker.com/linux/<tree>/) serves a distribution (pure):
+ * Fedora and RHEL have their own (the CentOS tree has no Fedora release numbers: `$releasever`
+ * 40 would be a 404); CentOS Stream, Rocky, AlmaLinux and Oracle Linux use CentOS's, as Docker's
+ * install guide says for them. Not a RHEL-family ID: an error.
  */
-export function dockerYumRepo(): YumRepoParams {
+export function dockerRpmTree(osId: string): 'centos' | 'fedora' | 'rhel' {
+  if (!isRhelFamilyOs(osId)) throw new Error(`${JSON.stringify(osId)} is not a RHEL-family distribution (Docker's rpm repositories serve ${RHEL_FAMILY_OS_IDS.join(', ')})`);
+  return osId === 'fedora' ? 'fedora' : osId === 'rhel' ? 'rhel' : 'centos';
+}
+
+/**
+ * Docker's docker-ce-stable repository for a RHEL-family distribution (pure), as Docker's own
+ * docker-ce.repo for that tree (https://download.docker.com/linux/<tree>/docker-ce.repo) has it:
+ * containerd.io, and docker-ce with `docker_engine`. seed 004 itself installs containerd from
+ * release tarballs; the playbooks use the same source as on Debian.
+ *
+ * @example ensureYumRepo({ ...dockerYumRepo('centos'), baseurl: (host) => dockerYumRepo(host.facts.osId).baseurl })
+ */
+export function dockerYumRepo(osId = 'centos'): YumRepoParams {
+  const tree = dockerRpmTree(osId);
   return {
     id: 'docker-ce-stable',
     name: 'Docker CE Stable - $basearch',
-    baseurl: 'https://download.docker.com/linux/centos/$releasever/$basearch/stable',
+    baseurl: `https://download.docker.com/linux/${tree}/$releasever/$basearch/stable`,
     enabled: true,
     gpgcheck: true,
-    gpgkey: 'https://download.docker.com/linux/centos/gpg',
+    gpgkey: `https://download.docker.com/linux/${tree}/gpg`,
   };
+}
+
+/** Where containerd comes from on a RHEL-family host (the playbooks' `containerd_source`). */
+export type RpmContainerdSource = 'docker' | 'distro';
+
+/**
+ * The rpm packages of the container runtime on a RHEL-family host (pure), or an error that says
+ * why the combination cannot be set up there:
+ * - `docker`: containerd.io from Docker's repository (+ docker-ce docker-ce-cli with the engine);
+ * - `distro` on Fedora: Fedora's own `containerd` (+ its Docker Engine, moby-engine, as Debian's
+ *   docker.io is on Debian);
+ * - `distro` elsewhere: RHEL, CentOS Stream, Rocky, AlmaLinux and Oracle Linux ship no containerd
+ *   package (their runtimes are podman and CRI-O): an error naming the host.
+ */
+export function rpmContainerRuntimePackages(host: string, osId: string, source: RpmContainerdSource, dockerEngine: boolean): string[] {
+  if (source === 'docker') return ['containerd.io', ...(dockerEngine ? ['docker-ce', 'docker-ce-cli'] : [])];
+  if (osId !== 'fedora') {
+    throw new Error(`host ${host}: containerd_source: distro is not supported on ${osId || 'this distribution'}, which ships no containerd package; use containerd_source: docker (containerd.io from Docker's repository)`);
+  }
+  return ['containerd', ...(dockerEngine ? ['moby-engine'] : [])];
+}
+
+/**
+ * {@link ensureYumRepo} of Docker's repository for each host's distribution ({@link dockerYumRepo}
+ * of its os-release ID): one task, the tree chosen per host. Id: `yum-repo:docker-ce-stable`.
+ *
+ * @example ensureDockerYumRepo({ when: (host) => isRhelFamilyOs(host.facts.osId) })
+ */
+export function ensureDockerYumRepo(options?: TaskOptions): Task<void> {
+  const forHost = (host: HostView) => dockerYumRepo(host.facts.osId);
+  return ensureYumRepo({ ...dockerYumRepo(), baseurl: (host) => forHost(host).baseurl, gpgkey: (host) => forHost(host).gpgkey }, options);
 }
 
 export function yumRepoPath(id: string): string {

@@ -1,11 +1,12 @@
 import { isIP } from 'node:net';
 import { sh } from '../runner/quote.js';
 import { defineTask, type CheckContext, type Drift, type PerHost, type PerHostParams, type Task, type TaskOptions } from '../runner/task.js';
+import { isRhelFamilyOs } from './rhel.js';
 import { requireAbsolutePath } from './validate.js';
 
 /*
  * Host identity and system settings: update-alternatives, /etc/hosts, the hostname,
- * /etc/default/kubelet. Files are edited by the pure functions here (unit-tested against
+ * /etc/default/kubelet (RHEL: /etc/sysconfig/kubelet). Files are edited by the pure functions here (unit-tested against
  * fixtures) and written atomically.
  */
 
@@ -432,7 +433,14 @@ async function currentHostname(ctx: CheckContext): Promise<string> {
 
 /* ------------------------------------------------------------------ ensureKubeletExtraArgs */
 
-const KUBELET_DEFAULTS = '/etc/default/kubelet';
+/**
+ * The environment file kubeadm's kubelet drop-in (10-kubeadm.conf) reads KUBELET_EXTRA_ARGS from
+ * (pure): the deb packages' `EnvironmentFile=-/etc/default/kubelet`, the rpm packages'
+ * `EnvironmentFile=-/etc/sysconfig/kubelet` (pkgs.k8s.io ships both drop-ins that way).
+ */
+export function kubeletEnvironmentFile(osId: string): '/etc/default/kubelet' | '/etc/sysconfig/kubelet' {
+  return isRhelFamilyOs(osId) ? '/etc/sysconfig/kubelet' : '/etc/default/kubelet';
+}
 const EXTRA_ARGS_LINE = /^(\s*(?:export\s+)?KUBELET_EXTRA_ARGS=)(.*)$/;
 
 /** Splits an environment-file value into its quote character and content. */
@@ -446,7 +454,7 @@ function unquote(value: string): { quote: string; content: string; rest: string 
 }
 
 /**
- * Sets kubelet flags in /etc/default/kubelet's `KUBELET_EXTRA_ARGS` (read by kubeadm's drop-in as
+ * Sets kubelet flags in /etc/default/kubelet's (RHEL: /etc/sysconfig/kubelet's) `KUBELET_EXTRA_ARGS` (read by kubeadm's drop-in as
  * an EnvironmentFile), merging with the flags already there (pure; other lines byte for byte):
  * `--name=value` and `--name value` forms are replaced in place by `--name=value`, repeats of a
  * managed flag are dropped, new flags are appended. The value keeps its quotes; an unquoted value
@@ -499,12 +507,13 @@ export interface KubeletExtraArgsParams {
 }
 
 /**
- * Ensures kubelet flags in /etc/default/kubelet (seed 002:
- * `echo "KUBELET_EXTRA_ARGS='--node-ip=172.27.11.10'" > /etc/default/kubelet`), merged with the
- * flags already there (see {@link editKubeletExtraArgs}). The kubelet reads the file when it
- * starts: notify `restartService('kubelet')` to apply a change to a running kubelet. Run it after
- * the kubelet package is installed (dpkg would otherwise find a conffile it did not write).
- * Id: `kubelet-extra-args`.
+ * Ensures kubelet flags in the kubelet's environment file — /etc/default/kubelet on Debian and
+ * Ubuntu (seed 002: `echo "KUBELET_EXTRA_ARGS='--node-ip=172.27.11.10'" > /etc/default/kubelet`),
+ * /etc/sysconfig/kubelet on the RHEL family (see {@link kubeletEnvironmentFile}, chosen from the
+ * host's os-release) — merged with the flags already there (see {@link editKubeletExtraArgs}).
+ * The kubelet reads the file when it starts: notify `restartService('kubelet')` to apply a change
+ * to a running kubelet. Run it after the kubelet package is installed (dpkg would otherwise find a
+ * conffile it did not write). Id: `kubelet-extra-args`.
  *
  * @example ensureKubeletExtraArgs({ nodeIp: (host) => String(host.vars.node_ip) }, { notify: [restartService('kubelet')] })
  */
@@ -526,10 +535,11 @@ export function ensureKubeletExtraArgs(params: PerHostParams<KubeletExtraArgsPar
         if (p.nodeIp !== undefined && p.flags && 'node-ip' in p.flags) throw new Error('give node-ip once: as nodeIp or in flags');
         if (Object.keys(wanted(p)).length === 0) throw new Error('nothing to set: give nodeIp or flags');
       },
-      check: (ctx, p) => fileDrift(ctx, KUBELET_DEFAULTS, (text) => editKubeletExtraArgs(text, wanted(p))),
+      check: (ctx, p) => fileDrift(ctx, kubeletEnvironmentFile(ctx.host.facts.osId), (text) => editKubeletExtraArgs(text, wanted(p))),
       async apply(ctx, p) {
-        const current = (await ctx.readText(KUBELET_DEFAULTS)) ?? '';
-        await ctx.writeFile(KUBELET_DEFAULTS, editKubeletExtraArgs(current, wanted(p)));
+        const path = kubeletEnvironmentFile(ctx.host.facts.osId);
+        const current = (await ctx.readText(path)) ?? '';
+        await ctx.writeFile(path, editKubeletExtraArgs(current, wanted(p)));
       },
     },
     params,

@@ -192,6 +192,21 @@ export function serviceDrift(unit: string, state: UnitState, wanted: Pick<Servic
   return drift;
 }
 
+/**
+ * What a service task owns (pure): the unit itself (shared by every task on it) and, separately,
+ * each aspect it sets — enabled, running, the files it restarts on — so two tasks on one unit
+ * conflict only when they want different values of the same aspect.
+ */
+export function serviceClaims(p: Pick<ServiceParams, 'name' | 'enabled' | 'running' | 'restartOn'>): { id: string; desired: unknown }[] {
+  const id = `service:${shortName(p.name)}`;
+  return [
+    { id, desired: unitName(p.name) },
+    ...(p.enabled === undefined ? [] : [{ id: `${id}:enabled`, desired: p.enabled }]),
+    ...(p.running === undefined ? [] : [{ id: `${id}:running`, desired: p.running }]),
+    ...(p.restartOn === undefined ? [] : [{ id: `${id}:restart-on`, desired: [...p.restartOn].sort() }]),
+  ];
+}
+
 function isoSeconds(seconds: number): string {
   return new Date(seconds * 1000).toISOString().replace('.000Z', 'Z');
 }
@@ -232,7 +247,10 @@ export function ensureService(name: string, wanted: PerHostParams<Omit<ServicePa
       kind: 'service',
       id: (p) => `service:${shortName(p.name)}`,
       title: (p) => `service ${shortName(p.name)} ${[p.enabled === undefined ? '' : p.enabled ? 'enabled' : 'disabled', p.running === undefined ? '' : p.running ? 'running' : 'stopped'].filter(Boolean).join(', ')}`,
+      // Each aspect is claimed on its own: `{ enabled: true }` before kubeadm init and `{ running: true }`
+      // after it want compatible states of one unit; `enabled: true` here and `enabled: false` there do not.
       desired: (p) => ({ name: unitName(p.name), enabled: p.enabled, running: p.running, restartOn: p.restartOn ? [...p.restartOn].sort() : undefined }),
+      claims: (p) => serviceClaims(p),
       validate: validateService,
       async check(ctx, p) {
         const unit = unitName(p.name);

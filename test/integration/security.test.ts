@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, watch, writeFileSync } from 'node:fs';
+import { setTimeout as delay } from 'node:timers/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -18,6 +19,9 @@ import { ensureService, ensureSystemdUnit } from '../../tasks/systemd.js';
 import { capstan, eventsOf, recapOf, secretsIn, TEST_SECRETS } from '../helpers/cli.js';
 import { sshToLab, withLab } from '../helpers/lab.js';
 import { runTasks } from '../helpers/tasks.js';
+import { localHost } from '../helpers/local.js';
+import { sh } from '../../runner/quote.js';
+import { Secret } from '../../runner/secret.js';
 
 const exec = promisify(execFile);
 
@@ -605,5 +609,97 @@ describe('security: injection, secrets, file modes, host keys', function () {
       expect(message).to.include('capstan-lab'); // the lab's known_hosts path, which the scan must tell from the password
       expect(secretsIn(message)).to.deep.equal([]);
     });
+  });
+});
+
+/* ------------------------------------------------- modes seen while a file is written */
+
+describe('security: a written file is never seen with a wider mode than asked (inotify on the directory)', function () {
+  this.timeout(60_000);
+  let local: ReturnType<typeof localHost>;
+  let shims: string;
+  const savedPath = process.env.PATH;
+
+  before(() => {
+    local = localHost();
+    // chmod/chown/chgrp that hold the state they set for 300 ms: every intermediate mode lasts long enough
+    // for the watcher's stat, so a widening step cannot slip between two events unseen.
+    shims = mkdtempSync(join(tmpdir(), 'capstan-slow-'));
+    for (const tool of ['chmod', 'chown', 'chgrp']) {
+      writeFileSync(join(shims, tool), `#!/bin/sh\n/usr/bin/${tool} "$@"; status=$?; sleep 0.3; exit $status\n`, { mode: 0o755 });
+    }
+    process.env.PATH = `${shims}:${savedPath}`;
+  });
+
+  after(() => {
+    process.env.PATH = savedPath;
+    local?.cleanup();
+    if (shims) rmSync(shims, { recursive: true, force: true });
+  });
+
+  /**
+   * Runs `action` while an inotify watch (fs.watch) on `dir` stats every file an event names — attribute
+   * changes, creation, writes, renames — and returns the modes seen per file name in order (a file that
+   * is already gone again is skipped).
+   */
+  async function modesSeen(dir: string, action: () => Promise<unknown>): Promise<Map<string, string[]>> {
+    const seen = new Map<string, string[]>();
+    const watcher = watch(dir, (_event, name) => {
+      if (!name) return;
+      try {
+        const mode = (statSync(join(dir, name)).mode & 0o7777).toString(8).padStart(4, '0');
+        const modes = seen.get(name) ?? [];
+        if (modes.at(-1) !== mode) modes.push(mode);
+        seen.set(name, modes);
+      } catch {
+        // Removed or renamed away before the stat: its later name has its own event.
+      }
+    });
+    try {
+      await action();
+      await delay(100);
+    } finally {
+      watcher.close();
+    }
+    return seen;
+  }
+
+  it('the watcher catches a 0644-then-0600 sequence (what the write did before)', async () => {
+    const dir = mkdtempSync(join(local.dir, 'old-'));
+    const seen = await modesSeen(dir, () =>
+      local.host.run(sh`t=$(mktemp ${dir}/.capstan.XXXXXX) && chmod 0644 "$t" && chmod 0600 "$t" && mv -f "$t" ${dir}/key`),
+    );
+    const temp = [...seen.keys()].find((name) => name.startsWith('.capstan.'));
+    expect(temp, 'an event for the temp file').to.be.a('string');
+    expect(seen.get(temp!)).to.deep.equal(['0600', '0644', '0600']);
+  });
+
+  it('a new 0600 file and an existing 0640 file rewritten as 0600 are only ever seen as 0600, temp file and target', async () => {
+    const dir = mkdtempSync(join(local.dir, 'new-'));
+    const first = await modesSeen(dir, () => local.host.writeFile(join(dir, 'ca-key.pem'), new Secret('PRIVATE KEY\n'), { mode: '0600' }));
+    const temps = [...first.keys()].filter((name) => name.startsWith('.capstan.'));
+    expect(temps, 'events for the temp file').to.have.length(1);
+    expect(first.get(temps[0]!)).to.deep.equal(['0600']);
+    expect(first.get('ca-key.pem')).to.deep.equal(['0600']);
+    expect(readFileSync(join(dir, 'ca-key.pem'), 'utf8')).to.equal('PRIVATE KEY\n');
+
+    writeFileSync(join(dir, 'admin.conf'), 'old\n', { mode: 0o640 });
+    const second = await modesSeen(dir, () => local.host.writeFile(join(dir, 'admin.conf'), 'new\n', { mode: '0600' }));
+    for (const [name, modes] of second) expect(modes, name).to.deep.equal(['0600']);
+    expect([...second.keys()].some((name) => name.startsWith('.capstan.'))).to.equal(true);
+    expect(statSync(join(dir, 'admin.conf')).mode & 0o7777).to.equal(0o600);
+  });
+
+  it('without a mode: a new file is 0644 and an existing 0640 file stays 0640, each set once while the temp file is empty', async () => {
+    const dir = mkdtempSync(join(local.dir, 'keep-'));
+    writeFileSync(join(dir, 'app.conf'), 'old\n', { mode: 0o640 });
+    const seen = await modesSeen(dir, async () => {
+      await local.host.writeFile(join(dir, 'app.conf'), 'new\n');
+      await local.host.writeFile(join(dir, 'plain'), 'x\n');
+    });
+    const temps = [...seen.entries()].filter(([name]) => name.startsWith('.capstan.')).map(([, modes]) => modes);
+    expect(temps).to.have.deep.members([['0600', '0640'], ['0600', '0644']]);
+    expect(seen.get('app.conf')).to.deep.equal(['0640']);
+    expect(seen.get('plain')).to.deep.equal(['0644']);
   });
 });

@@ -11,7 +11,7 @@ import {
   parseTableHeader,
   serviceDrift,
   serviceStateCommand,
-  setDockerCgroupDriver,
+  editDockerDaemonJson,
   setSystemdCgroup,
   systemdCgroupOf,
 } from '../../tasks/containerd.js';
@@ -125,24 +125,36 @@ describe('containerd config: SystemdCgroup (pure TOML transform)', () => {
   });
 });
 
-describe('docker daemon.json: native.cgroupdriver (pure)', () => {
-  it('writes seed 002\'s setting into a missing file, and merges with existing keys', () => {
-    expect(setDockerCgroupDriver(null)).to.equal('{\n  "exec-opts": [\n    "native.cgroupdriver=systemd"\n  ]\n}\n');
-    expect(setDockerCgroupDriver('{ "log-driver": "journald" }')).to.equal('{\n  "log-driver": "journald",\n  "exec-opts": [\n    "native.cgroupdriver=systemd"\n  ]\n}\n');
-    expect(setDockerCgroupDriver('{"exec-opts": ["native.cgroupdriver=cgroupfs", "other=1"], "data-root": "/mnt/docker"}')).to.equal(
-      '{\n  "exec-opts": [\n    "native.cgroupdriver=systemd",\n    "other=1"\n  ],\n  "data-root": "/mnt/docker"\n}\n',
+describe('docker daemon.json: seed 002\'s cgroup driver and log driver (pure)', () => {
+  // Seed 002: cat > /etc/docker/daemon.json <<EOF { "exec-opts": ["native.cgroupdriver=systemd"], "log-driver": "journald" } EOF
+  const SEED = '{\n  "exec-opts": [\n    "native.cgroupdriver=systemd"\n  ],\n  "log-driver": "journald"\n}\n';
+
+  it('writes seed 002\'s keys, in its order, into a missing or empty file', () => {
+    expect(editDockerDaemonJson(null)).to.equal(SEED);
+    expect(editDockerDaemonJson('')).to.equal(SEED);
+  });
+
+  it('merges into the user\'s daemon.json: their keys kept in place, the cgroup driver replaced in place, the log driver set', () => {
+    expect(editDockerDaemonJson('{ "log-driver": "journald" }')).to.equal('{\n  "log-driver": "journald",\n  "exec-opts": [\n    "native.cgroupdriver=systemd"\n  ]\n}\n');
+    expect(editDockerDaemonJson('{"exec-opts": ["native.cgroupdriver=cgroupfs", "other=1"], "data-root": "/mnt/docker"}')).to.equal(
+      '{\n  "exec-opts": [\n    "native.cgroupdriver=systemd",\n    "other=1"\n  ],\n  "data-root": "/mnt/docker",\n  "log-driver": "journald"\n}\n',
+    );
+    expect(editDockerDaemonJson('{"log-driver": "json-file", "exec-opts": ["native.cgroupdriver=systemd"], "registry-mirrors": ["https://mirror.example"]}')).to.equal(
+      '{\n  "log-driver": "journald",\n  "exec-opts": [\n    "native.cgroupdriver=systemd"\n  ],\n  "registry-mirrors": [\n    "https://mirror.example"\n  ]\n}\n',
     );
   });
 
-  it('leaves a file that already says so untouched, byte for byte', () => {
+  it('leaves a file that already says so untouched, byte for byte (the seed\'s own layout)', () => {
     const seed = '{\n  "exec-opts": ["native.cgroupdriver=systemd"],\n  "log-driver": "journald"\n}\n';
-    expect(setDockerCgroupDriver(seed)).to.equal(seed);
+    expect(editDockerDaemonJson(seed)).to.equal(seed);
+    // Only the cgroup driver (what Capstan wrote before): the log driver is added.
+    expect(editDockerDaemonJson('{\n  "exec-opts": ["native.cgroupdriver=systemd"]\n}\n')).to.equal(SEED);
   });
 
   it('refuses to overwrite a broken daemon.json', () => {
-    expect(() => setDockerCgroupDriver('{ "exec-opts": [ }')).to.throw(/daemon.json is not valid JSON/);
-    expect(() => setDockerCgroupDriver('[]')).to.throw(/must hold a JSON object/);
-    expect(() => setDockerCgroupDriver('{"exec-opts": "native.cgroupdriver=systemd"}')).to.throw(/must be a list of strings/);
+    expect(() => editDockerDaemonJson('{ "exec-opts": [ }')).to.throw(/daemon.json is not valid JSON/);
+    expect(() => editDockerDaemonJson('[]')).to.throw(/must hold a JSON object/);
+    expect(() => editDockerDaemonJson('{"exec-opts": "native.cgroupdriver=systemd"}')).to.throw(/must be a list of strings/);
   });
 });
 
@@ -190,7 +202,7 @@ describe('runtime cgroup tasks on this machine (no systemd unit: file only)', ()
     const path = join(local.dir, 'docker/daemon.json');
     const task = ensureDockerCgroupDriver({ path });
     expect((await run(local, task)).status).to.equal('changed');
-    expect(readFileSync(path, 'utf8')).to.equal('{\n  "exec-opts": [\n    "native.cgroupdriver=systemd"\n  ]\n}\n');
+    expect(readFileSync(path, 'utf8')).to.equal('{\n  "exec-opts": [\n    "native.cgroupdriver=systemd"\n  ],\n  "log-driver": "journald"\n}\n');
     expect((await run(local, task)).status).to.equal('ok');
   });
 });

@@ -9,13 +9,17 @@ import piCluster from '../../playbooks/pi-cluster.js';
 import stackedHa from '../../playbooks/stacked-ha.js';
 import { LAB_VARS, VarReader, clusterSource, readClusterVars } from '../../playbooks/vars.js';
 import { plays, type RecordedPlay } from '../helpers/plays.js';
+import { capstan } from '../helpers/cli.js';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 
 const inventory = (name: string) => loadInventory(fileURLToPath(new URL(`../../inventory/${name}.yaml`, import.meta.url)));
 const summary = (recorded: RecordedPlay[]) => recorded.map((p) => `${p.title} @ ${p.pattern}${Object.keys(p.options).length ? ` ${JSON.stringify(p.options)}` : ''}: ${p.tasks.join(' ')}`);
 
 const PREPARE = 'swap:off module:overlay module:br_netfilter sysctl:/etc/sysctl.d/99-kubernetes.conf';
-const DOCKER_CONTAINERD = 'packages:ca-certificates,curl,gnupg apt-key* apt-repo* packages:containerd.io containerd-cgroup:/etc/containerd/config.toml';
+const DOCKER_CONTAINERD = 'packages:ca-certificates,curl,gnupg apt-key* apt-repo* packages:containerd.io containerd-cgroup:/etc/containerd/config.toml service:containerd';
 const PKGS_K8S_IO = 'packages:apt-transport-https,ca-certificates,curl,gnupg apt-key:/etc/apt/keyrings/kubernetes-apt-keyring.gpg apt-repo:kubernetes packages:kubeadm,kubectl,kubelet service:kubelet';
 
 describe('playbooks: plans, variables, lab shapes (no host contacted)', () => {
@@ -23,18 +27,19 @@ describe('playbooks: plans, variables, lab shapes (no host contacted)', () => {
     expect(summary(await plays(singleNode, await inventory('single')))).to.deep.equal([
       'preflight @ control_plane:workers: preflight*',
       `prepare nodes @ control_plane:workers: ${PREPARE}`,
+      'firewall @ control_plane:workers: firewall*',
       `container runtime @ control_plane:workers: ${DOCKER_CONTAINERD}`,
       `kubernetes packages @ control_plane:workers: ${PKGS_K8S_IO}`,
-      'control plane @ control_plane[0] {"runOnce":true}: kubeadm:init kubeconfig:ubuntu cni local-kubeconfig:~/.kube/config:single-node',
-      'join workers @ workers: kubeadm:join',
+      'control plane @ control_plane[0] {"runOnce":true}: kubeadm:init service:kubelet kubeconfig:ubuntu cni local-kubeconfig:~/.kube/config:single-node',
+      'join workers @ workers: kubeadm:join service:kubelet',
       'cluster ready @ control_plane[0] {"runOnce":true}: nodes-ready smoke-test',
     ]);
   });
 
   it('single-node with the lab\'s values: Debian\'s containerd, Kubernetes already installed (the stand-ins)', async () => {
     const recorded = await plays(singleNode, await inventory('single'), { ...LAB_VARS });
-    expect(summary(recorded).slice(2, 4)).to.deep.equal([
-      'container runtime @ control_plane:workers: packages:containerd containerd-cgroup:/etc/containerd/config.toml',
+    expect(summary(recorded).slice(3, 5)).to.deep.equal([
+      'container runtime @ control_plane:workers: packages:containerd containerd-cgroup:/etc/containerd/config.toml service:containerd',
       'kubernetes packages @ control_plane:workers: service:kubelet',
     ]);
   });
@@ -53,8 +58,8 @@ describe('playbooks: plans, variables, lab shapes (no host contacted)', () => {
       'watchdog @ control_plane:workers: packages:watchdog line:/etc/watchdog.conf:^#?\\s*watchdog-device\\s*= line:/etc/watchdog.conf:^#?\\s*watchdog-timeout\\s*= line:/etc/watchdog.conf:^#?\\s*max-load-1\\s*= service:watchdog',
     );
     const docker = await plays(piCluster, await inventory('home'), { docker_engine: 'yes' });
-    expect(summary(docker)[2]).to.equal(
-      'container runtime @ control_plane:workers: packages:ca-certificates,curl,gnupg apt-key* apt-repo* packages:containerd.io,docker-ce,docker-ce-cli containerd-cgroup:/etc/containerd/config.toml docker-cgroup:/etc/docker/daemon.json',
+    expect(summary(docker)[3]).to.equal(
+      'container runtime @ control_plane:workers: packages:ca-certificates,curl,gnupg apt-key* apt-repo* packages:containerd.io,docker-ce,docker-ce-cli containerd-cgroup:/etc/containerd/config.toml service:containerd docker-cgroup:/etc/docker/daemon.json service:docker',
     );
   });
 
@@ -62,27 +67,29 @@ describe('playbooks: plans, variables, lab shapes (no host contacted)', () => {
     expect(summary(await plays(stackedHa, await inventory('ha')))).to.deep.equal([
       'preflight @ control_plane:workers: preflight*',
       'preflight (balancer) @ balancer: preflight',
+      'firewall @ control_plane:workers: firewall*',
+      'firewall (balancer) @ balancer: firewall:ports',
       `prepare nodes @ control_plane:workers: ${PREPARE} packages:arptables,ebtables,iptables alternatives:iptables alternatives:ip6tables alternatives:arptables alternatives:ebtables`,
-      'RHEL-family hosts @ control_plane:workers: selinux yum-repo:docker-ce-stable rpm-packages:containerd.io yum-repo:kubernetes rpm-packages:kubeadm,kubectl,kubelet',
+      'RHEL-family hosts @ control_plane:workers: selinux yum-repo* rpm-packages* yum-repo:kubernetes rpm-packages:kubeadm,kubectl,kubelet',
       `container runtime @ control_plane:workers: ${DOCKER_CONTAINERD}`,
       `kubernetes packages @ control_plane:workers: ${PKGS_K8S_IO} kubelet-extra-args*`,
       'load balancer @ balancer: packages:haproxy rpm-packages:haproxy file:/etc/haproxy/haproxy.cfg service:haproxy',
-      'first control plane @ control_plane[0] {"runOnce":true}: kubeadm:init kubeconfig:vagrant cni local-kubeconfig:~/.kube/config:stacked-ha',
-      'join control planes @ control_plane[1:] {"serial":1}: kubeadm:join kubeconfig:vagrant',
-      'join workers @ workers: kubeadm:join',
+      'first control plane @ control_plane[0] {"runOnce":true}: kubeadm:init service:kubelet kubeconfig:vagrant cni local-kubeconfig:~/.kube/config:stacked-ha',
+      'join control planes @ control_plane[1:] {"serial":1}: kubeadm:join service:kubelet kubeconfig:vagrant',
+      'join workers @ workers: kubeadm:join service:kubelet',
       'cluster ready @ control_plane[0] {"runOnce":true}: untaint-control-planes nodes-ready smoke-test',
     ]);
   });
 
   it('stacked-ha with vip_address is seed 004: names, /etc/hosts, haproxy and keepalived on every control plane', async () => {
     const recorded = summary(await plays(stackedHa, await inventory('ha-vip'), { ...LAB_VARS }));
-    expect(recorded[1]).to.equal('names and addresses @ control_plane:workers: hosts:node1.internal,node2.internal,node3.internal,node4.internal,node5.internal,k8s-cp.internal hostname*');
-    expect(recorded[6]).to.equal(
+    expect(recorded[2]).to.equal('names and addresses @ control_plane:workers: hosts:node1.internal,node2.internal,node3.internal,node4.internal,node5.internal,k8s-cp.internal hostname*');
+    expect(recorded[7]).to.equal(
       'VIP: haproxy and keepalived @ control_plane: packages:curl,haproxy,keepalived rpm-packages:curl,haproxy,keepalived file:/etc/haproxy/haproxy.cfg service:haproxy file:/etc/keepalived/check_apiserver.sh keepalived-config* service:keepalived',
     );
     expect(recorded.slice(-3)).to.deep.equal([
-      'join control planes @ control_plane[1:] {"serial":1}: kubeadm:join kubeconfig:root',
-      'join workers @ workers: kubeadm:join',
+      'join control planes @ control_plane[1:] {"serial":1}: kubeadm:join service:kubelet kubeconfig:root',
+      'join workers @ workers: kubeadm:join service:kubelet',
       'cluster ready @ control_plane[0] {"runOnce":true}: nodes-ready smoke-test',
     ]);
   });
@@ -212,3 +219,39 @@ async function expectRejected(promise: Promise<unknown>, message: string | RegEx
   if (typeof message === 'string') expect((error as Error).message).to.equal(message);
   else expect((error as Error).message).to.match(message);
 }
+
+describe('addresses: every node address the playbooks need is an IP, checked before any host is contacted (CLI)', () => {
+  // Hosts are 127.0.0.1:1 (connections refused) or unresolvable names: a run that tried to connect would exit 4, not 1.
+  let dir: string;
+  before(() => (dir = mkdtempSync(join(tmpdir(), 'capstan-addresses-'))));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+  const write = (name: string, text: string) => {
+    const path = join(dir, name);
+    writeFileSync(path, text);
+    return path;
+  };
+
+  it('single-node: a control plane whose ansible_host is a name (pi-01.local): exit 1 naming the inventory, host and variable', async function () {
+    this.timeout(30_000);
+    const path = write('pi.yaml', 'all:\n  children:\n    control_plane:\n      hosts:\n        pi-01:\n          ansible_host: pi-01.local\n');
+    const result = await capstan(['run', 'playbooks/single-node.ts', '-i', path]);
+    expect(result.code, result.stderr + result.stdout).to.equal(1);
+    expect(result.stderr).to.include(`inventory ${path}: host pi-01: ansible_host is "pi-01.local", not an IP address; set ip to the host's IP address (ansible_host may stay a name for SSH)`);
+    expect(result.stdout).to.equal('');
+  });
+
+  it('stacked-ha: a worker whose ip is a name, though SSH would reach it: exit 1 naming the host and ip', async function () {
+    this.timeout(30_000);
+    const hosts = ['cp1', 'cp2'].map((h, i) => `        ${h}:\n          ansible_host: 127.0.0.1\n          ansible_port: 1\n          ip: 10.0.0.${11 + i}\n`).join('');
+    const path = write('ha.yaml', `all:\n  vars:\n    vip_address: 10.0.0.100\n  children:\n    control_plane:\n      hosts:\n${hosts}    workers:\n      hosts:\n        w1:\n          ansible_host: 127.0.0.1\n          ansible_port: 1\n          ip: w1.example\n`);
+    const result = await capstan(['run', 'playbooks/stacked-ha.ts', '-i', path]);
+    expect(result.code, result.stderr + result.stdout).to.equal(1);
+    expect(result.stderr).to.include(`inventory ${path}: host w1: ip is "w1.example", not an IP address; set ip to the host's IP address`);
+    expect(result.stdout).to.equal('');
+  });
+
+  it('a name in ansible_host is fine where ip gives the address (pure planning)', async () => {
+    const inv = parseInventory('all:\n  children:\n    control_plane:\n      hosts:\n        pi-01:\n          ansible_host: pi-01.local\n          ip: 192.168.0.150\n', 'named.yaml');
+    await planPlaybook(singleNode, { inventory: inv, checkMode: true, extraVars: {} });
+  });
+});

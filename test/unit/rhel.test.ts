@@ -1,6 +1,8 @@
 import { expect } from 'chai';
 import {
   dockerYumRepo,
+  isRhelFamilyOs,
+  rpmContainerRuntimePackages,
   ensureRpmPackages,
   ensureSelinuxPermissive,
   ensureYumRepo,
@@ -81,6 +83,31 @@ enabled=1
 gpgcheck=1
 gpgkey=https://download.docker.com/linux/centos/gpg
 `);
+  });
+
+  it('picks Docker\'s rpm tree per distribution: Fedora and RHEL their own, CentOS\'s for its rebuilds', () => {
+    expect(renderYumRepo(dockerYumRepo('fedora'))).to.equal(`[docker-ce-stable]
+name=Docker CE Stable - $basearch
+baseurl=https://download.docker.com/linux/fedora/$releasever/$basearch/stable
+enabled=1
+gpgcheck=1
+gpgkey=https://download.docker.com/linux/fedora/gpg
+`);
+    expect(dockerYumRepo('rhel').baseurl).to.equal('https://download.docker.com/linux/rhel/$releasever/$basearch/stable');
+    expect(['centos', 'rocky', 'almalinux', 'ol'].map((id) => dockerYumRepo(id).gpgkey)).to.deep.equal(Array(4).fill('https://download.docker.com/linux/centos/gpg'));
+    expect(() => dockerYumRepo('debian')).to.throw(/"debian" is not a RHEL-family distribution/);
+    expect(isRhelFamilyOs('fedora')).to.equal(true);
+    expect(isRhelFamilyOs('raspbian')).to.equal(false);
+  });
+
+  it('chooses the runtime rpms from containerd_source and docker_engine, or refuses naming the host', () => {
+    expect(rpmContainerRuntimePackages('cp1', 'centos', 'docker', false)).to.deep.equal(['containerd.io']);
+    expect(rpmContainerRuntimePackages('cp1', 'rocky', 'docker', true)).to.deep.equal(['containerd.io', 'docker-ce', 'docker-ce-cli']);
+    expect(rpmContainerRuntimePackages('cp1', 'fedora', 'distro', false)).to.deep.equal(['containerd']);
+    expect(rpmContainerRuntimePackages('cp1', 'fedora', 'distro', true)).to.deep.equal(['containerd', 'moby-engine']);
+    expect(() => rpmContainerRuntimePackages('cp1', 'centos', 'distro', false)).to.throw(
+      "host cp1: containerd_source: distro is not supported on centos, which ships no containerd package; use containerd_source: docker (containerd.io from Docker's repository)",
+    );
   });
 
   it('refuses repository parameters yum would misread', () => {

@@ -12,6 +12,7 @@ import {
   ensureHostsEntries,
   ensureIptablesLegacy,
   ensureKubeletExtraArgs,
+  kubeletEnvironmentFile,
   parseAlternatives,
   type HostsEntry,
 } from '../../tasks/system.js';
@@ -188,6 +189,13 @@ describe('editHostnameLine (pure)', () => {
     expect(() => ensureHostname('node_1')).to.throw(InputError, /hostname must be lowercase/);
     expect(() => ensureHostname(`${'a'.repeat(60)}.internal`)).to.throw(InputError, /at most 64 characters/);
     expect(ensureHostname('node1.internal').static!.id).to.equal('hostname');
+  });
+});
+
+describe('kubelet environment file per distribution (pure)', () => {
+  it('is /etc/default/kubelet on Debian-family hosts and /etc/sysconfig/kubelet on the RHEL family (the packages\' drop-ins)', () => {
+    expect(['debian', 'ubuntu', 'raspbian'].map(kubeletEnvironmentFile)).to.deep.equal(Array(3).fill('/etc/default/kubelet'));
+    expect(['centos', 'rhel', 'rocky', 'almalinux', 'fedora', 'ol'].map(kubeletEnvironmentFile)).to.deep.equal(Array(6).fill('/etc/sysconfig/kubelet'));
   });
 });
 

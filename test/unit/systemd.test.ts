@@ -10,6 +10,7 @@ import {
   parseUnitState,
   reloadService,
   restartService,
+  serviceClaims,
   serviceDrift,
   unitFilePath,
   unitName,
@@ -80,6 +81,25 @@ describe('systemd: parsing the probe (fixtures from a lab host)', () => {
     expect(parseSystemdTimestamp('Sat 2026-11-21 21:56:18.123456 UTC')).to.equal(1795298178);
     expect(parseSystemdTimestamp('')).to.equal(null);
     expect(parseSystemdTimestamp('Sat 2026-11-21 22:56:18 CET')).to.equal(null);
+  });
+});
+
+describe('systemd: what a service task claims (pure)', () => {
+  it('claims the unit and each aspect it sets, so enabled-before and running-after-init do not conflict, enabled true/false do', () => {
+    expect(serviceClaims({ name: 'kubelet', enabled: true })).to.deep.equal([
+      { id: 'service:kubelet', desired: 'kubelet.service' },
+      { id: 'service:kubelet:enabled', desired: true },
+    ]);
+    expect(serviceClaims({ name: 'kubelet', running: true })).to.deep.equal([
+      { id: 'service:kubelet', desired: 'kubelet.service' },
+      { id: 'service:kubelet:running', desired: true },
+    ]);
+    expect(serviceClaims({ name: 'haproxy', enabled: true, running: true, restartOn: ['/b', '/a'] }).map((c) => `${c.id}=${JSON.stringify(c.desired)}`)).to.deep.equal([
+      'service:haproxy="haproxy.service"',
+      'service:haproxy:enabled=true',
+      'service:haproxy:running=true',
+      'service:haproxy:restart-on=["/a","/b"]',
+    ]);
   });
 });
 
