@@ -36,3 +36,12 @@ export function recapTable(hosts: Record<string, HostRecap>): string[] {
   }
   return lines;
 }
+
+/**
+ * Shows control characters from hosts (command output, messages, file names) as `\xNN` so they cannot
+ * move the cursor, clear the screen or retitle the terminal. Newlines and tabs are kept. --json keeps the raw text.
+ */
+export function escapeControl(text: string): string {
+  // eslint-disable-next-line no-control-regex
+  return text.replace(/[\x00-\x08\x0b-\x1f\x7f-\x9f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+}

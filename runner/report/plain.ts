@@ -1,5 +1,5 @@
 import type { Reporter, RunEvent } from '../events.js';
-import { driftLines, recapTable, statusWord } from './format.js';
+import { driftLines, escapeControl, recapTable, statusWord } from './format.js';
 
 /**
  * Plain lines for logs and pipes: every line starts with the host name, so lines from hosts running
@@ -14,7 +14,7 @@ export class PlainReporter implements Reporter {
   ) {}
 
   emit(event: RunEvent): void {
-    const out = (line: string) => this.write(`${line}\n`);
+    const out = (line: string) => this.write(`${escapeControl(line)}\n`);
     switch (event.type) {
       case 'start':
         this.#checkMode = event.check;

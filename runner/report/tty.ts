@@ -1,6 +1,6 @@
 import { Listr, type ListrTaskWrapper } from 'listr2';
 import type { Reporter, RunEvent } from '../events.js';
-import { driftLines, recapTable, statusWord } from './format.js';
+import { driftLines, escapeControl, recapTable, statusWord } from './format.js';
 
 interface Row {
   ok: number;
@@ -22,16 +22,20 @@ export class TtyReporter implements Reporter {
   #rows = new Map<string, Row>();
   #running?: Promise<unknown>;
 
+  readonly #write: (text: string) => void;
+
   constructor(
-    private readonly write: (text: string) => void,
+    write: (text: string) => void,
     private readonly options: { diff: boolean; verbose: boolean },
-  ) {}
+  ) {
+    this.#write = (text) => write(escapeControl(text));
+  }
 
   async emit(event: RunEvent): Promise<void> {
     switch (event.type) {
       case 'start':
         this.#checkMode = event.check;
-        this.write(`PLAYBOOK ${event.playbook}${event.check ? ' (check mode: nothing will be changed)' : ''}\n`);
+        this.#write(`PLAYBOOK ${event.playbook}${event.check ? ' (check mode: nothing will be changed)' : ''}\n`);
         break;
       case 'play':
         this.#startPlay(event.title, event.hosts);
@@ -52,18 +56,18 @@ export class TtyReporter implements Reporter {
           row.details.push(`  ${statusWord(event.status, this.#checkMode)} | ${event.title}${message}`, ...driftLines(event, this.options.diff));
         }
         this.#update(event.host, row, event.title);
-        if (event.status === 'failed') row.fail(`${event.title}: ${event.message ?? 'failed'}`);
+        if (event.status === 'failed') row.fail(escapeControl(`${event.title}: ${event.message ?? 'failed'}`));
         break;
       }
       case 'log':
         if (this.options.verbose) this.#rows.get(event.host)?.details.push(`    ${event.line}`);
         break;
       case 'unreachable':
-        this.#rows.get(event.host)?.fail(`UNREACHABLE: ${event.message}`);
+        this.#rows.get(event.host)?.fail(escapeControl(`UNREACHABLE: ${event.message}`));
         break;
       case 'host-done': {
         const row = this.#rows.get(event.host);
-        if (row?.wrapper) row.wrapper.title = `${event.host}  ${row.ok} ok, ${row.changed} ${this.#checkMode ? 'to change' : 'changed'}${row.failed ? `, ${row.failed} failed` : ''}`;
+        if (row?.wrapper) row.wrapper.title = escapeControl(`${event.host}  ${row.ok} ok, ${row.changed} ${this.#checkMode ? 'to change' : 'changed'}${row.failed ? `, ${row.failed} failed` : ''}`);
         row?.done();
         break;
       }
@@ -72,16 +76,16 @@ export class TtyReporter implements Reporter {
         break;
       case 'error':
         await this.#endPlay();
-        this.write(`ERROR: ${event.message}\n`);
+        this.#write(`ERROR: ${event.message}\n`);
         break;
       case 'recap':
-        this.write(`\nRECAP\n${recapTable(event.hosts).join('\n')}\n`);
+        this.#write(`\nRECAP\n${recapTable(event.hosts).join('\n')}\n`);
         break;
     }
   }
 
   #startPlay(title: string, hosts: string[]): void {
-    this.write(`\nPLAY [${title}]\n`);
+    this.#write(`\nPLAY [${title}]\n`);
     this.#rows.clear();
     // Rows exist before listr2 starts its tasks (it starts them asynchronously), so no event is lost.
     const finished = new Map<string, Promise<void>>();
@@ -109,7 +113,7 @@ export class TtyReporter implements Reporter {
 
   #update(host: string, row: Row, current: string): void {
     row.current = current;
-    if (row.wrapper) row.wrapper.title = `${host}  ${row.ok} ok, ${row.changed} ${this.#checkMode ? 'to change' : 'changed'}  ▸ ${current}`;
+    if (row.wrapper) row.wrapper.title = escapeControl(`${host}  ${row.ok} ok, ${row.changed} ${this.#checkMode ? 'to change' : 'changed'}  ▸ ${current}`);
   }
 
   async #endPlay(): Promise<void> {
@@ -117,7 +121,7 @@ export class TtyReporter implements Reporter {
     await this.#running;
     this.#running = undefined;
     for (const [host, row] of this.#rows) {
-      if (row.details.length) this.write(`${host}\n${row.details.join('\n')}\n`);
+      if (row.details.length) this.#write(`${host}\n${row.details.join('\n')}\n`);
     }
     this.#rows.clear();
   }
