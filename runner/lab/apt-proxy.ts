@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
-import { closeSync, cpSync, lchownSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { chmodSync, chownSync, closeSync, cpSync, lchownSync, statSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { CapstanError } from '../errors.js';
 import { APT_PROXY_PORT, GATEWAY } from './paths.js';
 import { portOpen } from './probe.js';
@@ -19,6 +19,18 @@ function serviceAccount(): { uid: number; gid: number } | null {
 }
 
 /**
+ * The lab directory is root's alone (0700, secure-dir.ts); apt-cacher-ng, running as its own user,
+ * must still get through it to its own directory: search (not read, not write) for its group.
+ * A directory that others may search already (0755 from an older run) is left as it is.
+ */
+function letServiceThrough(labDir: string, account: { gid: number }): void {
+  const mode = statSync(labDir).mode & 0o7777;
+  if (mode & 0o001) return;
+  chownSync(labDir, 0, account.gid);
+  chmodSync(labDir, mode | 0o010);
+}
+
+/**
  * Lays out the proxy's directories: a fresh copy of the packaged config (with the working Debian
  * backend) and the cache and log, which persist across `down` so later runs download nothing.
  */
@@ -32,6 +44,7 @@ function prepareDirectories(base: string): { conf: string; cache: string; log: s
   const account = serviceAccount();
   if (account) {
     // The config is read (security.conf is group-only) and cache and log written as that user.
+    letServiceThrough(dirname(base), account);
     const config = readdirSync(dirs.conf).map((entry) => join(dirs.conf, entry));
     for (const path of [base, dirs.conf, ...config, dirs.cache, dirs.log]) lchownSync(path, account.uid, account.gid);
   }

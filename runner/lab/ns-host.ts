@@ -28,7 +28,7 @@ import { sshdAnswers } from './probe.js';
 import { processAlive, processMatches, run, systemEnv, tail, terminate, waitUntil } from './proc.js';
 import { ensureRootfs } from './rootfs.js';
 import { normalizeHostSpecs, type NormalizedHostSpec } from './spec.js';
-import { readRecord, withLabLock } from './state.js';
+import { readLabFile, readRecord, withLabLock } from './state.js';
 import { assertLabSupported } from './support.js';
 import type { LabHost, LabHostSpec, LabState, LabStatus } from './types.js';
 
@@ -77,10 +77,10 @@ function statePath(dir: string): string {
   return join(dir, 'light-state.json');
 }
 
+/** The light lab's record (read only from a root-only directory), or null when none is up. */
 function readLightRecord(dir: string): LightLabRecord | null {
-  const path = statePath(dir);
-  if (!existsSync(path)) return null;
-  return JSON.parse(readFileSync(path, 'utf8')) as LightLabRecord;
+  const text = readLabFile(dir, statePath(dir));
+  return text === null ? null : (JSON.parse(text) as LightLabRecord);
 }
 
 /** Atomic and synchronous, like the nspawn lab's record: concurrent starts never interleave writes. */

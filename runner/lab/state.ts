@@ -1,8 +1,10 @@
-import { existsSync, linkSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, linkSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { CapstanError } from '../errors.js';
-import { labPaths } from './paths.js';
+import { relative, isAbsolute } from 'node:path';
+import { CapstanError, InputError } from '../errors.js';
+import { BRIDGE, LAB_NET, hostMac, hostPaths, labCacheDir, labPaths, netnsName, SUBNET, vethName } from './paths.js';
 import { processAlive } from './proc.js';
+import { assertRootOnlyDir, ensureRootOnlyDir, exists } from './secure-dir.js';
 
 /** Everything made for one host; each field is recorded before the thing it names is created. */
 export interface HostRecord {
@@ -39,11 +41,68 @@ export interface LabRecord {
   keyPath: string;
 }
 
-/** The lab's record, or null when no lab is up. */
+/**
+ * Reads `file` (state.json and the like) from the lab directory `dir` after checking that `dir` is
+ * root's alone (secure-dir.ts); null when the directory or the file does not exist.
+ */
+export function readLabFile(dir: string, file: string): string | null {
+  if (!exists(dir)) return null;
+  assertRootOnlyDir(dir, 'the lab directory (CAPSTAN_LAB_DIR)');
+  return existsSync(file) ? readFileSync(file, 'utf8') : null;
+}
+
+/** The lab's record, validated (see `assertRecordIsOurs`), or null when no lab is up. */
 export function readRecord(dir: string): LabRecord | null {
   const path = labPaths(dir).state;
-  if (!existsSync(path)) return null;
-  return JSON.parse(readFileSync(path, 'utf8')) as LabRecord;
+  const text = readLabFile(dir, path);
+  if (text === null) return null;
+  const record = JSON.parse(text) as LabRecord;
+  assertRecordIsOurs(record, dir, path);
+  return record;
+}
+
+/** Host names become directory names under <lab dir>/hosts: hostname labels only, as spec.ts allows (no `/`, no `..`). */
+const HOST_NAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+/** An address of this lab's subnet (10.77.N.0/24). */
+const LAB_ADDRESS = new RegExp(`^10\\.77\\.${LAB_NET}\\.(\\d{1,3})$`);
+
+/** True when `path` is `parent` or inside it. */
+function inside(parent: string, path: string): boolean {
+  const rel = relative(parent, path);
+  return !rel.startsWith('..') && !isAbsolute(rel);
+}
+
+/**
+ * state.json drives root's `rm -r`, `umount` and `ip link del`: a record that names anything the lab
+ * would not have made itself (a path outside the lab directory, an interface or netns that is not
+ * this lab's pattern for that host's address) is refused before any of it is acted on.
+ */
+export function assertRecordIsOurs(record: LabRecord, dir: string, path: string): void {
+  const paths = labPaths(dir);
+  const wrong = (what: string) => new InputError(`${path}: ${what}; refusing to act on a lab record the lab did not write`);
+  const expect = (what: string, actual: unknown, wanted: unknown) => {
+    if (actual !== wanted) throw wrong(`${what} is ${JSON.stringify(actual)}, expected ${JSON.stringify(wanted)}`);
+  };
+  expect('version', record.version, 1);
+  expect('dir', record.dir, dir);
+  expect('bridge', record.bridge, BRIDGE);
+  expect('knownHostsPath', record.knownHostsPath, paths.knownHosts);
+  expect('keyPath', record.keyPath, paths.key);
+  if (typeof record.rootfs !== 'string' || !inside(paths.rootfsParent, record.rootfs)) throw wrong(`rootfs ${JSON.stringify(record.rootfs)} is not under ${paths.rootfsParent}`);
+  if (typeof record.inventoryPath !== 'string' || !isAbsolute(record.inventoryPath)) throw wrong('inventoryPath is not an absolute path');
+  if (!Number.isInteger(record.aptProxyPid)) throw wrong('aptProxyPid is not a PID');
+  if (!Array.isArray(record.hosts)) throw wrong('hosts is not a list');
+  for (const host of record.hosts) {
+    if (typeof host.name !== 'string' || !HOST_NAME.test(host.name)) throw wrong(`host name ${JSON.stringify(host.name)} is not a lab host name`);
+    const octet = LAB_ADDRESS.exec(String(host.address))?.[1];
+    if (octet === undefined || Number(octet) > 254) throw wrong(`${host.name}: address ${JSON.stringify(host.address)} is not in ${SUBNET}`);
+    expect(`${host.name}: netns`, host.netns, netnsName(host.address));
+    expect(`${host.name}: veth`, host.veth, vethName(host.address));
+    expect(`${host.name}: mac`, host.mac, hostMac(host.address));
+    const own = hostPaths(dir, host.name);
+    for (const key of ['upper', 'work', 'root', 'console'] as const) expect(`${host.name}: ${key}`, host[key], own[key]);
+    if (!Number.isInteger(host.pid)) throw wrong(`${host.name}: pid is not a PID`);
+  }
 }
 
 /**
@@ -67,7 +126,8 @@ export function removeRecord(dir: string): void {
  */
 export async function withLabLock<T>(dir: string, body: () => Promise<T>): Promise<T> {
   const path = labPaths(dir).lock;
-  mkdirSync(dir, { recursive: true });
+  ensureRootOnlyDir(dir, 'the lab directory (CAPSTAN_LAB_DIR)');
+  ensureRootOnlyDir(labCacheDir(dir), 'the lab cache directory (CAPSTAN_LAB_CACHE)');
   await acquire(path);
   try {
     return await body();

@@ -38,6 +38,7 @@ import { processMatches, run, runIgnoringFailure, systemEnv, tail, terminate, wa
 import type { NormalizedHostSpec } from './spec.js';
 import { BASE_HOSTS, SEED_SERIAL, type VmImage } from './vm-image.js';
 import type { LabHost, LabState, LabStatus } from './types.js';
+import { readLabFile } from './state.js';
 
 type Log = (line: string) => void;
 
@@ -100,11 +101,10 @@ function statePath(dir: string): string {
   return join(dir, 'vm-state.json');
 }
 
-/** The VM lab's record in `dir`, or null when no VM lab is up there. */
+/** The VM lab's record in `dir` (read only from a root-only directory), or null when no VM lab is up there. */
 export function readVmRecord(dir: string): VmLabRecord | null {
-  const path = statePath(dir);
-  if (!existsSync(path)) return null;
-  return JSON.parse(readFileSync(path, 'utf8')) as VmLabRecord;
+  const text = readLabFile(dir, statePath(dir));
+  return text === null ? null : (JSON.parse(text) as VmLabRecord);
 }
 
 /** Atomic and synchronous: concurrent VM starts in one process never interleave writes. */
