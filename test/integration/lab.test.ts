@@ -85,11 +85,11 @@ describe('capstan lab (systemd-nspawn hosts)', function () {
     }
   });
 
-  it('brings up node1..node3 at 10.77.0.11–13, each answering ssh with its own hostname', async function () {
+  it('brings up node1..node3 at 10.77.N.11–13 (N = CAPSTAN_LAB_NET), each answering ssh with its own hostname', async function () {
     expect(state.hosts.map((host) => [host.name, host.address])).to.deep.equal([
-      ['node1', '10.77.0.11'],
-      ['node2', '10.77.0.12'],
-      ['node3', '10.77.0.13'],
+      ['node1', hostAddress(0)],
+      ['node2', hostAddress(1)],
+      ['node3', hostAddress(2)],
     ]);
     for (const host of state.hosts) {
       const result = await sshToLab(state, host, 'hostname && grep -c "^127.0.1.1\\s$(hostname)$" /etc/hosts');
@@ -109,7 +109,7 @@ describe('capstan lab (systemd-nspawn hosts)', function () {
     const result = await sshToLab(state, 'node1', 'apt-get update -q');
     expect(result.code, result.stderr).to.equal(0);
     const proxyLog = readFileSync(join(state.dir, 'apt-cacher-ng/log/apt-cacher.log'), 'utf8');
-    expect(proxyLog).to.include('|10.77.0.11|');
+    expect(proxyLog).to.include(`|${hostAddress(0)}|`);
   });
 
   it('has no DNS, and says so: no nameserver in resolv.conf, so a lookup is refused at once (the machine\'s resolver is unreachable from here)', async function () {
@@ -149,13 +149,13 @@ describe('capstan lab (systemd-nspawn hosts)', function () {
       capstan_known_hosts_file: state.knownHostsPath,
       ansible_ssh_common_args: `-o UserKnownHostsFile=${state.knownHostsPath}`,
     });
-    expect(inventory.all.hosts.node3?.ansible_host).to.equal('10.77.0.13');
+    expect(inventory.all.hosts.node3?.ansible_host).to.equal(hostAddress(2));
   });
 
   it('stopHost powers a host off (port closed) and startHost brings it back with the same key', async function () {
     const before = await hostEd25519Key(state, 'node2');
     await stopHost('node2');
-    expect(await portOpen('10.77.0.12', 22)).to.equal(false);
+    expect(await portOpen(hostAddress(1), 22)).to.equal(false);
     expect((await labStatus())?.hosts.map((host) => host.up)).to.deep.equal([true, false, true]);
     await startHost('node2');
     expect(await hostEd25519Key(state, 'node2')).to.equal(before);
@@ -181,11 +181,11 @@ describe('capstan lab (systemd-nspawn hosts)', function () {
     });
     expect(existsSync(`/run/netns/${netnsName(hostAddress(2))}`)).to.equal(false);
     expect((await sshToLab(state, 'web1', 'hostname')).stdout.trim()).to.equal('web1');
-    expect(knownHostKeys(state).get('10.77.0.11')).to.not.deep.equal(oldKeys.get('10.77.0.11'));
+    expect(knownHostKeys(state).get(hostAddress(0))).to.not.deep.equal(oldKeys.get(hostAddress(0)));
     const inventory = parse(readFileSync(inventoryOut, 'utf8')) as {
       all: { hosts: Record<string, Record<string, unknown>>; children: Record<string, { hosts: Record<string, null> }> };
     };
-    expect(inventory.all.hosts.web1).to.deep.equal({ http_port: 8080, ansible_host: '10.77.0.11' });
+    expect(inventory.all.hosts.web1).to.deep.equal({ http_port: 8080, ansible_host: hostAddress(0) });
     expect(Object.keys(inventory.all.children)).to.deep.equal(['web', 'db', 'backup']);
     expect(inventory.all.children.backup?.hosts).to.deep.equal({ db1: null });
   });
