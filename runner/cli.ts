@@ -351,15 +351,25 @@ async function inventoryCommand(args: string[]): Promise<number> {
   if (values.host !== undefined) {
     const host = inventory.hosts.get(values.host);
     if (!host) throw new InputError(`no host ${values.host} in ${inventory.source}`);
-    process.stdout.write(`${JSON.stringify(host.vars, null, 4)}\n`);
+    process.stdout.write(`${JSON.stringify(redactSecretVars(host.vars), null, 4)}\n`);
   } else if (values.graph) {
     process.stdout.write(`${toGraph(inventory)}\n`);
   } else if (values.list) {
-    process.stdout.write(`${JSON.stringify(toAnsibleList(inventory), null, 4)}\n`);
+    process.stdout.write(`${JSON.stringify(redactSecretVars(toAnsibleList(inventory)), null, 4)}\n`);
   } else {
     throw new InputError(`inventory needs --list, --graph or --host\n\n${INVENTORY_HELP}`);
   }
   return 0;
+}
+
+/** Variable names whose values are credentials (ansible_password, ansible_become_pass, k8s_join_token, …). */
+const SECRET_VAR = /pass(word|wd)?$|passphrase|token|secret|certificate_key/i;
+
+/** The same structure with every credential-named variable's value shown as `***`, at any depth (--host and --list alike). */
+function redactSecretVars(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(redactSecretVars);
+  if (value === null || typeof value !== 'object') return value;
+  return Object.fromEntries(Object.entries(value).map(([key, item]) => [key, SECRET_VAR.test(key) && item !== null && item !== '' ? '***' : redactSecretVars(item)]));
 }
 
 async function labCommand(args: string[]): Promise<number> {

@@ -703,3 +703,25 @@ describe('security: a written file is never seen with a wider mode than asked (i
     expect(seen.get('plain')).to.deep.equal(['0644']);
   });
 });
+
+describe('security: capstan inventory shows no credentials', () => {
+  it('--host and --list print *** for passwords and tokens, other vars as written', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'capstan-inv-'));
+    try {
+      const file = join(dir, 'hosts.yml');
+      writeFileSync(
+        file,
+        'all:\n  hosts:\n    a:\n      ansible_host: 10.9.0.1\n      ansible_become_password: hunter2-become\n      ansible_ssh_pass: hunter2-ssh\n  vars:\n    k8s_join_token: abcdef.0123456789abcdef\n',
+      );
+      const expected = { ansible_become_password: '***', ansible_host: '10.9.0.1', ansible_ssh_pass: '***', k8s_join_token: '***' };
+      const host = await capstan(['inventory', '-i', file, '--host', 'a']);
+      expect(host.code).to.equal(0);
+      expect(JSON.parse(host.stdout)).to.deep.equal(expected);
+      const list = await capstan(['inventory', '-i', file, '--list']);
+      expect(JSON.parse(list.stdout)._meta.hostvars.a).to.deep.equal(expected);
+      for (const output of [host.stdout, list.stdout]) expect(output).to.not.match(/hunter2|abcdef\.0123/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
