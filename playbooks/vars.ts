@@ -24,12 +24,14 @@ import {
   ensureAptSource,
   ensureContainerdCgroup,
   ensureDockerCgroupDriver,
+  ensureFirewallPorts,
   ensureKubeconfig,
   ensureModule,
   ensurePackages,
   ensureService,
   ensureSysctl,
   fetchKubeconfig,
+  firewallPortsForRole,
   installCni,
   isRhelFamilyOs,
   kubeadmInit,
@@ -160,6 +162,8 @@ export interface ClusterVars {
   cni: CniName;
   /** `cni_manifest_url`: where the controller downloads the CNI manifest from (`{cni}` is replaced by the CNI's name). */
   cniManifestUrl: string;
+  /** `cni_manifest_sha256`: the manifest's sha256, checked before it is patched and applied (unset: the run prints the one it applied). */
+  cniManifestSha256?: string;
   /** `kubeconfig_user`: who gets admin.conf as ~/.kube/config on the first control plane. */
   kubeconfigUser: string;
   /** `fetch_kubeconfig`: merge the cluster's admin kubeconfig into a kubeconfig on this machine. */
@@ -210,8 +214,10 @@ export function readClusterVars(vars: VarReader, defaults: ClusterDefaults): Clu
   const cni = vars.oneOf('cni', CNI_NAMES, defaults.cni);
   const upstream = CNI_MANIFESTS[cni];
   // `{cni}` stands for the CNI's name: one URL for a directory of manifests (a mirror; the lab's).
-  const cniManifestUrl = vars.string('cni_manifest_url', upstream ?? '', /^https?:\/\/\S+$/, 'an http(s) URL').replaceAll('{cni}', cni);
+  // https only (or a file on this machine): the manifest is applied as cluster-admin, so a plain-http download is a way in.
+  const cniManifestUrl = vars.string('cni_manifest_url', upstream ?? '', /^(https:\/\/\S+|file:\/\/\/\S+)$/, 'an https:// URL (or file:/// on this machine; plain http is refused)').replaceAll('{cni}', cni);
   if (!cniManifestUrl) throw new InputError(`cni ${cni} has no plain upstream manifest: set cni_manifest_url (${vars.where})`);
+  const cniManifestSha256 = vars.string('cni_manifest_sha256', '', /^([0-9a-fA-F]{64})?$/, '64 hex digits (the manifest\'s sha256)') || undefined;
   const podNetworkCidr = vars.string('pod_network_cidr', defaults.podNetworkCidr);
   if (!validCidr(podNetworkCidr)) throw new InputError(`variable pod_network_cidr (${vars.where}) must be an IPv4 CIDR like 10.10.0.0/16, got ${JSON.stringify(podNetworkCidr)}`);
   const loginUser = typeof vars.source.ansible_user === 'string' && USER.test(vars.source.ansible_user) ? vars.source.ansible_user : 'root';
@@ -223,6 +229,7 @@ export function readClusterVars(vars: VarReader, defaults: ClusterDefaults): Clu
     podNetworkCidr,
     cni,
     cniManifestUrl,
+    ...(cniManifestSha256 ? { cniManifestSha256 } : {}),
     kubeconfigUser: vars.string('kubeconfig_user', loginUser, USER, 'a user name'),
     fetchKubeconfig: vars.bool('fetch_kubeconfig', true),
     kubeconfigContext: vars.string('kubeconfig_context', defaults.kubeconfigContext, CONTEXT_NAME, 'a context name (letters, digits, . _ @ -)'),
@@ -392,7 +399,7 @@ export function firstControlPlaneTasks(init: Task<Cluster>, vars: ClusterVars): 
     init,
     kubeletRunning(),
     ensureKubeconfig({ user: vars.kubeconfigUser }),
-    installCni({ name: vars.cni, podCidr: vars.podNetworkCidr, manifestUrl: vars.cniManifestUrl }),
+    installCni({ name: vars.cni, podCidr: vars.podNetworkCidr, manifestUrl: vars.cniManifestUrl, ...(vars.cniManifestSha256 ? { sha256: vars.cniManifestSha256 } : {}) }),
     ...(vars.fetchKubeconfig ? [fetchKubeconfig({ context: vars.kubeconfigContext, ...(vars.kubeconfigPath ? { to: vars.kubeconfigPath } : {}) })] : []),
   ];
 }
@@ -419,12 +426,25 @@ export function clusterReadyTasks(vars: ClusterVars, nodePlays: readonly (PlayRe
  */
 export async function singleControlPlaneCluster(ctx: Pick<PlaybookContext, 'play' | 'inventory'>, nodes: string, vars: ClusterVars): Promise<void> {
   const { play, inventory } = ctx;
+  await play('firewall', nodes, [ensureFirewallPorts({ ports: kubeadmFirewallPorts(hostsOf(inventory, 'control_plane').map((h) => h.name), vars) })]);
   await play('container runtime', nodes, containerRuntimeTasks(vars));
   await play('kubernetes packages', nodes, kubernetesPackageTasks(vars));
   const init = kubeadmInit({ podSubnet: vars.podNetworkCidr });
   const initPlay = await play('control plane', 'control_plane[0]', firstControlPlaneTasks(init, vars), { runOnce: true });
   const joinPlay = inventory.groups.has('workers') ? await play('join workers', 'workers', [kubeadmJoin({ cluster: initPlay.value(init) }), kubeletRunning()]) : undefined;
   await play('cluster ready', 'control_plane[0]', clusterReadyTasks(vars, [initPlay, joinPlay]), { runOnce: true });
+}
+
+/**
+ * The ports a kubeadm node opens where ufw or firewalld is active (tasks/firewall.ts): a control
+ * plane's (NodePorts too when it runs workloads; the VIP variant's haproxy port and VRRP) or a
+ * worker's, with the cluster's CNI.
+ */
+export function kubeadmFirewallPorts(controlPlanes: readonly string[], vars: Pick<ClusterVars, 'cni' | 'untaintControlPlanes'>, vip?: { port: number }): (host: HostView) => string[] {
+  return (host) =>
+    controlPlanes.includes(host.name)
+      ? firewallPortsForRole({ role: 'control-plane', cni: vars.cni, runsWorkloads: vars.untaintControlPlanes, ...(vip ? { vip } : {}) })
+      : firewallPortsForRole({ role: 'worker', cni: vars.cni });
 }
 
 /** The ports a node needs free before it joins (seeds 000/001: 6443 on control planes, 10250 everywhere). */

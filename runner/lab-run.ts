@@ -12,14 +12,12 @@
  *    any other lab of this lab directory), and the Kubernetes STAND-INS are installed on hosts that
  *    lack them: kubeadm, kubelet and kubectl here are test doubles (test/lab/README.md).
  * 3. The CNI manifest: lab hosts cannot reach GitHub, and the controller may not either, so a small
- *    manifest of ours in the shape of the chosen CNI's (test/fixtures/cni/<cni>-lab.yaml) is served
- *    from loopback for the length of the run (`cni_manifest_url`, unless -e sets it).
+ *    manifest of ours in the shape of the chosen CNI's (test/fixtures/cni/<cni>-lab.yaml) is read from
+ *    this checkout as a file:/// URL (`cni_manifest_url`, unless -e sets it).
  * 4. Afterwards: how to reach the hosts (`capstan exec -i <lab inventory> …`), where the fetched
  *    kubeconfig is, and `capstan lab down`.
  */
 import { readFileSync, existsSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { InputError, errorMessage } from './errors.js';
@@ -130,25 +128,11 @@ export async function labShapeFor(inventoryPath: string): Promise<LabHostSpec[]>
   return labHostSpecs(example, { hostAddress, vip, vars: { ...LAB_VARS, kubeconfig_path: join(labDir(), 'kubeconfig') } });
 }
 
-/** Serves the lab CNI manifests (`/<cni>-lab.yaml`) on loopback. */
-async function serveCniManifests(): Promise<{ server: Server; url: string }> {
-  const server = createServer((request, response) => {
-    const name = /^\/([a-z]+)-lab\.yaml$/.exec(request.url ?? '')?.[1];
-    const path = name ? join(LAB_CNI_DIR, `${name}-lab.yaml`) : undefined;
-    if (!path || !existsSync(path)) {
-      response.statusCode = 404;
-      response.end(`no lab manifest for ${request.url}: the lab has ${['weave', 'calico', 'flannel'].map((n) => `${n}-lab.yaml`).join(', ')}\n`);
-      return;
-    }
-    response.setHeader('content-type', 'application/yaml');
-    response.end(readFileSync(path));
-  });
-  await new Promise<void>((resolveListen, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolveListen());
-  });
-  return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/{cni}-lab.yaml` };
-}
+/**
+ * The lab CNI manifests as a file:/// URL (`{cni}` is replaced by the CNI's name): the controller reads them
+ * from this checkout, as it would read any manifest a user keeps on disk.
+ */
+export const LAB_CNI_URL = `${pathToFileURL(LAB_CNI_DIR).href}/{cni}-lab.yaml`;
 
 export interface LabRun {
   lab: LabState;
@@ -199,11 +183,10 @@ export async function prepareLabRun(options: { playbookPath: string; inventoryPa
   const installed = await installStandIns(state, k8sHosts.length ? { hosts: k8sHosts } : {});
   if (installed.length) options.log(`lab: stand-ins installed on ${installed.join(', ')} in ${((Date.now() - started) / 1000).toFixed(1)} s`);
   for (const host of state.hosts) options.log(`lab: ${host.name}\t${host.address}\t${host.groups.join(',')}`);
-  const { server, url } = await serveCniManifests();
   return {
     lab: state,
     inventoryPath: state.inventoryPath,
-    extraVars: { cni_manifest_url: url },
+    extraVars: { cni_manifest_url: LAB_CNI_URL },
     reused,
     summary(playbookPath, vars) {
       const inventory = state.inventoryPath;
@@ -218,7 +201,7 @@ export async function prepareLabRun(options: { playbookPath: string; inventoryPa
         `  remove:      capstan lab down`,
       ].join('\n');
     },
-    close: () => new Promise<void>((resolveClose) => server.close(() => resolveClose())),
+    close: async () => undefined,
   };
 }
 

@@ -1,5 +1,7 @@
 import { createHash } from 'node:crypto';
-import { parseAllDocuments } from 'yaml';
+import { readFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import { isMap, isScalar, isSeq, parseAllDocuments, type Document, type YAMLMap, type YAMLSeq } from 'yaml';
 import { sh } from '../runner/quote.js';
 import { defineTask, type PerHostParams, type Task, type TaskOptions } from '../runner/task.js';
 import { ADMIN_CONF } from './kubeadm.js';
@@ -24,46 +26,169 @@ export interface CniParams {
   name: CniName;
   /** The pod network CIDR given to kubeadm init (seed default 10.10.0.0/16). */
   podCidr: string;
-  /** Where to get the manifest: an http(s) URL fetched by the controller, default CNI_MANIFESTS[name]. */
+  /** Where to get the manifest: an https URL fetched by the controller (or file:/// on it), default CNI_MANIFESTS[name]. */
   manifestUrl?: string;
+  /** The manifest's sha256 (hex), checked before it is patched or applied; default CNI_MANIFEST_SHA256[url]. */
+  sha256?: string;
 }
 
 /**
- * The manifest with the pod CIDR patched in (pure), per CNI:
- * - calico: the commented-out CALICO_IPV4POOL_CIDR env (192.168.0.0/16) is enabled with the CIDR (seed 002's edit);
- * - flannel: "Network" in net-conf.json;
- * - weave: IPALLOC_RANGE on the weave container;
- * - cilium: cluster-pool-ipv4-cidr in the cilium-config ConfigMap.
+ * sha256 of each default manifest (CNI_MANIFESTS), checked before the manifest is patched or applied.
+ * Empty on purpose: no digest of these releases has been verified from here (upstream publishes none beside
+ * the files), and an invented pin would be worse than none. Without a pin the run names the sha256 it
+ * applied, so the user can pin it with `cni_manifest_sha256`.
+ */
+export const CNI_MANIFEST_SHA256: Readonly<Record<string, string>> = {};
+
+/** A map node's child map/seq at `key`, or undefined. */
+function child(node: unknown, key: string): unknown {
+  return isMap(node) ? node.get(key, true) : undefined;
+}
+
+function stringAt(node: unknown, ...path: string[]): string | undefined {
+  let current: unknown = node;
+  for (const key of path) current = child(current, key);
+  return isScalar(current) && typeof current.value === 'string' ? current.value : undefined;
+}
+
+/** Every resource of the manifest: each document's top-level map, and the items of a `kind: List` (weave's). */
+function resources(docs: Document.Parsed[]): YAMLMap[] {
+  const found: YAMLMap[] = [];
+  for (const doc of docs) {
+    const top = doc.contents;
+    if (!isMap(top)) continue;
+    const items = child(top, 'items');
+    if (stringAt(top, 'kind') === 'List' && isSeq(items)) {
+      for (const item of items.items) if (isMap(item)) found.push(item);
+    } else {
+      found.push(top);
+    }
+  }
+  return found;
+}
+
+function resource(docs: Document.Parsed[], cni: CniName, kind: string, name: string): YAMLMap {
+  const match = resources(docs).find((r) => stringAt(r, 'kind') === kind && stringAt(r, 'metadata', 'name') === name);
+  if (!match) throw new Error(`the ${cni} manifest has no ${kind} ${name} to patch the pod CIDR into`);
+  return match;
+}
+
+/** The container `name` of a workload's pod template (not its initContainers), or a clear error. */
+function container(workload: YAMLMap, cni: CniName, kind: string, workloadName: string, name: string): YAMLMap {
+  const containers = child(child(child(child(workload, 'spec'), 'template'), 'spec'), 'containers');
+  const list = isSeq(containers) ? containers.items.filter(isMap) : [];
+  const match = list.find((c) => stringAt(c, 'name') === name);
+  if (!match) throw new Error(`the ${cni} manifest's ${kind} ${workloadName} has no container ${name} (it has: ${list.map((c) => stringAt(c, 'name')).join(', ') || 'none'})`);
+  return match;
+}
+
+/**
+ * Sets env `name` to `value` on a container: an existing entry is changed in place; one shipped
+ * commented out (calico's `# - name: CALICO_IPV4POOL_CIDR`) is un-commented where it stood, as seed 002
+ * does by hand; otherwise the entry is added at the end. The rest of the list keeps its order and comments.
+ */
+function setEnv(doc: Document.Parsed, target: YAMLMap, name: string, value: string): void {
+  const found: unknown = target.get('env', true);
+  const list = isSeq(found) ? found : (doc.createNode([]) as YAMLSeq);
+  if (list !== found) target.set('env', list);
+  const entry = doc.createNode({ name, value }) as YAMLMap;
+  const existing = list.items.find((item) => stringAt(item, 'name') === name);
+  if (isMap(existing)) {
+    existing.delete('valueFrom');
+    existing.set('value', value);
+    return;
+  }
+  const commentedName = new RegExp(`^\\s*- name: ${name}\\s*$`);
+  for (let index = 0; index < list.items.length; index++) {
+    const item = list.items[index] as YAMLMap;
+    const lines = item.commentBefore?.split('\n') ?? [];
+    const at = lines.findIndex((line) => commentedName.test(line));
+    if (at < 0) continue;
+    // The commented entry is its name line and the indented lines under it (value:).
+    let after = at + 1;
+    while (after < lines.length && /^\s{3,}\S/.test(lines[after]!) && !/^\s*- /.test(lines[after]!)) after++;
+    const explanation = lines.slice(0, at).join('\n');
+    if (explanation) entry.commentBefore = explanation;
+    const rest = lines.slice(after).join('\n');
+    item.commentBefore = rest || undefined;
+    list.items.splice(index, 0, entry);
+    return;
+  }
+  list.items.push(entry);
+}
+
+/** Sets a ConfigMap's `data` key, keeping the scalar's style (a block literal stays one). */
+function setData(map: YAMLMap, key: string, value: string, cni: CniName, configMap: string): void {
+  const data = child(map, 'data');
+  const node = child(data, key);
+  if (!isMap(data) || !isScalar(node)) throw new Error(`the ${cni} manifest's ConfigMap ${configMap} has no data key ${key}`);
+  node.value = value;
+}
+
+/**
+ * The manifest with the pod CIDR patched in (pure), edited structurally with the yaml Document API
+ * (comments and order kept; patching twice is patching once), per CNI:
+ * - weave: env IPALLOC_RANGE on the `weave` container of DaemonSet weave-net (weave-npc never reads it);
+ * - calico: env CALICO_IPV4POOL_CIDR on the calico-node container of DaemonSet calico-node, un-commented where
+ *   upstream ships it commented out (seed 002's edit);
+ * - flannel: "Network" in net-conf.json of ConfigMap kube-flannel-cfg;
+ * - cilium: cluster-pool-ipv4-cidr in ConfigMap cilium-config.
+ * Throws, naming what is missing, when the manifest lacks the workload, container or key.
  */
 export function patchCniManifest(name: CniName, manifest: string, podCidr: string): string {
+  const docs = parseAllDocuments(manifest);
+  if (!Array.isArray(docs)) throw new Error(`the ${name} manifest is not YAML documents`);
+  for (const doc of docs) if (doc.errors.length) throw new Error(`the ${name} manifest is not valid YAML: ${doc.errors[0]!.message}`);
+  const docOf = (node: YAMLMap) => docs.find((doc) => resources([doc]).includes(node))!;
   switch (name) {
+    case 'weave': {
+      const ds = resource(docs, name, 'DaemonSet', 'weave-net');
+      setEnv(docOf(ds), container(ds, name, 'DaemonSet', 'weave-net', 'weave'), 'IPALLOC_RANGE', podCidr);
+      break;
+    }
     case 'calico': {
-      const commented = /^(\s*)# - name: CALICO_IPV4POOL_CIDR\n\1#   value: "[^"]*"$/m;
-      if (commented.test(manifest)) return manifest.replace(commented, `$1- name: CALICO_IPV4POOL_CIDR\n$1  value: "${podCidr}"`);
-      const active = /^(\s*)- name: CALICO_IPV4POOL_CIDR\n\1  value: "[^"]*"$/m;
-      if (active.test(manifest)) return manifest.replace(active, `$1- name: CALICO_IPV4POOL_CIDR\n$1  value: "${podCidr}"`);
-      throw new Error('the calico manifest has no CALICO_IPV4POOL_CIDR setting to patch');
+      const ds = resource(docs, name, 'DaemonSet', 'calico-node');
+      setEnv(docOf(ds), container(ds, name, 'DaemonSet', 'calico-node', 'calico-node'), 'CALICO_IPV4POOL_CIDR', podCidr);
+      break;
     }
     case 'flannel': {
-      const network = /("Network":\s*)"[^"]*"/;
-      if (!network.test(manifest)) throw new Error('the flannel manifest has no "Network" in net-conf.json');
-      return manifest.replace(network, `$1"${podCidr}"`);
-    }
-    case 'weave': {
-      if (/- name: IPALLOC_RANGE\n\s*value: /.test(manifest)) return manifest.replace(/(- name: IPALLOC_RANGE\n(\s*)value: )\S+/, `$1${podCidr}`);
-      const env = /^(\s*)env:\n(\s*)- name: HOSTNAME$/m;
-      if (!env.test(manifest)) throw new Error('the weave manifest has no env list on the weave container to add IPALLOC_RANGE to');
-      return manifest.replace(env, `$1env:\n$2- name: IPALLOC_RANGE\n$2  value: ${podCidr}\n$2- name: HOSTNAME`);
+      const cm = resource(docs, name, 'ConfigMap', 'kube-flannel-cfg');
+      const text = stringAt(cm, 'data', 'net-conf.json');
+      if (text === undefined) throw new Error('the flannel manifest\'s ConfigMap kube-flannel-cfg has no data key net-conf.json');
+      let config: Record<string, unknown>;
+      try {
+        config = JSON.parse(text) as Record<string, unknown>;
+      } catch (error) {
+        throw new Error(`the flannel manifest's net-conf.json is not JSON: ${(error as Error).message}`);
+      }
+      setData(cm, 'net-conf.json', `${JSON.stringify({ ...config, Network: podCidr }, null, 2)}\n`, name, 'kube-flannel-cfg');
+      break;
     }
     case 'cilium': {
-      const pool = /(cluster-pool-ipv4-cidr:\s*)"?[^"\n]*"?/;
-      if (!pool.test(manifest)) throw new Error('the cilium manifest has no cluster-pool-ipv4-cidr to patch');
-      return manifest.replace(pool, `$1"${podCidr}"`);
+      const cm = resource(docs, name, 'ConfigMap', 'cilium-config');
+      setData(cm, 'cluster-pool-ipv4-cidr', podCidr, name, 'cilium-config');
+      break;
     }
+  }
+  return docs.map((doc) => doc.toString({ lineWidth: 0 })).join('');
+}
+
+/** Refuses a manifest URL that is not https (or a file on this machine): it is applied as cluster-admin. */
+export function checkManifestUrl(url: string, variable: string): void {
+  if (!/^(https:\/\/\S+|file:\/\/\/\S+)$/.test(url)) {
+    throw new Error(`${variable} must be an https:// URL (or file:/// on this machine): the manifest is applied as cluster-admin, so plain http is refused; got ${JSON.stringify(url)}`);
   }
 }
 
-async function fetchManifest(url: string): Promise<string> {
+/** The manifest's bytes: downloaded over https, or read from a file:/// URL (the lab's). */
+export async function fetchManifest(url: string): Promise<Buffer> {
+  if (url.startsWith('file://')) {
+    try {
+      return await readFile(fileURLToPath(url));
+    } catch (error) {
+      throw new Error(`cannot read the CNI manifest ${url}: ${(error as Error).message}`);
+    }
+  }
   let response: Response;
   try {
     response = await fetch(url, { signal: AbortSignal.timeout(60_000) });
@@ -71,9 +196,22 @@ async function fetchManifest(url: string): Promise<string> {
     throw new Error(`cannot download the CNI manifest ${url}: ${(error as Error).message}`);
   }
   if (!response.ok) throw new Error(`cannot download the CNI manifest ${url}: HTTP ${response.status}`);
-  const text = await response.text();
-  for (const doc of parseAllDocuments(text)) if (doc.errors.length) throw new Error(`${url} is not valid YAML: ${doc.errors[0]!.message}`);
-  return text;
+  return Buffer.from(await response.arrayBuffer());
+}
+
+/** The downloaded manifest checked against its pin (when there is one) and patched. */
+export function verifyAndPatch(p: CniParams, url: string, bytes: Buffer): { manifest: string; downloadedSha256: string; pinned: boolean } {
+  const actual = createHash('sha256').update(bytes).digest('hex');
+  const expected = p.sha256 ?? CNI_MANIFEST_SHA256[url];
+  if (expected !== undefined && expected.toLowerCase() !== actual) {
+    throw new Error(`the CNI manifest ${url} has sha256 ${actual}, expected ${expected.toLowerCase()}: refusing to apply it`);
+  }
+  const text = bytes.toString('utf8');
+  try {
+    return { manifest: patchCniManifest(p.name, text, p.podCidr), downloadedSha256: actual, pinned: expected !== undefined };
+  } catch (error) {
+    throw new Error(`${url}: ${(error as Error).message}`);
+  }
 }
 
 /**
@@ -84,14 +222,15 @@ async function fetchManifest(url: string): Promise<string> {
  * @example installCni({ name: 'calico', podCidr: '10.10.0.0/16' })
  */
 export function installCni(params: PerHostParams<CniParams>, options?: TaskOptions): Task<void> {
-  const manifests = new Map<string, Promise<string>>();
+  const manifests = new Map<string, Promise<ReturnType<typeof verifyAndPatch>>>();
   const patched = (p: CniParams) => {
     const url = p.manifestUrl ?? CNI_MANIFESTS[p.name];
     if (!url) throw new Error(`${p.name} has no plain manifest: pass manifestUrl`);
-    const key = `${p.name} ${url} ${p.podCidr}`;
-    if (!manifests.has(key)) manifests.set(key, fetchManifest(url).then((text) => patchCniManifest(p.name, text, p.podCidr)));
+    const key = `${p.name} ${url} ${p.podCidr} ${p.sha256 ?? ''}`;
+    if (!manifests.has(key)) manifests.set(key, fetchManifest(url).then((bytes) => verifyAndPatch(p, url, bytes)));
     return manifests.get(key)!;
   };
+  const stampOf = (p: CniParams, manifest: string) => `${p.name} sha256:${createHash('sha256').update(manifest).digest('hex')}\n`;
   return defineTask<CniParams>(
     {
       kind: 'cni',
@@ -100,20 +239,24 @@ export function installCni(params: PerHostParams<CniParams>, options?: TaskOptio
       validate: (p) => {
         if (!(p.name in CNI_MANIFESTS)) throw new Error(`name must be one of ${Object.keys(CNI_MANIFESTS).join(', ')}, got ${JSON.stringify(p.name)}`);
         if (!/^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/.test(p.podCidr)) throw new Error(`podCidr must be an IPv4 CIDR, got ${JSON.stringify(p.podCidr)}`);
-        if (p.manifestUrl !== undefined && !/^https?:\/\//.test(p.manifestUrl)) throw new Error('manifestUrl must be an http(s) URL');
+        if (p.manifestUrl !== undefined) checkManifestUrl(p.manifestUrl, 'manifestUrl');
+        if (p.sha256 !== undefined && !/^[0-9a-fA-F]{64}$/.test(p.sha256)) throw new Error(`sha256 must be 64 hex digits, got ${JSON.stringify(p.sha256)}`);
         if (p.name === 'cilium' && !p.manifestUrl) throw new Error('cilium has no plain manifest upstream: pass manifestUrl (e.g. rendered with helm template)');
       },
       probes: () => [{ kind: 'read', path: CNI_STAMP }],
       async check(ctx, p) {
-        const manifest = await patched(p);
-        const stamp = `${p.name} sha256:${createHash('sha256').update(manifest).digest('hex')}\n`;
+        const { manifest, downloadedSha256, pinned } = await patched(p);
+        const stamp = stampOf(p, manifest);
         const current = await ctx.readText(CNI_STAMP);
-        return current === stamp ? [] : [{ subject: 'applied manifest', current: current?.trim() ?? 'none', desired: stamp.trim() }];
+        if (current === stamp) return [];
+        // Unpinned: say which download is applied, so the user can pin it (cni_manifest_sha256).
+        const source = pinned ? 'pinned' : `NOT pinned, set cni_manifest_sha256=${downloadedSha256} to pin it`;
+        return [{ subject: `applied manifest (downloaded sha256 ${downloadedSha256}, ${source})`, current: current?.trim() ?? 'none', desired: stamp.trim() }];
       },
       async apply(ctx, p) {
-        const manifest = await patched(p);
+        const { manifest } = await patched(p);
         await ctx.run(sh`kubectl --kubeconfig=${ADMIN_CONF} apply -f -`, { stdin: manifest, timeoutMs: 300_000 });
-        await ctx.writeFile(CNI_STAMP, `${p.name} sha256:${createHash('sha256').update(manifest).digest('hex')}\n`, { mode: '0644' });
+        await ctx.writeFile(CNI_STAMP, stampOf(p, manifest), { mode: '0644' });
       },
     },
     params,

@@ -11,8 +11,6 @@
  */
 import { expect } from 'chai';
 import { readFileSync, rmSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { request } from 'node:https';
 import { connect } from 'node:tls';
 import { join } from 'node:path';
@@ -20,7 +18,7 @@ import { parse } from 'yaml';
 import { startHost, type LabState } from '../../runner/lab/index.js';
 import { containerRunning } from '../../runner/lab/nspawn.js';
 import { readRecord } from '../../runner/lab/state.js';
-import { labShapeFor, LAB_CNI_DIR } from '../../runner/lab-run.js';
+import { labShapeFor, LAB_CNI_URL } from '../../runner/lab-run.js';
 import { renderHaproxyConfig } from '../../tasks/haproxy.js';
 import { renderCheckScript, renderKeepalivedConfig } from '../../tasks/keepalived.js';
 import { withLab, sshToLab } from '../helpers/lab.js';
@@ -76,21 +74,6 @@ function logSummary(name: string, stdout: string, started: number): void {
 async function nodesReady(lab: LabState, host: string): Promise<string[]> {
   const out = await sh(lab, host, 'kubectl get nodes --no-headers');
   return out.split('\n').filter(Boolean).map((l) => l.split(/\s+/).slice(0, 2).join(' ')).sort();
-}
-
-/** The lab CNI manifests on loopback, as `run --lab` serves them: `{cni}` in the URL is the CNI's name. */
-async function serveCni(): Promise<{ url: string; server: Server }> {
-  const server = createServer((req, res) => {
-    const name = /^\/([a-z]+)-lab\.yaml$/.exec(req.url ?? '')?.[1];
-    try {
-      res.end(readFileSync(join(LAB_CNI_DIR, `${name}-lab.yaml`)));
-    } catch {
-      res.statusCode = 404;
-      res.end();
-    }
-  }).listen(0, '127.0.0.1');
-  await new Promise((resolve) => server.once('listening', resolve));
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/{cni}-lab.yaml`, server };
 }
 
 const ip = (lab: LabState, name: string) => lab.hosts.find((h) => h.name === name)!.address;
@@ -163,7 +146,6 @@ describe('playbooks end to end (lab, Kubernetes stand-ins)', function () {
 
   describe('pi-cluster.ts: the memory cgroup where it is missing (cmdline.txt, reboot), the rest untouched', () => {
     let lab: LabState;
-    let cni: { url: string; server: Server };
     let args: string[];
     let check: string;
     const PI_CMDLINE = 'console=serial0,115200 console=tty1 root=PARTUUID=4e639091-02 rootfstype=ext4 fsck.repair=yes rootwait cfg80211.ieee80211_regdom=GB\n';
@@ -172,8 +154,7 @@ describe('playbooks end to end (lab, Kubernetes stand-ins)', function () {
     before(async () => {
       lab = await withLab(await labShapeFor('inventory/home.yaml'));
       await installKubernetesStandIns(lab);
-      cni = await serveCni();
-      args = ['run', 'playbooks/pi-cluster.ts', '-i', lab.inventoryPath, '-e', `cni_manifest_url=${cni.url}`, '-e', 'reboot_timeout=180', '--json'];
+      args = ['run', 'playbooks/pi-cluster.ts', '-i', lab.inventoryPath, '-e', `cni_manifest_url=${LAB_CNI_URL}`, '-e', 'reboot_timeout=180', '--json'];
       // pi-03 plays a Pi whose kernel has no memory cgroup: Raspberry Pi OS's cmdline.txt, and
       // /proc/cgroups with memory disabled (a bind mount, gone after the reboot, as the new kernel
       // command line would make it). The container lab cannot boot another kernel: the lab restarts
@@ -182,7 +163,6 @@ describe('playbooks end to end (lab, Kubernetes stand-ins)', function () {
       expect(await sh(lab, 'pi-03', "awk '$1 == \"memory\" { print $4 }' /proc/cgroups")).to.equal('0\n');
       boots = Object.fromEntries(await Promise.all(lab.hosts.map(async (h) => [h.name, await sh(lab, h.name, BOOT)])));
     });
-    after(() => cni?.server.close());
 
     it('--check: pi-03 would get the kernel command line and a reboot, the others nothing of the kind; nothing is written', async () => {
       const before = await hashes(lab);
@@ -232,7 +212,6 @@ describe('playbooks end to end (lab, Kubernetes stand-ins)', function () {
 
   describe('stacked-ha.ts, external balancer (inventory/ha.yaml, seed 002)', () => {
     let lab: LabState;
-    let cni: { url: string; server: Server };
     let args: string[];
     let check: string;
     let apply: string;
@@ -241,10 +220,8 @@ describe('playbooks end to end (lab, Kubernetes stand-ins)', function () {
     before(async () => {
       lab = await withLab(await labShapeFor('inventory/ha.yaml'));
       await installKubernetesStandIns(lab, masters);
-      cni = await serveCni();
-      args = ['run', 'playbooks/stacked-ha.ts', '-i', lab.inventoryPath, '-e', `cni_manifest_url=${cni.url}`, '--json'];
+      args = ['run', 'playbooks/stacked-ha.ts', '-i', lab.inventoryPath, '-e', `cni_manifest_url=${LAB_CNI_URL}`, '--json'];
     });
-    after(() => cni?.server.close());
 
     it('--check on fresh hosts lists every change and writes nothing', async () => {
       const before = await hashes(lab);
@@ -315,7 +292,6 @@ describe('playbooks end to end (lab, Kubernetes stand-ins)', function () {
 
   describe('stacked-ha.ts, keepalived VIP (inventory/ha-vip.yaml, seed 004)', () => {
     let lab: LabState;
-    let cni: { url: string; server: Server };
     let args: string[];
     let check: string;
     let vip: string;
@@ -326,10 +302,8 @@ describe('playbooks end to end (lab, Kubernetes stand-ins)', function () {
       vip = String(shape[0]!.vars!.vip_address);
       lab = await withLab(shape);
       await installKubernetesStandIns(lab);
-      cni = await serveCni();
-      args = ['run', 'playbooks/stacked-ha.ts', '-i', lab.inventoryPath, '-e', `cni_manifest_url=${cni.url}`, '--json'];
+      args = ['run', 'playbooks/stacked-ha.ts', '-i', lab.inventoryPath, '-e', `cni_manifest_url=${LAB_CNI_URL}`, '--json'];
     });
-    after(() => cni?.server.close());
 
     /** The control planes that hold the VIP now. */
     const holders = async () => (await Promise.all(cps.map(async (n) => ((await sh(lab, n, 'ip -o -4 addr show')).includes(` inet ${vip}/`) ? n : null)))).filter((n): n is string => n !== null);

@@ -4,9 +4,9 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse } from 'yaml';
-import { caCertHash, certificateKeyFrom, kubeadmApiVersion, kubeadmInitConfig, kubeadmInit, kubeadmJoin, redactKubeadmOutput } from '../../tasks/kubeadm.js';
+import { bootstrapTokenId, caCertHash, certificateKeyFrom, kubeadmApiVersion, kubeadmInitConfig, kubeadmInit, kubeadmJoin, kubeadmJoinConfig, redactKubeadmOutput } from '../../tasks/kubeadm.js';
+import { Secret } from '../../runner/secret.js';
 import { mergeKubeconfig } from '../../tasks/kubeconfig.js';
-import { patchCniManifest } from '../../tasks/cni.js';
 import { parseNodeReadiness, podsPerNode } from '../../tasks/cluster.js';
 import { Pending } from '../../runner/task.js';
 
@@ -62,6 +62,35 @@ networking:
     expect(redactKubeadmOutput(out)).to.equal(`kubeadm join 10.0.0.1:6443 --token *** \\\n\t--discovery-token-ca-cert-hash ${hash} \\\n\t--control-plane --certificate-key ***`);
   });
 
+  it('writes the JoinConfiguration exactly: token and certificate key in the file, not in argv', () => {
+    const hash = `sha256:${'ab'.repeat(32)}`;
+    const key = 'c'.repeat(64);
+    const worker = kubeadmJoinConfig({ endpoint: '10.0.0.11:6443', caCertHash: hash, token: new Secret('abcdef.0123456789abcdef') }, 'kubeadm.k8s.io/v1beta4');
+    expect(worker).to.be.instanceOf(Secret);
+    expect(String(worker)).to.equal('***');
+    expect(worker.reveal()).to.equal(
+      '# Written by Capstan for kubeadm join; removed when the join ends.\n' +
+        'apiVersion: kubeadm.k8s.io/v1beta4\nkind: JoinConfiguration\ndiscovery:\n  bootstrapToken:\n    apiServerEndpoint: 10.0.0.11:6443\n' +
+        `    token: abcdef.0123456789abcdef\n    caCertHashes:\n      - ${hash}\n`,
+    );
+    const controlPlane = parse(
+      kubeadmJoinConfig(
+        { endpoint: 'lb:6443', caCertHash: hash, token: new Secret('abcdef.0123456789abcdef'), certificateKey: new Secret(key), advertiseAddress: '10.0.0.12', criSocket: 'unix:///run/containerd/containerd.sock', ignorePreflightErrors: ['NumCPU'] },
+        'kubeadm.k8s.io/v1beta3',
+      ).reveal(),
+    );
+    expect(controlPlane).to.deep.equal({
+      apiVersion: 'kubeadm.k8s.io/v1beta3',
+      kind: 'JoinConfiguration',
+      discovery: { bootstrapToken: { apiServerEndpoint: 'lb:6443', token: 'abcdef.0123456789abcdef', caCertHashes: [hash] } },
+      nodeRegistration: { criSocket: 'unix:///run/containerd/containerd.sock', ignorePreflightErrors: ['NumCPU'] },
+      controlPlane: { localAPIEndpoint: { advertiseAddress: '10.0.0.12' }, certificateKey: key },
+    });
+  });
+  it('deletes a token by its id, the part before the dot', () => {
+    expect(bootstrapTokenId(new Secret('abcdef.0123456789abcdef'))).to.equal('abcdef');
+    expect(() => bootstrapTokenId(new Secret('error: something\n'))).to.throw(/printed no bootstrap token/);
+  });
   it('reads the certificate key from upload-certs output', () => {
     const key = 'c'.repeat(64);
     expect(certificateKeyFrom(`[upload-certs] Storing the certificates in Secret "kubeadm-certs" in the "kube-system" Namespace\n[upload-certs] Using certificate key:\n${key}\n`)).to.equal(key);
@@ -120,26 +149,6 @@ current-context: kubernetes-admin@kubernetes
   it('is idempotent: merging twice gives the same text', () => {
     const once = mergeKubeconfig(null, admin, 'homelab');
     expect(mergeKubeconfig(once, admin, 'homelab')).to.equal(once);
-  });
-});
-
-describe('CNI manifests: pod CIDR patched per CNI (pure)', () => {
-  const fixture = (name: string) => readFileSync(`test/fixtures/cni/${name}-excerpt.yaml`, 'utf8');
-  it('calico: enables CALICO_IPV4POOL_CIDR with the CIDR (seed 002)', () => {
-    const out = patchCniManifest('calico', fixture('calico'), '10.10.0.0/16');
-    expect(out).to.include('            - name: CALICO_IPV4POOL_CIDR\n              value: "10.10.0.0/16"\n            - name: CALICO_DISABLE_FILE_LOGGING');
-    expect(patchCniManifest('calico', out, '10.20.0.0/16')).to.include('value: "10.20.0.0/16"');
-  });
-  it('flannel: sets Network in net-conf.json', () => {
-    expect(patchCniManifest('flannel', fixture('flannel'), '10.10.0.0/16')).to.include('"Network": "10.10.0.0/16",');
-  });
-  it('weave: adds IPALLOC_RANGE, once', () => {
-    const out = patchCniManifest('weave', fixture('weave'), '10.10.0.0/16');
-    expect(out).to.include('          env:\n            - name: IPALLOC_RANGE\n              value: 10.10.0.0/16\n            - name: HOSTNAME');
-    expect(patchCniManifest('weave', out, '10.10.0.0/16')).to.equal(out);
-  });
-  it('refuses a manifest it cannot patch', () => {
-    expect(() => patchCniManifest('flannel', 'kind: ConfigMap\n', '10.10.0.0/16')).to.throw(/no "Network"/);
   });
 });
 
