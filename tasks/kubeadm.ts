@@ -1,7 +1,7 @@
 import { createHash, X509Certificate } from 'node:crypto';
 import semver from 'semver';
 import { stringify } from 'yaml';
-import { joinCommands, sh, type Command } from '../runner/quote.js';
+import { sh } from '../runner/quote.js';
 import { Secret } from '../runner/secret.js';
 import { defineTask, Pending, type ApplyContext, type PerHostParams, type Task, type TaskOptions } from '../runner/task.js';
 
@@ -233,13 +233,60 @@ export function certificateKeyFrom(output: string): string {
   return key;
 }
 
+/** Where a join's config file lives while `kubeadm join --config` runs: root-only /etc/kubernetes, removed afterwards. */
+export const JOIN_CONFIG = '/etc/kubernetes/capstan-join.yaml';
+
+export interface JoinConfigParams {
+  endpoint: string;
+  caCertHash: string;
+  token: Secret;
+  /** Set for a control-plane join: the key that decrypts the kubeadm-certs Secret. */
+  certificateKey?: Secret;
+  advertiseAddress?: string;
+  criSocket?: string;
+  ignorePreflightErrors?: string[];
+}
+
+/**
+ * The JoinConfiguration for `kubeadm join --config` (pure). The token and certificate key go in this
+ * file, never in argv: a command line is visible in `ps` to every local user and sudo logs it to the
+ * journal. Returned as a Secret, since it holds both.
+ */
+export function kubeadmJoinConfig(params: JoinConfigParams, apiVersion: string): Secret {
+  const nodeRegistration: Record<string, unknown> = {};
+  if (params.criSocket) nodeRegistration.criSocket = params.criSocket;
+  if (params.ignorePreflightErrors?.length) nodeRegistration.ignorePreflightErrors = params.ignorePreflightErrors;
+  const join: Record<string, unknown> = {
+    apiVersion,
+    kind: 'JoinConfiguration',
+    discovery: { bootstrapToken: { apiServerEndpoint: params.endpoint, token: params.token.reveal(), caCertHashes: [params.caCertHash] } },
+  };
+  if (Object.keys(nodeRegistration).length) join.nodeRegistration = nodeRegistration;
+  if (params.certificateKey) {
+    join.controlPlane = {
+      ...(params.advertiseAddress ? { localAPIEndpoint: { advertiseAddress: params.advertiseAddress } } : {}),
+      certificateKey: params.certificateKey.reveal(),
+    };
+  }
+  return new Secret(`# Written by Capstan for kubeadm join; removed when the join ends.\n${stringify(join)}`);
+}
+
+/** The id of a bootstrap token (the part before the dot): `kubeadm token delete` takes it, so the secret stays out of argv (pure). */
+export function bootstrapTokenId(token: Secret): string {
+  const match = /^([a-z0-9]{6})\.[a-z0-9]{16}$/.exec(token.reveal());
+  if (!match) throw new Error('kubeadm token create printed no bootstrap token of the form [a-z0-9]{6}.[a-z0-9]{16}');
+  return match[1]!;
+}
+
 /**
  * Joins this host to the cluster with `kubeadm join`. In sync when /etc/kubernetes/kubelet.conf
  * exists. Otherwise, just before joining, it mints a token on the control plane
  * (`kubeadm token create --ttl 15m`) and, for control planes, re-uploads the certificates for a
  * fresh certificate key (`kubeadm init phase upload-certs --upload-certs`) — so an expired 24 h token
  * (seed 001) or a certificate key past its 2 h (seeds 002/004) never stops a join — then deletes the
- * token. Token and key are Secrets: never printed. Control-plane joins run one at a time.
+ * token by its id. Token and key are Secrets: never printed, and never in a command line (visible in
+ * `ps`, logged by sudo): they reach the host on stdin in a 0600 JoinConfiguration ({@link JOIN_CONFIG})
+ * for `kubeadm join --config`, removed when the join ends. Control-plane joins run one at a time.
  *
  * @example kubeadmJoin(initPlay.value(init), { controlPlane: true })
  */
@@ -278,22 +325,37 @@ export function kubeadmJoin(params: PerHostParams<KubeadmJoinParams>, options?: 
 
 async function joinNow(ctx: ApplyContext, cluster: Cluster, p: KubeadmJoinParams): Promise<void> {
   const controlPlane = await ctx.onHost(cluster.controlPlane);
+  // Printed on stdout (not argv); deleted by its id below.
   const token = new Secret((await controlPlane.run(sh`kubeadm token create --ttl ${p.tokenTtl ?? '15m'}`)).stdout.trim());
+  const tokenId = bootstrapTokenId(token);
   try {
-    const args: Command[] = [];
-    if (p.controlPlane) {
-      const key = new Secret(certificateKeyFrom((await controlPlane.run(sh`kubeadm init phase upload-certs --upload-certs`)).stdout));
-      const address = p.advertiseAddress ?? ctx.host.vars.ip ?? ctx.host.vars.ansible_host;
-      args.push(sh`--control-plane --certificate-key ${key}`);
-      if (typeof address === 'string' && address) args.push(sh`--apiserver-advertise-address ${address}`);
+    let certificateKey: Secret | undefined;
+    if (p.controlPlane) certificateKey = new Secret(certificateKeyFrom((await controlPlane.run(sh`kubeadm init phase upload-certs --upload-certs`)).stdout));
+    const address = p.advertiseAddress ?? ctx.host.vars.ip ?? ctx.host.vars.ansible_host;
+    const version = (await ctx.run(sh`kubeadm version -o short`)).stdout.trim();
+    const config = kubeadmJoinConfig(
+      {
+        endpoint: cluster.endpoint,
+        caCertHash: cluster.caCertHash,
+        token,
+        ...(certificateKey ? { certificateKey } : {}),
+        ...(typeof address === 'string' && address ? { advertiseAddress: address } : {}),
+        ...(p.criSocket ? { criSocket: p.criSocket } : {}),
+        ...(p.ignorePreflightErrors?.length ? { ignorePreflightErrors: p.ignorePreflightErrors } : {}),
+      },
+      kubeadmApiVersion(version),
+    );
+    await ctx.run(sh`mkdir -p -m 0755 /etc/kubernetes`);
+    try {
+      // Sent on stdin; the write's temp file is created 0600 (mktemp) in root-only /etc/kubernetes: never world-readable.
+      await ctx.writeFile(JOIN_CONFIG, config, { mode: '0600', owner: 'root', group: 'root' });
+      const result = await ctx.run(sh`kubeadm join --config ${JOIN_CONFIG}`, { timeoutMs: 900_000 });
+      logOutput(ctx, result.stdout);
+    } finally {
+      await ctx.exec(sh`rm -f -- ${JOIN_CONFIG}`);
     }
-    if (p.criSocket) args.push(sh`--cri-socket ${p.criSocket}`);
-    if (p.ignorePreflightErrors?.length) args.push(sh`--ignore-preflight-errors=${p.ignorePreflightErrors.join(',')}`);
-    const command = joinCommands([sh`kubeadm join ${cluster.endpoint} --token ${token} --discovery-token-ca-cert-hash ${cluster.caCertHash}`, ...args]);
-    const result = await ctx.run(command, { timeoutMs: 900_000 });
-    logOutput(ctx, result.stdout);
   } finally {
     // The token's job is done: do not leave a credential behind, even if the join failed.
-    await controlPlane.exec(sh`kubeadm token delete ${token}`).catch(() => undefined);
+    await controlPlane.exec(sh`kubeadm token delete ${tokenId}`).catch(() => undefined);
   }
 }

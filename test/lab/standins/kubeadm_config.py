@@ -180,16 +180,18 @@ def timeout_of(docs: dict, kind: str, name: str, default: float) -> float:
         return default
 
 
-# Flags that `--config` may be combined with (kubeadm's allow-list); any other flag is an error.
-INIT_FLAGS_WITH_CONFIG = {'config', 'ignore-preflight-errors', 'dry-run', 'kubeconfig', 'node-name', 'upload-certs',
-                          'certificate-key', 'skip-certificate-key-print', 'skip-phases', 'skip-token-print',
-                          'patches', 'rootfs', 'v'}
-JOIN_FLAGS_WITH_CONFIG = {'config', 'ignore-preflight-errors', 'dry-run', 'node-name', 'skip-phases', 'patches',
-                          'rootfs', 'v', 'control-plane', 'certificate-key'}
+# Flags that `--config` may be combined with: kubeadm's allow-list (isAllowedFlag in
+# cmd/kubeadm/app/apis/kubeadm/validation/validation.go, the same for init and join) plus every --skip-* flag.
+# Everything else, --control-plane and --certificate-key included, belongs in the config file.
+FLAGS_WITH_CONFIG = {'config', 'ignore-preflight-errors', 'dry-run', 'kubeconfig', 'node-name', 'kubeconfig-dir',
+                     'upload-certs', 'print-join-command', 'rootfs', 'v', 'log-file'}
+INIT_FLAGS_WITH_CONFIG = FLAGS_WITH_CONFIG
+JOIN_FLAGS_WITH_CONFIG = FLAGS_WITH_CONFIG
 
 
 def mix_error(given: set[str], allowed: set[str]) -> str | None:
-    bad = sorted(given - allowed)
+    """kubeadm's ValidateMixedArguments: pflag visits flags in sorted order, printed as a Go %v list."""
+    bad = sorted(name for name in given - allowed if not name.startswith('skip-'))
     if bad:
         return f"can not mix '--config' with arguments {'[' + ' '.join(bad) + ']'}"
     return None
