@@ -49,6 +49,8 @@ export async function prepareRoot(host: HostRecord, rootfs: string): Promise<voi
   const resolvConf = join(host.root, 'etc/resolv.conf');
   rmSync(resolvConf, { force: true });
   writeFileSync(resolvConf, '# capstan lab: no DNS here (no nameserver line: lookups fail at once instead of timing out)\noptions timeout:1 attempts:1\n');
+  // Keys only: the lab user's sudo password is for sudo, never a way in over ssh.
+  writeFileSync(join(host.root, 'etc/ssh/sshd_config.d/capstan-lab-keys-only.conf'), 'PasswordAuthentication no\nKbdInteractiveAuthentication no\n');
   const hostsFile = join(host.root, 'etc/hosts');
   const hosts = readFileSync(hostsFile, 'utf8');
   if (!hosts.includes(`\t${host.name}\n`)) writeFileSync(hostsFile, `${hosts}127.0.1.1\t${host.name}\n`);

@@ -129,6 +129,15 @@ describe('capstan lab (systemd-nspawn hosts)', function () {
     expect(withPassword.stdout.trim(), withPassword.stderr).to.equal('root');
   });
 
+  it('accepts ssh keys only: password logins are not even offered (PasswordAuthentication no)', async function () {
+    const result = await sshToLab(state, 'node1', 'true', {
+      user: LAB_USER,
+      sshOptions: ['-o', 'PubkeyAuthentication=no', '-o', 'PreferredAuthentications=password,keyboard-interactive'],
+    });
+    expect(result.code).to.equal(255);
+    expect(result.stderr).to.include(`${LAB_USER}@${hostAddress(0)}: Permission denied (publickey).`);
+  });
+
   it('gives each host its own host keys, pinned in known_hosts', async function () {
     const pinned = knownHostKeys(state);
     const ed25519 = await Promise.all(state.hosts.map((host) => hostEd25519Key(state, host.name)));
