@@ -254,7 +254,11 @@ export function ensureService(name: string, wanted: PerHostParams<Omit<ServicePa
       validate: validateService,
       async check(ctx, p) {
         const unit = unitName(p.name);
-        return serviceDrift(unit, await probeUnit(ctx, unit, p.restartOn ?? []), p);
+        const drift = serviceDrift(unit, await probeUnit(ctx, unit, p.restartOn ?? []), p);
+        // In --check, a stopped unit after earlier pending changes may be started by them (kubeadm init
+        // starts the kubelet): the start is predicted, not certain, and says so.
+        if (!ctx.checkMode || !ctx.pendingChanges.length) return drift;
+        return drift.map((d) => (d.subject === 'running' && d.desired === 'active' ? { ...d, pending: ctx.pendingChanges.join(', ') } : d));
       },
       async apply(ctx, p, drift) {
         const unit = unitName(p.name);
