@@ -58,7 +58,7 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { InputError, playbook } from '../runner/index.js';
 import type { HostView } from '../runner/task.js';
-import { ensurePackages, preflight } from '../tasks/index.js';
+import { ensureFirewallPorts, ensurePackages, firewallPortsForRole, preflight } from '../tasks/index.js';
 import { ensureBinary } from '../tasks/binary.js';
 import {
   BINARY_DIR,
@@ -195,6 +195,9 @@ export default playbook('hard-way', async (ctx) => {
     portOwners: ['kube-apiserver', 'kube-controller', 'kube-scheduler', 'etcd', 'nginx'],
   });
   await preflight(ctx, 'loadbalancer', { title: 'preflight (load balancer)', minMemoryMiB: 0, minCpus: 1, requireMemoryCgroup: false, ports: [80, 6443, 9999], portOwners: ['haproxy'] });
+  await play('firewall', 'controllers', [ensureFirewallPorts({ ports: firewallPortsForRole({ role: 'hard-way-controller' }) })]);
+  // The front end's haproxy serves its statistics page on :9999 (renderFrontEndHaproxyConfig).
+  await play('firewall (load balancer)', 'loadbalancer', [ensureFirewallPorts({ ports: firewallPortsForRole({ role: 'hard-way-balancer', statsPort: 9999 }) })]);
 
   const client = (name: string, commonName: string, organization: string): CertificateRequest => ({ name, commonName, organization, usage: ['client'] });
   const pki = ensurePki({

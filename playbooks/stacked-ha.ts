@@ -59,6 +59,8 @@ import {
   kubernetesYumRepo,
   ensureDockerYumRepo,
   rpmContainerRuntimePackages,
+  ensureFirewallPorts,
+  firewallPortsForRole,
   type HaproxyServer,
 } from '../tasks/index.js';
 import {
@@ -72,6 +74,7 @@ import {
   isDebianFamily,
   isRhelFamily,
   kernelPrepTasks,
+  kubeadmFirewallPorts,
   kubeletRunning,
   kubernetesPackageTasks,
   plannedHostname,
@@ -140,6 +143,8 @@ export default playbook('stacked-ha', async (ctx) => {
   if (variant === 'balancer') {
     await preflight(ctx, 'balancer', { title: 'preflight (balancer)', minMemoryMiB: 0, minCpus: 1, ports: [6443], portOwners: ['haproxy'], requireMemoryCgroup: false });
   }
+  await play('firewall', nodes, [ensureFirewallPorts({ ports: kubeadmFirewallPorts(controlPlanes.map((h) => h.name), vars, variant === 'vip' ? { port: vipPort } : undefined) })]);
+  if (variant === 'balancer') await play('firewall (balancer)', 'balancer', [ensureFirewallPorts({ ports: firewallPortsForRole({ role: 'balancer' }) })]);
 
   if (etcHosts) {
     const entries = [

@@ -507,6 +507,8 @@ describe('playbooks/hard-way.ts (planned, no host contacted)', () => {
     expect(recorded.map((p) => `${p.title} @ ${p.pattern}${Object.keys(p.options).length ? ` ${JSON.stringify(p.options)}` : ''}: ${p.tasks.join(' ')}`)).to.deep.equal([
       'preflight @ controllers: preflight',
       'preflight (load balancer) @ loadbalancer: preflight',
+      'firewall @ controllers: firewall:ports',
+      'firewall (load balancer) @ loadbalancer: firewall:ports',
       `PKI @ localhost: pki:${join(homedir(), '.capstan/pki/hard-way')}`,
       'certificates @ controllers: pki-files:/var/lib/kubernetes:ca.pem,ca-key.pem,kubernetes-key.pem,kubernetes.pem,service-account-key.pem,service-account.pem,encryption-config.yaml,kube-controller-manager.kubeconfig,kube-scheduler.kubeconfig,admin.kubeconfig pki-files:/etc/etcd:ca.pem,kubernetes-key.pem,kubernetes.pem',
       'binaries @ controllers: binary* binary* binary* binary*',
