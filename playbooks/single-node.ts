@@ -16,9 +16,9 @@
  *   join workers       kubeadm join with a token minted just before each join
  *   cluster ready      every node Ready; the seed's smoke test (nginx, 3 replicas)
  *
- * Ports (seed 000; open them in your firewall, Capstan does not manage one): TCP 6443 on the
- * control plane, TCP 10250-10255 on every node, and for Weave Net TCP 6783 and UDP 6783-6784.
- * NodePort services use TCP 30000-32767.
+ * Ports (seed 000): TCP 6443 on the control plane, TCP 10250-10255 on every node, and for Weave
+ * Net TCP 6783 and UDP 6783-6784; NodePort services use TCP 30000-32767. Where ufw or firewalld is
+ * active, the firewall play opens them (tasks/firewall.ts); Capstan never enables a firewall.
  *
  * Variables: see playbooks/vars.ts and the README (kubernetes_version, kubernetes_packages,
  * containerd_source, pod_network_cidr, cni, cni_manifest_url, kubeconfig_user, …; per host: ip).
