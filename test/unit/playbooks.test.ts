@@ -116,17 +116,19 @@ describe('playbooks: plans, variables, lab shapes (no host contacted)', () => {
     await expectRejected(plan(stackedHa, await inventory('ha'), { vip_address: '10.0.0.100' }), 'stacked-ha.ts: the inventory has both a balancer group and vip_address: pick one (seed 002 or seed 004)');
     await expectRejected(plan(stackedHa, await inventory('single'), {}), 'stacked-ha.ts needs a load balancer in front of the API servers: a balancer group (seed 002, inventory/ha.yaml) or vip_address (seed 004, inventory/ha-vip.yaml)');
     await expectRejected(plan(stackedHa, await inventory('ha-vip'), { vip_address: 'k8s-cp' }), 'variable vip_address (vars of node1 with -e) must be an IP address, got "k8s-cp"');
+    await expectRejected(plan(singleNode, await inventory('single'), { cni_manifest_url: 'http://mirror/{cni}.yaml' }), 'variable cni_manifest_url (vars of k8s-01 with -e) must be an https:// URL (or file:/// on this machine; plain http is refused), got "http://mirror/{cni}.yaml"');
+    await expectRejected(plan(singleNode, await inventory('single'), { cni_manifest_sha256: 'abc' }), 'variable cni_manifest_sha256 (vars of k8s-01 with -e) must be 64 hex digits (the manifest\'s sha256), got "abc"');
     await expectRejected(plan(singleNode, await inventory('ha-vip'), {}), 'single-node.ts sets up one control plane, but control_plane lists node1, node2, node3: use playbooks/stacked-ha.ts for several');
   });
 
   it('reads -e strings as the types the variables have, and {cni} in the manifest URL', async () => {
-    const vars = readClusterVars(new VarReader({ fetch_kubeconfig: 'no', nodes_ready_timeout: '120', preflight_port_owners: 'a,b', cni: 'calico', cni_manifest_url: 'http://mirror/{cni}.yaml' }, 'test'), {
+    const vars = readClusterVars(new VarReader({ fetch_kubeconfig: 'no', nodes_ready_timeout: '120', preflight_port_owners: 'a,b', cni: 'calico', cni_manifest_url: 'https://mirror/{cni}.yaml', cni_manifest_sha256: 'AB'.repeat(32) }, 'test'), {
       podNetworkCidr: '10.10.0.0/16',
       cni: 'weave',
       kubeconfigContext: 'x',
       untaintControlPlanes: false,
     });
-    expect([vars.fetchKubeconfig, vars.nodesReadyTimeout, vars.preflightPortOwners, vars.cniManifestUrl]).to.deep.equal([false, 120, ['a', 'b'], 'http://mirror/calico.yaml']);
+    expect([vars.fetchKubeconfig, vars.nodesReadyTimeout, vars.preflightPortOwners, vars.cniManifestUrl, vars.cniManifestSha256]).to.deep.equal([false, 120, ['a', 'b'], 'https://mirror/calico.yaml', 'AB'.repeat(32)]);
     expect(vars.kubeconfigUser).to.equal('root');
     const single = await inventory('single');
     expect(readClusterVars(clusterSource({ inventory: single, extraVars: {} }), { podNetworkCidr: '10.10.0.0/16', cni: 'weave', kubeconfigContext: 'x', untaintControlPlanes: false }).kubeconfigUser).to.equal('ubuntu');
