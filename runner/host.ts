@@ -3,7 +3,9 @@ import { asArgument, Command, sh } from './quote.js';
 import { CapstanError, CommandError, CommandTimeoutError, InputError, TransportError } from './errors.js';
 import { redact, Secret } from './secret.js';
 import { FACTS_COMMAND, parseFacts, type Facts } from './facts.js';
-import type { ExecResult, Transport } from './transport/types.js';
+import type { ExecOptions, ExecResult, Transport } from './transport/types.js';
+import { SudoPrompt } from './transport/sudo-prompt.js';
+import { isPosixShellAnswer, LOGIN_SHELL_QUERY, nonPosixShellMessage, POSIX_SHELL_PROBE } from './login-shell.js';
 import { parseProbeOutput, probeKey, probeScript, type Probe, type ProbeAnswer } from './probe.js';
 
 /** Output of a command on a host, decoded, with secrets already redacted from stdout/stderr text. */
@@ -86,6 +88,7 @@ sync -- "$d" 2>/dev/null || true`;
 export class Host {
   #facts?: Promise<Facts>;
   #sudoNeedsPassword?: Promise<boolean>;
+  #loginShellChecked?: Promise<void>;
   /** Answers of the last batched probe, by probe key; emptied whenever something on the host changes. */
   #probed = new Map<string, ProbeAnswer>();
 
@@ -99,8 +102,26 @@ export class Host {
     readonly commandTimeoutMs = 600_000,
   ) {}
 
-  connect(): Promise<void> {
-    return this.transport.connect();
+  /**
+   * Opens the connection (idempotent). On first contact over a transport that runs commands through the
+   * login shell, checks that shell is POSIX: a host whose user logs in to fish or csh fails here with
+   * a TransportError naming the host and the shell, before any command whose quoting it would misread.
+   */
+  async connect(): Promise<void> {
+    await this.transport.connect();
+    if (this.transport.usesLoginShell === false) return;
+    this.#loginShellChecked ??= this.#checkLoginShell().catch((error: unknown) => {
+      this.#loginShellChecked = undefined; // a lost connection is retried; a non-POSIX shell fails again
+      throw error;
+    });
+    await this.#loginShellChecked;
+  }
+
+  async #checkLoginShell(): Promise<void> {
+    const probe = await this.transport.exec(POSIX_SHELL_PROBE, { timeoutMs: 30_000 });
+    if (isPosixShellAnswer(probe.code, probe.stdout.toString('utf8'))) return;
+    const shell = await this.transport.exec(LOGIN_SHELL_QUERY, { timeoutMs: 30_000 });
+    throw new TransportError(nonPosixShellMessage(this.name, this.loginUser, shell.code === 0 ? shell.stdout.toString('utf8') : ''), { host: this.name });
   }
 
   close(): Promise<void> {
@@ -160,15 +181,12 @@ export class Host {
 
   /** Runs a command; a non-zero exit is returned, not thrown. Transport failures throw TransportError. */
   async exec(command: Command, options: RunOptions = {}): Promise<RunResult> {
-    const { wrapped, stdin } = await this.#escalate(command, options);
+    const { wrapped, input } = await this.#escalate(command, options);
     const secrets = [...command.secrets, ...(this.become.password ? [this.become.password] : [])];
     if (options.stdin instanceof Secret) secrets.push(options.stdin);
     let result: ExecResult;
     try {
-      result = await this.transport.exec(wrapped, {
-        ...(stdin === undefined ? {} : { stdin }),
-        timeoutMs: options.timeoutMs ?? this.commandTimeoutMs,
-      });
+      result = await this.transport.exec(wrapped, { ...input, timeoutMs: options.timeoutMs ?? this.commandTimeoutMs });
     } catch (error) {
       if (error instanceof CapstanError) {
         error.host ??= this.name;
@@ -235,22 +253,26 @@ export class Host {
   }
 
   /** Wraps a command in sudo when becoming another user, deciding once whether sudo wants a password. */
-  async #escalate(command: Command, options: RunOptions): Promise<{ wrapped: Command; stdin?: string | Buffer }> {
+  async #escalate(command: Command, options: RunOptions): Promise<{ wrapped: Command; input: Pick<ExecOptions, 'stdin' | 'dialogue'> }> {
     const stdin = options.stdin instanceof Secret ? options.stdin.reveal() : options.stdin;
+    const plain = stdin === undefined ? {} : { stdin };
     const wanted = options.become ?? this.become.enabled;
-    if (!wanted || this.loginUser === this.become.user) return stdin === undefined ? { wrapped: command } : { wrapped: command, stdin };
-    const inner = asArgument(command);
+    if (!wanted || this.loginUser === this.become.user) return { wrapped: command, input: plain };
     if (!(await this.#needsPassword())) {
-      return { wrapped: sh`sudo -n -H -u ${this.become.user} -- sh -c ${inner}`, ...(stdin === undefined ? {} : { stdin }) };
+      return { wrapped: sh`sudo -n -H -u ${this.become.user} -- sh -c ${asArgument(command)}`, input: plain };
     }
     const password = this.become.password;
     if (!password) {
       throw new InputError(`sudo on ${this.name} asks for a password: pass -K (--ask-become-pass) or set ansible_become_password`, { host: this.name });
     }
-    // sudo -S reads exactly one line (the password) from stdin; the rest of stdin reaches the command.
-    const prefix = Buffer.from(`${password.reveal()}\n`);
-    const body = stdin === undefined ? Buffer.alloc(0) : Buffer.from(stdin);
-    return { wrapped: sh`sudo -S -p '' -H -u ${this.become.user} -- sh -c ${inner}`, stdin: Buffer.concat([prefix, body]) };
+    // The password goes out only when sudo prints this command's random prompt, and stdin only once the
+    // command runs: sudo that does not ask (credentials cached since the check, NOPASSWD for this command)
+    // would otherwise hand the password line to the command as its input.
+    const dialogue = new SudoPrompt(password.reveal(), stdin);
+    const inner = asArgument(new Command(`${dialogue.readyCommand}; ${command.text}`, command.display, command.secrets));
+    const text = sh`sudo -S -p ${dialogue.prompt} -H -u ${this.become.user} -- sh -c ${inner}`.text;
+    const display = sh`sudo -S -p ${'[capstan-sudo-prompt]'} -H -u ${this.become.user} -- sh -c ${asArgument(command)}`.display;
+    return { wrapped: new Command(text, display, command.secrets), input: { dialogue } };
   }
 
   #needsPassword(): Promise<boolean> {

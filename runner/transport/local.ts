@@ -5,6 +5,8 @@ import type { ExecOptions, ExecResult, Transport } from './types.js';
 
 /** Runs commands on the controller itself through /bin/sh (`ansible_connection: local`). */
 export class LocalTransport implements Transport {
+  readonly usesLoginShell = false;
+
   constructor(private readonly name: string) {}
 
   async connect(): Promise<void> {}
@@ -22,20 +24,23 @@ export class LocalTransport implements Transport {
         }, options.timeoutMs);
       }
       child.stdout.on('data', (chunk: Buffer) => stdout.push(chunk));
-      child.stderr.on('data', (chunk: Buffer) => stderr.push(chunk));
+      const dialogue = options.dialogue;
+      child.stderr.on('data', (chunk: Buffer) => stderr.push(dialogue ? dialogue.stderr(chunk) : chunk));
       child.on('error', (error) => {
         clearTimeout(timer);
         reject(new TransportError(`cannot run /bin/sh: ${error.message}`, { host: this.name }));
       });
       child.on('close', (code, signal) => {
         clearTimeout(timer);
+        if (dialogue) stderr.push(dialogue.end());
         const result: ExecResult = { stdout: Buffer.concat(stdout), stderr: Buffer.concat(stderr), code };
         if (signal) result.signal = signal;
         resolve(result);
       });
       // A command that does not read its stdin closes the pipe early: that is not an error.
       child.stdin.on('error', () => {});
-      child.stdin.end(options.stdin ?? '');
+      if (dialogue) dialogue.start({ write: (data) => child.stdin.write(data), end: (data) => child.stdin.end(data) });
+      else child.stdin.end(options.stdin ?? '');
     });
   }
 

@@ -116,7 +116,7 @@ export class SshTransport implements Transport {
       if (options.timeoutMs !== undefined) call.startTimer(options.timeoutMs);
       // The slot is held until the channel is closed on both sides, not until the promise settles: a timed-out
       // command still occupies one of sshd's MaxSessions until the server confirms the close.
-      this.#channels(() => this.#run(call, options.stdin)).catch((error: Error) => call.fail(error));
+      this.#channels(() => this.#run(call, options.stdin, options.dialogue)).catch((error: Error) => call.fail(error));
     });
   }
 
@@ -355,7 +355,7 @@ export class SshTransport implements Transport {
     return failure;
   }
 
-  async #run(call: ExecCall, stdin: ExecOptions['stdin']): Promise<void> {
+  async #run(call: ExecCall, stdin: ExecOptions['stdin'], dialogue: ExecOptions['dialogue']): Promise<void> {
     // Timed out while queued: give the slot straight back.
     if (call.settled) return;
     let connection: Connection;
@@ -379,7 +379,7 @@ export class SshTransport implements Transport {
         const stderr: Buffer[] = [];
         let exit: { code: number | null; signal?: string } | undefined;
         channel.on('data', (chunk: Buffer) => stdout.push(chunk));
-        channel.stderr.on('data', (chunk: Buffer) => stderr.push(chunk));
+        channel.stderr.on('data', (chunk: Buffer) => stderr.push(dialogue ? dialogue.stderr(chunk) : chunk));
         channel.on('exit', (code: number | null, signal?: string) => {
           exit = signal === undefined ? { code } : { code, signal };
         });
@@ -389,12 +389,14 @@ export class SshTransport implements Transport {
         channel.on('close', () => {
           releaseSlot();
           const status = exit;
+          if (dialogue) stderr.push(dialogue.end());
           if (status) call.succeed({ stdout: Buffer.concat(stdout), stderr: Buffer.concat(stderr), ...status });
           else call.fail(new TransportError(`host ${name}: ${command.display} ended without an exit status`, { host: name }));
         });
         call.channel = channel;
         // The timeout may have fired while the channel was opening; the command has started by now, so stop it.
         if (call.settled) stopRemote(channel);
+        else if (dialogue) dialogue.start({ write: (data) => channel.write(data), end: (data) => channel.end(data) });
         else channel.end(stdin);
       });
     });

@@ -13,6 +13,29 @@ export interface ExecOptions {
   stdin?: string | Buffer;
   /** Kill the command (close its channel) after this many milliseconds; the call rejects with TransportError. */
   timeoutMs?: number;
+  /**
+   * Writes the command's stdin in answer to what it prints on stderr, instead of `stdin` (which is then
+   * ignored): a sudo password sent only when sudo asks for it (runner/transport/sudo-prompt.ts).
+   */
+  dialogue?: StdinDialogue;
+}
+
+/** The running command's standard input, as a dialogue sees it. */
+export interface CommandInput {
+  write(data: Buffer): void;
+  /** Writes `data` (if any), then EOF. */
+  end(data?: Buffer): void;
+}
+
+/**
+ * Decides what goes to a command's stdin from what the command prints on stderr. The transport calls
+ * `start` as soon as the command runs, passes every stderr chunk through `stderr` (whose return value
+ * is what the caller gets as the command's stderr) and appends `end()` when the command has finished.
+ */
+export interface StdinDialogue {
+  start(input: CommandInput): void;
+  stderr(chunk: Buffer): Buffer;
+  end(): Buffer;
 }
 
 /**
@@ -22,6 +45,11 @@ export interface ExecOptions {
  * login shell; the local transport through /bin/sh).
  */
 export interface Transport {
+  /**
+   * False when commands run through /bin/sh itself (the local transport) rather than through the login
+   * user's shell, as sshd runs them: Host checks that a login shell is POSIX only where one is used.
+   */
+  readonly usesLoginShell?: boolean;
   /** Opens the connection (idempotent). Rejects with TransportError naming the host. */
   connect(): Promise<void>;
   exec(command: Command, options?: ExecOptions): Promise<ExecResult>;
