@@ -1,7 +1,8 @@
-import { mkdirSync, readFileSync, renameSync, writeFileSync, openSync, fsyncSync, closeSync, chmodSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { parse, stringify } from 'yaml';
+import { writeLocalFileAtomic } from '../runner/local-file.js';
 import { sh } from '../runner/quote.js';
 import { Secret } from '../runner/secret.js';
 import { defineTask, type PerHostParams, type Task, type TaskOptions } from '../runner/task.js';
@@ -179,14 +180,12 @@ function readLocal(path: string): string | null {
   }
 }
 
-/** Same guarantees as on hosts: temp file in the same directory, 0600, fsync, rename. */
+/**
+ * Same guarantees as on hosts (temp file in the same directory, 0600, fsync, rename), with a random
+ * temp name created exclusively: the old `<path>.capstan-<pid>` could be pre-created as a symlink by
+ * another local user, and root would have written the admin kubeconfig through it.
+ */
 function writeLocalAtomically(path: string, content: string): void {
   mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-  const temp = `${path}.capstan-${process.pid}`;
-  writeFileSync(temp, content, { mode: 0o600 });
-  chmodSync(temp, 0o600);
-  const fd = openSync(temp, 'r');
-  fsyncSync(fd);
-  closeSync(fd);
-  renameSync(temp, path);
+  writeLocalFileAtomic(path, content, 0o600);
 }
