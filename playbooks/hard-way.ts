@@ -44,7 +44,8 @@
  * kubernetes_binary_url (https://dl.k8s.io/release/v{version}/bin/linux/{arch}/{binary}), per
  * binary kube_apiserver_url / kube_controller_manager_url / kube_scheduler_url / kubectl_url and
  * kube_apiserver_sha256 / kube_controller_manager_sha256 / kube_scheduler_sha256 / kubectl_sha256
- * (pinned sums; without one, the sum published at <url>.sha256 is fetched); service_cidr (10.32.0.0/24),
+ * (pinned sums; without one, the sum published at <url>.sha256 is fetched: https:// or file:/// URLs
+ * only, a plain http:// URL needs the pin); service_cidr (10.32.0.0/24),
  * cluster_cidr (10.200.0.0/16), pki_dir (~/.capstan/pki/hard-way), kubernetes_public_address
  * (the balancer's ip), min_memory_mib (0), api_timeout (60 s); per host: ip.
  *
@@ -87,6 +88,9 @@ export const HARD_WAY_BINARIES = [
 ] as const;
 
 export const DEFAULT_BINARY_URL = 'https://dl.k8s.io/release/v{version}/bin/linux/{arch}/{binary}';
+
+/** Where a binary may come from: https, http (only with a pinned sum, see binarySource), or a file on this machine. */
+const BINARY_URL = /^(https?:\/\/|file:\/\/\/)\S+$/;
 
 /** The files each place gets from the PKI (the seed's `mv` lines). */
 export const CONTROLLER_FILES = [
@@ -152,7 +156,7 @@ export function readHardWayVars(source: VarReader, balancerIp: string): HardWayV
 /**
  * A binary's URL and checksum for one host: its vars (with -e over them) and its architecture. The
  * checksum is `<binary>_sha256` when set (pinned), else the one published beside the file
- * (`<url>.sha256`, as dl.k8s.io does).
+ * (`<url>.sha256`, as dl.k8s.io does) — refused for a plain http URL, where it would check nothing.
  */
 export function binarySource(
   vars: Readonly<Record<string, unknown>>,
@@ -162,13 +166,21 @@ export function binarySource(
   version: string,
 ): { url: string; sha256?: string; sha256Url?: string } {
   const reader = new VarReader(vars, where);
-  const template = reader.string('kubernetes_binary_url', DEFAULT_BINARY_URL, /^https?:\/\/\S+$/, 'an http(s) URL');
+  const template = reader.string('kubernetes_binary_url', DEFAULT_BINARY_URL, BINARY_URL, 'an https:// or http:// URL, or file:/// on this machine');
   const url = reader
-    .string(`${binary.variable}_url`, template, /^https?:\/\/\S+$/, 'an http(s) URL')
+    .string(`${binary.variable}_url`, template, BINARY_URL, 'an https:// or http:// URL, or file:/// on this machine')
     .replaceAll('{version}', version)
     .replaceAll('{arch}', arch)
     .replaceAll('{binary}', binary.name);
-  if (!reader.has(`${binary.variable}_sha256`)) return { url, sha256Url: `${url}.sha256` };
+  if (!reader.has(`${binary.variable}_sha256`)) {
+    // Over plain http the published <url>.sha256 travels the same path as the binary: it checks nothing.
+    if (url.startsWith('http://')) {
+      throw new InputError(
+        `${binary.name} would be downloaded over plain http (${url}, ${where}) and checked against a sum fetched the same way, which is no check: set ${binary.variable}_sha256 (the pinned SHA-256), or use an https:// or file:/// URL`,
+      );
+    }
+    return { url, sha256Url: `${url}.sha256` };
+  }
   const sha256 = reader.string(`${binary.variable}_sha256`, '', /^[0-9a-fA-F]{64}$/, '64 hex digits (a SHA-256)').toLowerCase();
   return { url, sha256 };
 }

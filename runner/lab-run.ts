@@ -230,27 +230,28 @@ export function hardWayHostScript(packages: readonly string[]): string {
 }
 
 /**
- * `run playbooks/hard-way.ts --lab`: the stand-in binaries built and served on loopback
- * (`kubernetes_binary_url`, each with a published `<binary>.sha256`, as dl.k8s.io does), the
+ * `run playbooks/hard-way.ts --lab`: the stand-in binaries built in the lab directory and given as
+ * file:/// URLs (`kubernetes_binary_url`, each with a published `<binary>.sha256`, as dl.k8s.io does), the
  * Debian packages they need on the controllers, and the PKI kept in the lab directory.
  */
 async function prepareHardWayLab(state: LabState, reused: boolean, options: { playbookPath: string; inventoryPath?: string; log: (line: string) => void }): Promise<LabRun> {
   const { labDir } = await import('./lab/paths.js');
-  const { buildHardWayBinaries, serveFiles, HARDWAY_HOST_PACKAGES } = await import('../test/lab/hardway.js');
+  const { buildHardWayBinaries, HARDWAY_HOST_PACKAGES } = await import('../test/lab/hardway.js');
   const { runOnLabHosts } = await import('./lab/standins.js');
   options.log(`lab: ${HARD_WAY_STAND_IN_NOTICE}`);
   const controllers = state.hosts.filter((h) => h.groups.includes('controllers')).map((h) => h.name);
   await runOnLabHosts(state, controllers, hardWayHostScript(HARDWAY_HOST_PACKAGES));
-  const binaries = await buildHardWayBinaries(join(labDir(), 'hard-way-bin'));
+  const binDir = resolve(labDir(), 'hard-way-bin');
+  const binaries = await buildHardWayBinaries(binDir);
   const { writeFileSync } = await import('node:fs');
   for (const binary of binaries) writeFileSync(`${binary.path}.sha256`, `${binary.sha256}\n`);
-  const server = await serveFiles(binaries.flatMap((b) => [{ name: b.name, path: b.path }, { name: `${b.name}.sha256`, path: `${b.path}.sha256` }]));
   for (const host of state.hosts) options.log(`lab: ${host.name}\t${host.address}\t${host.groups.join(',')}`);
   const pkiDir = join(labDir(), 'pki');
   return {
     lab: state,
     inventoryPath: state.inventoryPath,
-    extraVars: { kubernetes_binary_url: `${server.baseUrl}/{binary}`, pki_dir: pkiDir },
+    // file:/// on this machine, the sum published beside each file: a plain http server would need a pinned sum per binary.
+    extraVars: { kubernetes_binary_url: `file://${binDir}/{binary}`, pki_dir: pkiDir },
     reused,
     summary(playbookPath) {
       const inventory = state.inventoryPath;
@@ -265,6 +266,6 @@ async function prepareHardWayLab(state: LabState, reused: boolean, options: { pl
         `  remove:      capstan lab down`,
       ].join('\n');
     },
-    close: () => server.close(),
+    close: async () => undefined,
   };
 }

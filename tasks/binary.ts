@@ -2,18 +2,24 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { sh } from '../runner/quote.js';
 import { defineTask, type Drift, type PerHostParams, type Task, type TaskOptions } from '../runner/task.js';
 import { normaliseMode, requireAbsolutePath } from './validate.js';
 
 export interface BinaryParams {
-  /** http:// or https:// URL of the file, fetched on the machine running capstan. */
+  /**
+   * Where the file is, fetched on the machine running capstan: an https:// URL, a file:/// on that
+   * machine, or a plain http:// URL only together with a pinned `sha256` (whoever is on the path of
+   * an http download could change the file and a checksum fetched beside it alike).
+   */
   url: string;
   /** Expected SHA-256 of the file (hex). The download is refused when it differs. */
   sha256?: string;
   /**
    * Instead of `sha256`: where the file's published SHA-256 is (dl.k8s.io puts it at `<url>.sha256`),
-   * fetched once per run on the machine running capstan, as the Kubernetes install docs'
+   * an https:// URL (or file:/// on the machine running capstan; plain http is refused: a sum fetched
+   * over http is no check), fetched once per run there, as the Kubernetes install docs'
    * `curl -LO …sha256; sha256sum --check` do. It then guards against a corrupt or truncated
    * download, not against a compromised server: pin `sha256` for that.
    */
@@ -71,6 +77,16 @@ async function fetchAndCache(url: string, sha256: string): Promise<{ path: strin
   const cached = join(downloadCacheDir(), sha256);
   const hit = await readFile(cached).catch(() => null);
   if (hit && sha256Of(hit) === sha256) return { path: cached };
+  if (url.startsWith('file:')) {
+    // A file on this machine: verified where it is, not copied into the cache.
+    const path = fileURLToPath(url);
+    const bytes = await readFile(path).catch((error: Error) => {
+      throw new Error(`cannot read ${url}: ${error.message}`);
+    });
+    const actual = sha256Of(bytes);
+    if (actual !== sha256) throw new Error(`checksum mismatch for ${url}: expected sha256 ${sha256}, got ${actual} (${bytes.length} bytes); nothing was installed`);
+    return { path };
+  }
   let response: Response;
   try {
     response = await fetch(url, { signal: AbortSignal.timeout(30 * 60_000) });
@@ -118,19 +134,31 @@ export function publishedSha256(url: string): Promise<string> {
 }
 
 async function fetchPublishedSha256(url: string): Promise<string> {
-  let response: Response;
-  try {
-    response = await fetch(url, { signal: AbortSignal.timeout(60_000) });
-  } catch (error) {
-    const cause = (error as { cause?: { message?: string } }).cause?.message;
-    throw new Error(`cannot download the checksum ${url}: ${(error as Error).message}${cause ? ` (${cause})` : ''}`);
+  let text: string;
+  if (url.startsWith('file:')) {
+    text = (
+      await readFile(fileURLToPath(url), 'utf8').catch((error: Error) => {
+        throw new Error(`cannot read the checksum ${url}: ${error.message}`);
+      })
+    ).trim();
+  } else {
+    let response: Response;
+    try {
+      response = await fetch(url, { signal: AbortSignal.timeout(60_000) });
+    } catch (error) {
+      const cause = (error as { cause?: { message?: string } }).cause?.message;
+      throw new Error(`cannot download the checksum ${url}: ${(error as Error).message}${cause ? ` (${cause})` : ''}`);
+    }
+    if (!response.ok) throw new Error(`cannot download the checksum ${url}: HTTP ${response.status} ${response.statusText}`.trim());
+    text = (await response.text()).trim();
   }
-  if (!response.ok) throw new Error(`cannot download the checksum ${url}: HTTP ${response.status} ${response.statusText}`.trim());
-  const text = (await response.text()).trim();
   const sum = text.split(/\s+/)[0] ?? '';
   if (!/^[0-9a-fA-F]{64}$/.test(sum)) throw new Error(`${url} is not a SHA-256 checksum file (it starts with ${JSON.stringify(text.slice(0, 40))})`);
   return sum.toLowerCase();
 }
+
+/** A file:/// URL: a file on the machine running capstan (file://host/… is not). */
+const LOCAL_FILE_URL = /^file:\/\/\/\S+$/;
 
 /** The sum a binary must have: the pinned one, or the one published at sha256Url. */
 async function wantedSha256(p: BinaryParams): Promise<string> {
@@ -171,10 +199,14 @@ export function ensureBinary(params: PerHostParams<BinaryParams>, options?: Task
         } catch {
           throw new Error(`url is not a URL: ${JSON.stringify(p.url)}`);
         }
-        if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error(`url must be http:// or https://, got ${p.url}`);
+        if (!['http:', 'https:'].includes(url.protocol) && !LOCAL_FILE_URL.test(p.url)) throw new Error(`url must be https://, http:// (with a pinned sha256) or file:/// (on this machine), got ${p.url}`);
         if ((p.sha256 === undefined) === (p.sha256Url === undefined)) throw new Error('give exactly one of sha256 (the pinned sum) and sha256Url (where the sum is published)');
         if (p.sha256 !== undefined && (typeof p.sha256 !== 'string' || !/^[0-9a-fA-F]{64}$/.test(p.sha256))) throw new Error(`sha256 must be 64 hex digits, got ${JSON.stringify(p.sha256)}`);
-        if (p.sha256Url !== undefined && !/^https?:\/\/\S+$/.test(p.sha256Url)) throw new Error(`sha256Url must be an http(s) URL, got ${JSON.stringify(p.sha256Url)}`);
+        // Over plain http, whoever can change the file can change a sum fetched beside it too: only a pin checks it.
+        if (url.protocol === 'http:' && p.sha256 === undefined) throw new Error(`url ${p.url} is plain http: pin its sha256 (a checksum fetched beside an http download is no check), or use https://`);
+        if (p.sha256Url !== undefined && !(/^https:\/\/\S+$/.test(p.sha256Url) || LOCAL_FILE_URL.test(p.sha256Url))) {
+          throw new Error(`sha256Url must be https:// (or file:/// on this machine): a checksum fetched over plain http is no check; got ${JSON.stringify(p.sha256Url)}`);
+        }
         requireAbsolutePath('dest', p.dest);
         normaliseMode('mode', p.mode);
       },

@@ -128,26 +128,56 @@ describe('ensureBinary (local HTTP server, local hosts)', function () {
     expect(existsSync(join(cache, 'capstan', 'downloads', file.sum))).to.equal(false);
   });
 
-  it('without a pinned sum, uses the one published at sha256Url (fetched once, in check mode too); a checksum file that is not one fails the check', async () => {
+  it('without a pinned sum, uses the one published at a file:/// sha256Url (read once per run, in check mode too); a checksum file that is not one fails the check', async () => {
     const file = publish('kube-proxy');
-    served.set('/kube-proxy.sha256', Buffer.from(`${file.sum}  kube-proxy\n`));
+    const binary = join(local.dir, 'kube-proxy');
+    writeFileSync(binary, file.bytes);
+    writeFileSync(`${binary}.sha256`, `${file.sum}  kube-proxy\n`);
+    const url = `file://${binary}`;
     const dests = [join(local.dir, 'a'), join(local.dir, 'b')];
-    const tasks = dests.map((dest) => ensureBinary({ url: file.url, sha256Url: `${file.url}.sha256`, dest }));
+    const tasks = dests.map((dest) => ensureBinary({ url, sha256Url: `${url}.sha256`, dest }));
     const checked = await run(local, tasks[0]!, true);
-    expect(checked.drift.map(describeDrift)).to.deep.equal([`sha256: absent → ${file.sum} from ${file.url}`]);
-    expect(requests.get('/kube-proxy') ?? 0).to.equal(0);
+    expect(checked.drift.map(describeDrift)).to.deep.equal([`sha256: absent → ${file.sum} from ${url}`]);
+    // Read once: the published sum is remembered for the run, whatever the file says later.
+    writeFileSync(`${binary}.sha256`, 'not a sum\n');
     for (const task of tasks) expect((await run(local, task)).status).to.equal('changed');
     for (const dest of dests) expect(readFileSync(dest).equals(file.bytes)).to.equal(true);
-    expect(requests.get('/kube-proxy.sha256')).to.equal(1);
     expect((await run(local, tasks[0]!)).status).to.equal('ok');
+    expect(existsSync(join(cache, 'capstan', 'downloads', file.sum)), 'a local file is not copied into the cache').to.equal(false);
 
-    const bad = publish('kube-proxy-bad');
-    served.set('/kube-proxy-bad.sha256', Buffer.from('<html>not found</html>'));
-    const outcome = await run(local, ensureBinary({ url: bad.url, sha256Url: `${bad.url}.sha256`, dest: join(local.dir, 'c') }));
+    const bad = join(local.dir, 'kube-proxy-bad');
+    writeFileSync(bad, 'x');
+    writeFileSync(`${bad}.sha256`, '<html>not found</html>');
+    const outcome = await run(local, ensureBinary({ url: `file://${bad}`, sha256Url: `file://${bad}.sha256`, dest: join(local.dir, 'c') }));
     expect(outcome.status).to.equal('failed');
-    expect(outcome.message).to.equal(`check failed: ${bad.url}.sha256 is not a SHA-256 checksum file (it starts with "<html>not found</html>")`);
-    expect(() => ensureBinary({ url: file.url, dest: '/usr/local/bin/y' })).to.throw(/give exactly one of sha256 .* and sha256Url/);
-    expect(() => ensureBinary({ url: file.url, sha256: file.sum, sha256Url: `${file.url}.sha256`, dest: '/usr/local/bin/y' })).to.throw(/give exactly one of sha256/);
+    expect(outcome.message).to.equal(`check failed: file://${bad}.sha256 is not a SHA-256 checksum file (it starts with "<html>not found</html>")`);
+    expect(() => ensureBinary({ url, dest: '/usr/local/bin/y' })).to.throw(/give exactly one of sha256 .* and sha256Url/);
+    expect(() => ensureBinary({ url, sha256: file.sum, sha256Url: `${url}.sha256`, dest: '/usr/local/bin/y' })).to.throw(/give exactly one of sha256/);
+  });
+
+  it('a file:/// url with a pinned sum that differs fails naming both sums and installs nothing', async () => {
+    const path = join(local.dir, 'local-binary');
+    writeFileSync(path, 'local bytes\n');
+    const wrong = 'b'.repeat(64);
+    const outcome = await run(local, ensureBinary({ url: `file://${path}`, sha256: wrong, dest: join(local.dir, 'installed') }));
+    expect(outcome.status).to.equal('failed');
+    expect(outcome.message).to.equal(`checksum mismatch for file://${path}: expected sha256 ${wrong}, got ${sha256(Buffer.from('local bytes\n'))} (12 bytes); nothing was installed`);
+    expect(existsSync(join(local.dir, 'installed'))).to.equal(false);
+  });
+
+  it('refuses plain http without a pinned sum: an http url with sha256Url, or a sha256Url over http (issue 19)', () => {
+    const http = `${base}/kube-proxy`;
+    expect(() => ensureBinary({ url: http, sha256Url: 'https://dl.k8s.io/x.sha256', dest: '/usr/local/bin/y' })).to.throw(
+      `url ${http} is plain http: pin its sha256 (a checksum fetched beside an http download is no check), or use https://`,
+    );
+    expect(() => ensureBinary({ url: 'https://dl.k8s.io/x', sha256Url: 'http://dl.k8s.io/x.sha256', dest: '/usr/local/bin/y' })).to.throw(
+      'sha256Url must be https:// (or file:/// on this machine): a checksum fetched over plain http is no check; got "http://dl.k8s.io/x.sha256"',
+    );
+    expect(() => ensureBinary({ url: 'file:///srv/x', sha256Url: 'file://mirror/x.sha256', dest: '/usr/local/bin/y' })).to.throw(/sha256Url must be https:\/\//);
+    // Accepted: http with a pin, https with a published sum, file:/// either way.
+    expect(() => ensureBinary({ url: http, sha256: 'a'.repeat(64), dest: '/usr/local/bin/y' })).not.to.throw();
+    expect(() => ensureBinary({ url: 'https://dl.k8s.io/x', sha256Url: 'https://dl.k8s.io/x.sha256', dest: '/usr/local/bin/y' })).not.to.throw();
+    expect(() => ensureBinary({ url: 'file:///srv/x', sha256Url: 'file:///srv/x.sha256', dest: '/usr/local/bin/y' })).not.to.throw();
   });
 
   it('an HTTP error fails with the status', async () => {
@@ -158,7 +188,8 @@ describe('ensureBinary (local HTTP server, local hosts)', function () {
   });
 
   it('rejects bad parameters when the task is made', () => {
-    expect(() => ensureBinary({ url: 'ftp://x/y', sha256: 'a'.repeat(64), dest: '/usr/local/bin/y' })).to.throw(/url must be http:\/\/ or https:\/\//);
+    expect(() => ensureBinary({ url: 'ftp://x/y', sha256: 'a'.repeat(64), dest: '/usr/local/bin/y' })).to.throw(/url must be https:\/\/, http:\/\/ \(with a pinned sha256\) or file:\/\/\//);
+    expect(() => ensureBinary({ url: 'file://mirror/y', sha256: 'a'.repeat(64), dest: '/usr/local/bin/y' })).to.throw(/url must be https:\/\//);
     expect(() => ensureBinary({ url: 'https://x/y', sha256: 'abc', dest: '/usr/local/bin/y' })).to.throw(/sha256 must be 64 hex digits/);
     expect(() => ensureBinary({ url: 'https://x/y', sha256: 'a'.repeat(64), dest: 'y' })).to.throw(/dest must be an absolute path/);
     expect(() => ensureBinary({ url: 'https://x/y', sha256: 'a'.repeat(64), dest: '/y', mode: 'rwx' })).to.throw(/mode must be an octal string/);
