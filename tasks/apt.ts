@@ -173,15 +173,19 @@ export function verifyFingerprints(keys: OpenPgpKey[], wanted: string | readonly
 }
 
 export interface AptKeyParams {
-  /** Where the key is published (http or https); ASCII-armored or binary. */
+  /** Where the key is published (https, or plain http only with `fingerprint`); ASCII-armored or binary. */
   url: string;
   /** Absolute path of the dearmored keyring, conventionally under /etc/apt/keyrings, ending in .gpg. */
   keyring: string;
-  /** The key's full fingerprint (or all of them, when the file holds several keys): a mismatch fails before anything is written. */
+  /**
+   * The key's full fingerprint (or all of them, when the file holds several keys): a mismatch fails before
+   * anything is written. Required for a plain http `url` (refused when the playbook loads without it).
+   */
   fingerprint?: string | readonly string[];
 }
 
-interface DownloadedKey {
+/** A key downloaded and parsed on the host by {@link keyProbeCommand}. */
+export interface DownloadedKey {
   sha256: string;
   bytes: Buffer;
   keys: OpenPgpKey[];
@@ -190,19 +194,31 @@ interface DownloadedKey {
 }
 
 /**
- * Downloads the key on the host into a temp directory, dearmors it when ASCII-armored, and prints
- * its sha256, base64 bytes and fingerprints, with the sha256/mode of the current keyring: one
- * round trip for check. Writes nothing outside its own temp directory (removed on exit).
+ * How a downloaded key is kept: `dearmored` (apt's signed-by keyrings; an armored key is converted)
+ * or `armored`, as published (rpm imports only ASCII-armored keys: a binary one is refused).
  */
-export function keyProbeCommand(url: string, keyring: string): Command {
-  return sh`t=$(mktemp -d) || exit 1
-trap 'rm -rf "$t"' EXIT
-curl -fsSL --retry 2 --connect-timeout 15 --max-time 120 -o "$t/key" ${url} 2>"$t/err" || { echo "$(tail -n 1 "$t/err")" >&2; exit 10; }
-if grep -q -e '-----BEGIN PGP PUBLIC KEY BLOCK-----' "$t/key"; then
+export type KeyFormat = 'dearmored' | 'armored';
+
+const TO_DEARMORED = raw(`if grep -q -e '-----BEGIN PGP PUBLIC KEY BLOCK-----' "$t/key"; then
   GNUPGHOME="$t" gpg --batch --quiet --dearmor < "$t/key" > "$t/key.gpg" 2>/dev/null || { echo "the key at the URL is not valid ASCII armor" >&2; exit 11; }
 else
   mv "$t/key" "$t/key.gpg"
-fi
+fi`);
+
+const KEEP_ARMORED = raw(`grep -q -e '-----BEGIN PGP PUBLIC KEY BLOCK-----' "$t/key" || { echo "the key at the URL is not ASCII-armored (rpm imports armored keys only)" >&2; exit 13; }
+mv "$t/key" "$t/key.gpg"`);
+
+/**
+ * Downloads the key on the host into a temp directory, dearmors it when ASCII-armored (or, for
+ * `armored`, requires and keeps the armor), and prints its sha256, base64 bytes and fingerprints,
+ * with the sha256/mode of the current keyring: one round trip for check. Writes nothing outside its
+ * own temp directory (removed on exit).
+ */
+export function keyProbeCommand(url: string, keyring: string, format: KeyFormat = 'dearmored'): Command {
+  return sh`t=$(mktemp -d) || exit 1
+trap 'rm -rf "$t"' EXIT
+curl -fsSL --retry 2 --connect-timeout 15 --max-time 120 -o "$t/key" ${url} 2>"$t/err" || { echo "$(tail -n 1 "$t/err")" >&2; exit 10; }
+${format === 'armored' ? KEEP_ARMORED : TO_DEARMORED}
 echo "sha256=$(sha256sum < "$t/key.gpg" | cut -c1-64)"
 if [ -f ${keyring} ]; then echo "current=$(sha256sum < ${keyring} | cut -c1-64)"; echo "mode=$(stat -c %a ${keyring})"; fi
 echo "base64=$(base64 -w0 < "$t/key.gpg")"
@@ -229,8 +245,12 @@ export function parseKeyProbe(output: string): DownloadedKey {
   };
 }
 
-async function downloadKey(probe: (command: Command) => Promise<RunResult>, p: AptKeyParams): Promise<DownloadedKey> {
-  const result = await probe(keyProbeCommand(p.url, p.keyring));
+/**
+ * The key at `p.url`, downloaded on the host (through `probe`: ctx.probe in check, ctx.run in apply)
+ * and checked against `p.fingerprint` when given; `p.keyring` is where it is kept (its current sum and mode are read).
+ */
+export async function downloadKey(probe: (command: Command) => Promise<RunResult>, p: AptKeyParams, format: KeyFormat = 'dearmored'): Promise<DownloadedKey> {
+  const result = await probe(keyProbeCommand(p.url, p.keyring, format));
   if (result.code !== 0) {
     const why = result.code === 127 ? 'curl or gpg is not installed' : tail(result.stderr, 5) || `exit ${result.code}`;
     throw new Error(`could not fetch the key ${p.url} on the host: ${why}`);
@@ -242,7 +262,8 @@ async function downloadKey(probe: (command: Command) => Promise<RunResult>, p: A
   return key;
 }
 
-function describeKey(key: DownloadedKey): string {
+/** "<fingerprints> (sha256 <first 16 hex digits>)": how a key is named in drift and logs. */
+export function describeKey(key: DownloadedKey): string {
   return `${key.keys.map((k) => k.fingerprint).join(', ')} (sha256 ${key.sha256.slice(0, 16)})`;
 }
 
@@ -255,9 +276,9 @@ const KEYRING_MODE = '0644';
  * is a hard error (in --check too) and nothing is written. The key is downloaded on every run and
  * compared byte for byte, so a re-published key (extended expiry) is picked up.
  *
- * @param params.url where the key is published
+ * @param params.url where the key is published: https, or plain http only with `fingerprint`
  * @param params.keyring absolute path of the keyring (mode 0644), e.g. /etc/apt/keyrings/docker.gpg
- * @param params.fingerprint the expected fingerprint(s), spaces allowed
+ * @param params.fingerprint the expected fingerprint(s), spaces allowed; required for an http:// url
  * @example ensureAptKey({ url: 'https://download.docker.com/linux/debian/gpg', keyring: '/etc/apt/keyrings/docker.gpg', fingerprint: '9DC8 5822 9FC7 DD38 854A  E2D8 8D81 803C 0EBF CD88' })
  */
 export function ensureAptKey(params: PerHostParams<AptKeyParams>, options?: TaskOptions): Task<void> {
@@ -273,6 +294,9 @@ export function ensureAptKey(params: PerHostParams<AptKeyParams>, options?: Task
           const list = typeof p.fingerprint === 'string' ? [p.fingerprint] : p.fingerprint;
           if (!Array.isArray(list) || list.length === 0) throw new Error('fingerprint must be a fingerprint or a non-empty list of them');
           list.forEach(normaliseFingerprint);
+        } else if (/^http:/i.test(p.url)) {
+          // Anyone on the path can swap a key fetched over plain http, and then sign the packages root installs.
+          throw new Error(`the key ${p.url} is fetched over plain http: give its fingerprint (the full fingerprint, as the vendor publishes it), or an https:// URL`);
         }
       },
       async check(ctx, p) {

@@ -1,6 +1,8 @@
+import { posix } from 'node:path';
 import { sh } from '../runner/quote.js';
 import { defineTask, type Drift, type HostView, type PerHost, type PerHostParams, type Task, type TaskOptions } from '../runner/task.js';
-import { kubernetesMinor } from './apt.js';
+import { describeKey, downloadKey, KUBERNETES_KEY_FINGERPRINT, kubernetesMinor, normaliseFingerprint } from './apt.js';
+import { requireAbsolutePath } from './validate.js';
 
 /*
  * RHEL-family hosts (seed 004 runs CentOS 9): SELinux in permissive mode and yum/dnf repositories
@@ -95,12 +97,40 @@ export interface YumRepoParams {
   baseurl: string;
   enabled?: boolean;
   gpgcheck?: boolean;
+  /** Where the repository's signing key is published (https, file://, or plain http only with `gpgkeyFingerprint`). */
   gpgkey?: string;
+  /**
+   * The full fingerprint(s) of the key at `gpgkey`, as for apt keys: the key is downloaded on the
+   * host, must be exactly that key (a mismatch fails, in --check too, and nothing is written), and is
+   * kept ASCII-armored in `gpgkeyPath`; the .repo file's `gpgkey=` names that file, so dnf imports
+   * the checked key, never another download of it.
+   */
+  gpgkeyFingerprint?: string | readonly string[];
+  /** Where the checked key is kept; default /etc/pki/rpm-gpg/RPM-GPG-KEY-<id>. Only with `gpgkeyFingerprint`. */
+  gpgkeyPath?: string;
   /** Packages `yum update` must leave alone (seed 004: Kubernetes is upgraded by its own procedure). */
   exclude?: readonly string[];
 }
 
 const REPO_ID = /^[A-Za-z0-9_.:-]+$/;
+
+/**
+ * The fingerprint of the key that signs pkgs.k8s.io's rpm repositories: the same OBS project key
+ * ("isv:kubernetes OBS Project") as its deb repositories' Release.key, {@link KUBERNETES_KEY_FINGERPRINT}.
+ */
+export const KUBERNETES_RPM_KEY_FINGERPRINT = KUBERNETES_KEY_FINGERPRINT;
+
+/**
+ * The fingerprint of Docker's rpm signing key (download.docker.com/linux/{centos,fedora,rhel}/gpg),
+ * "060A 61C5 1B55 8A7F 742B 77AA C52F EB6B 621E 9F35" in Docker's install guides for CentOS, Fedora
+ * and RHEL. It is not the key of Docker's deb repositories (9DC8 5822 …, DOCKER_KEY_FINGERPRINT).
+ */
+export const DOCKER_RPM_KEY_FINGERPRINT = '060A61C51B558A7F742B77AAC52FEB6B621E9F35';
+
+/** Where a repository's checked key is kept: `gpgkeyPath`, else /etc/pki/rpm-gpg/RPM-GPG-KEY-<id> (the RPM convention). */
+export function yumKeyPath(p: Pick<YumRepoParams, 'id' | 'gpgkeyPath'>): string {
+  return p.gpgkeyPath ?? `/etc/pki/rpm-gpg/RPM-GPG-KEY-${p.id}`;
+}
 
 export function validateYumRepo(p: YumRepoParams): void {
   if (!REPO_ID.test(p.id)) throw new Error(`id must be letters, digits, _ . : -, got ${JSON.stringify(p.id)}`);
@@ -110,21 +140,38 @@ export function validateYumRepo(p: YumRepoParams): void {
     if (value !== undefined && !/^(https?|file):\/\/\S+$/.test(value)) throw new Error(`${key} must be a URL without blanks, got ${JSON.stringify(value)}`);
   }
   if (p.baseurl === undefined) throw new Error('baseurl is required');
+  if (p.gpgkeyFingerprint !== undefined) {
+    if (p.gpgkey === undefined) throw new Error('gpgkeyFingerprint needs gpgkey (where the key is published)');
+    const list = typeof p.gpgkeyFingerprint === 'string' ? [p.gpgkeyFingerprint] : p.gpgkeyFingerprint;
+    if (!Array.isArray(list) || list.length === 0) throw new Error('gpgkeyFingerprint must be a fingerprint or a non-empty list of them');
+    list.forEach(normaliseFingerprint);
+    requireAbsolutePath('gpgkeyPath', yumKeyPath(p));
+    if (/\s/.test(yumKeyPath(p))) throw new Error(`gpgkeyPath must not contain blanks (gpgkey= is a list of URLs), got ${JSON.stringify(yumKeyPath(p))}`);
+  } else if (p.gpgkeyPath !== undefined) {
+    throw new Error('gpgkeyPath is where a checked key is kept: give gpgkeyFingerprint with it');
+  } else if (p.gpgkey !== undefined && /^http:/i.test(p.gpgkey)) {
+    // dnf would import whatever key answers over plain http, and then trust it for every package.
+    throw new Error(`the key ${p.gpgkey} is fetched over plain http: give gpgkeyFingerprint (its full fingerprint, as the vendor publishes it), or an https:// URL`);
+  }
   if (p.exclude !== undefined && !(Array.isArray(p.exclude) && p.exclude.every((name) => /^[A-Za-z0-9_.+*?-]+$/.test(name)))) {
     throw new Error(`exclude must be a list of package names (globs allowed), got ${JSON.stringify(p.exclude)}`);
   }
 }
 
-/** The .repo file (pure), in the order of the seed's. */
+/**
+ * The .repo file (pure), in the order of the seed's. With `gpgkeyFingerprint`, `gpgkey=` is the
+ * checked copy (file:///etc/pki/rpm-gpg/RPM-GPG-KEY-<id>), where the seed names the URL.
+ */
 export function renderYumRepo(p: YumRepoParams): string {
   validateYumRepo(p);
+  const gpgkey = p.gpgkeyFingerprint !== undefined ? `file://${yumKeyPath(p)}` : p.gpgkey;
   return [
     `[${p.id}]`,
     `name=${p.name}`,
     `baseurl=${p.baseurl}`,
     `enabled=${p.enabled === false ? 0 : 1}`,
     `gpgcheck=${p.gpgcheck === false ? 0 : 1}`,
-    ...(p.gpgkey ? [`gpgkey=${p.gpgkey}`] : []),
+    ...(gpgkey ? [`gpgkey=${gpgkey}`] : []),
     ...(p.exclude?.length ? [`exclude=${p.exclude.join(' ')}`] : []),
     '',
   ].join('\n');
@@ -135,14 +182,24 @@ export const KUBERNETES_RPM_EXCLUDES = ['kubelet', 'kubeadm', 'kubectl', 'cri-to
 
 /**
  * The pkgs.k8s.io rpm repository of a Kubernetes minor (seed 004, which used v1.32):
- * `baseurl=https://pkgs.k8s.io/core:/stable:/v1.34/rpm/`, its repomd.xml.key, and
+ * `baseurl=https://pkgs.k8s.io/core:/stable:/v1.34/rpm/`, its repomd.xml.key (pinned to
+ * {@link KUBERNETES_RPM_KEY_FINGERPRINT}, kept as /etc/pki/rpm-gpg/RPM-GPG-KEY-kubernetes), and
  * `exclude=kubelet kubeadm kubectl cri-tools kubernetes-cni`.
  *
  * @example ensureYumRepo(kubernetesYumRepo('1.34'))
  */
 export function kubernetesYumRepo(version: string): YumRepoParams {
   const base = `https://pkgs.k8s.io/core:/stable:/${kubernetesMinor(version)}/rpm/`;
-  return { id: 'kubernetes', name: 'Kubernetes', baseurl: base, enabled: true, gpgcheck: true, gpgkey: `${base}repodata/repomd.xml.key`, exclude: [...KUBERNETES_RPM_EXCLUDES] };
+  return {
+    id: 'kubernetes',
+    name: 'Kubernetes',
+    baseurl: base,
+    enabled: true,
+    gpgcheck: true,
+    gpgkey: `${base}repodata/repomd.xml.key`,
+    gpgkeyFingerprint: KUBERNETES_RPM_KEY_FINGERPRINT,
+    exclude: [...KUBERNETES_RPM_EXCLUDES],
+  };
 }
 
 /** `ID` values of /etc/os-release for the RHEL family (seed 004's CentOS 9 and its relatives, Fedora). */
@@ -166,8 +223,8 @@ export function dockerRpmTree(osId: string): 'centos' | 'fedora' | 'rhel' {
 
 /**
  * Docker's docker-ce-stable repository for a RHEL-family distribution (pure), as Docker's own
- * docker-ce.repo for that tree (https://download.docker.com/linux/<tree>/docker-ce.repo) has it:
- * containerd.io, and docker-ce with `docker_engine`. seed 004 itself installs containerd from
+ * docker-ce.repo for that tree (https://download.docker.com/linux/<tree>/docker-ce.repo) has it,
+ * its key pinned to {@link DOCKER_RPM_KEY_FINGERPRINT}: containerd.io, and docker-ce with `docker_engine`. seed 004 itself installs containerd from
  * release tarballs; the playbooks use the same source as on Debian.
  *
  * @example ensureYumRepo({ ...dockerYumRepo('centos'), baseurl: (host) => dockerYumRepo(host.facts.osId).baseurl })
@@ -181,6 +238,7 @@ export function dockerYumRepo(osId = 'centos'): YumRepoParams {
     enabled: true,
     gpgcheck: true,
     gpgkey: `https://download.docker.com/linux/${tree}/gpg`,
+    gpgkeyFingerprint: DOCKER_RPM_KEY_FINGERPRINT,
   };
 }
 
@@ -219,9 +277,19 @@ export function yumRepoPath(id: string): string {
   return `/etc/yum.repos.d/${id}.repo`;
 }
 
+const KEY_MODE = '0644';
+
+/** The repository's key, downloaded on the host and checked against its fingerprint(s), ASCII-armored as rpm imports it. */
+function downloadRepoKey(probe: Parameters<typeof downloadKey>[0], p: YumRepoParams) {
+  return downloadKey(probe, { url: p.gpgkey!, keyring: yumKeyPath(p), fingerprint: p.gpgkeyFingerprint }, 'armored');
+}
+
 /**
  * Ensures /etc/yum.repos.d/<id>.repo is exactly {@link renderYumRepo}'s file (mode 0644). The seed's
- * `cat <<EOF | tee` overwrites the file too. Id: `yum-repo:<id>`.
+ * `cat <<EOF | tee` overwrites the file too. With `gpgkeyFingerprint` the key is pinned like an apt
+ * key: downloaded on the host with curl on every run, refused unless it is exactly the key with that
+ * fingerprint (a hard error in --check too, nothing written), and kept ASCII-armored, 0644, in
+ * `gpgkeyPath` (/etc/pki/rpm-gpg/RPM-GPG-KEY-<id>), which the repository's `gpgkey=` names. Id: `yum-repo:<id>`.
  *
  * @example ensureYumRepo(kubernetesYumRepo('1.34'))
  */
@@ -234,14 +302,37 @@ export function ensureYumRepo(params: PerHostParams<YumRepoParams>, options?: Ta
       validate: validateYumRepo,
       probes: (p) => [{ kind: 'read', path: yumRepoPath(p.id) }],
       async check(ctx, p) {
+        const drift: Drift[] = [];
+        if (p.gpgkeyFingerprint !== undefined) {
+          const key = await downloadRepoKey((command) => ctx.probe(command), p);
+          if (key.current?.sha256 !== key.sha256) {
+            drift.push({ subject: 'gpg key', current: key.current ? `other key (sha256 ${key.current.sha256.slice(0, 16)})` : 'absent', desired: `${describeKey(key)} in ${yumKeyPath(p)}` });
+          } else if (key.current.mode !== KEY_MODE) {
+            drift.push({ subject: 'gpg key mode', current: key.current.mode, desired: KEY_MODE });
+          }
+        }
         const path = yumRepoPath(p.id);
         const current = await ctx.readText(path);
         const desired = renderYumRepo(p);
-        return current === desired ? [] : [{ subject: 'content', file: path, current, desired }];
+        if (current !== desired) drift.push({ subject: 'content', file: path, current, desired });
+        return drift;
       },
-      async apply(ctx, p) {
-        await ctx.run(sh`mkdir -p -m 0755 /etc/yum.repos.d`);
-        await ctx.writeFile(yumRepoPath(p.id), renderYumRepo(p), { mode: '0644' });
+      async apply(ctx, p, drift) {
+        // The key first: the repository names the file, so it must hold the checked key before dnf reads it.
+        if (drift.some((d) => d.subject === 'gpg key')) {
+          // Download again: apply acts on what is published now, verified again before it is written.
+          const key = await downloadRepoKey((command) => ctx.run(command), p);
+          const path = yumKeyPath(p);
+          await ctx.run(sh`mkdir -p -m 0755 -- ${posix.dirname(path)}`);
+          await ctx.writeFile(path, key.bytes, { mode: KEY_MODE, owner: 'root', group: 'root' });
+          ctx.log(`installed ${describeKey(key)} as ${path}`);
+        } else if (drift.some((d) => d.subject === 'gpg key mode')) {
+          await ctx.run(sh`chmod ${KEY_MODE} -- ${yumKeyPath(p)}`);
+        }
+        if (drift.some((d) => d.subject === 'content')) {
+          await ctx.run(sh`mkdir -p -m 0755 /etc/yum.repos.d`);
+          await ctx.writeFile(yumRepoPath(p.id), renderYumRepo(p), { mode: '0644' });
+        }
       },
     },
     params,

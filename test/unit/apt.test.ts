@@ -265,11 +265,20 @@ describe('apt tasks on this machine', function () {
     expect(existsSync(keyring)).to.equal(false);
   });
 
+  it('ensureAptKey refuses a plain http key URL without a fingerprint when the playbook loads, naming the fix (issue 19)', () => {
+    expect(() => ensureAptKey({ url: `${repo.url}/key.asc`, keyring: join(local.dir, 'x.gpg') })).to.throw(
+      `the key ${repo.url}/key.asc is fetched over plain http: give its fingerprint (the full fingerprint, as the vendor publishes it), or an https:// URL`,
+    );
+    // With the fingerprint, or over https, the task is made.
+    expect(ensureAptKey({ url: `${repo.url}/key.asc`, keyring: '/etc/apt/keyrings/x.gpg', fingerprint: repo.fingerprint }).static!.id).to.equal('apt-key:/etc/apt/keyrings/x.gpg');
+    expect(ensureAptKey({ url: 'https://mirror.lan/key.asc', keyring: '/etc/apt/keyrings/x.gpg' }).static!.id).to.equal('apt-key:/etc/apt/keyrings/x.gpg');
+  });
+
   it('ensureAptKey fails clearly when the URL serves no key', async () => {
-    const outcome = await run(local, ensureAptKey({ url: `${repo.url}/flat/Packages`, keyring: join(local.dir, 'x.gpg') }));
+    const outcome = await run(local, ensureAptKey({ url: `${repo.url}/flat/Packages`, keyring: join(local.dir, 'x.gpg'), fingerprint: repo.fingerprint }));
     expect(outcome.status).to.equal('failed');
     expect(outcome.message).to.equal(`check failed: could not fetch the key ${repo.url}/flat/Packages on the host: the file at the key URL is not an OpenPGP key`);
-    const missing = await run(local, ensureAptKey({ url: `${repo.url}/nope.asc`, keyring: join(local.dir, 'x.gpg') }));
+    const missing = await run(local, ensureAptKey({ url: `${repo.url}/nope.asc`, keyring: join(local.dir, 'x.gpg'), fingerprint: repo.fingerprint }));
     expect(missing.message).to.equal(`check failed: could not fetch the key ${repo.url}/nope.asc on the host: curl: (22) The requested URL returned error: 404`);
   });
 
@@ -277,7 +286,7 @@ describe('apt tasks on this machine', function () {
     const keyring = join(local.dir, 'k.gpg');
     const state = { pendingChanges: [] as string[] };
     expect((await run(local, aptUpdate(), true, state)).status).to.equal('ok');
-    expect((await run(local, ensureAptKey({ url: `${repo.url}/key.asc`, keyring }), true, state)).status).to.equal('changed');
+    expect((await run(local, ensureAptKey({ url: `${repo.url}/key.asc`, keyring, fingerprint: repo.fingerprint }), true, state)).status).to.equal('changed');
     const update = await run(local, aptUpdate(), true, state);
     expect(update.status).to.equal('changed');
     expect(update.drift).to.deep.equal([{ subject: 'package lists', current: 'stale (key k.gpg changed)', desired: 'updated' }]);

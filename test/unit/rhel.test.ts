@@ -1,5 +1,9 @@
 import { expect } from 'chai';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { DOCKER_KEY_FINGERPRINT, KUBERNETES_KEY_FINGERPRINT } from '../../tasks/apt.js';
 import {
+  DOCKER_RPM_KEY_FINGERPRINT,
   dockerYumRepo,
   isRhelFamilyOs,
   rpmContainerRuntimePackages,
@@ -7,12 +11,16 @@ import {
   ensureSelinuxPermissive,
   ensureYumRepo,
   installedRpms,
+  KUBERNETES_RPM_KEY_FINGERPRINT,
   kubernetesYumRepo,
   parseGetenforce,
   renderYumRepo,
   rpmInstallCommand,
   selinuxPermissiveConfig,
 } from '../../tasks/rhel.js';
+import { describeDrift } from '../../runner/drift.js';
+import { localHost, run } from '../helpers/local.js';
+import { startAptRepo, type TestAptRepo } from '../helpers/apt-repo.js';
 
 // CentOS Stream 9's /etc/selinux/config as installed (the file seed 004's sed edits).
 const CENTOS9_SELINUX = `
@@ -63,26 +71,35 @@ describe('RHEL family (seed 004, CentOS 9): SELinux and yum — rendering only, 
     expect(parseGetenforce('', 127)).to.equal(null);
   });
 
-  it('renders the seed\'s kubernetes.repo exactly (v1.32 there), with exclude=', () => {
+  it('renders the seed\'s kubernetes.repo exactly (v1.32 there), with exclude=, the key pinned and named by its checked copy', () => {
     expect(renderYumRepo(kubernetesYumRepo('1.32'))).to.equal(`[kubernetes]
 name=Kubernetes
 baseurl=https://pkgs.k8s.io/core:/stable:/v1.32/rpm/
 enabled=1
 gpgcheck=1
-gpgkey=https://pkgs.k8s.io/core:/stable:/v1.32/rpm/repodata/repomd.xml.key
+gpgkey=file:///etc/pki/rpm-gpg/RPM-GPG-KEY-kubernetes
 exclude=kubelet kubeadm kubectl cri-tools kubernetes-cni
 `);
+    // Fetched from the seed's URL, pinned to the pkgs.k8s.io OBS key (the same key signs its deb repositories).
+    expect(kubernetesYumRepo('1.32')).to.include({ gpgkey: 'https://pkgs.k8s.io/core:/stable:/v1.32/rpm/repodata/repomd.xml.key', gpgkeyFingerprint: KUBERNETES_KEY_FINGERPRINT });
+    expect(KUBERNETES_RPM_KEY_FINGERPRINT).to.equal('DE15B14486CD377B9E876E1A234654DA9A296436');
+    // Without a pin the .repo names the URL, as the seed writes it.
+    const { gpgkeyFingerprint: _pin, ...unpinned } = kubernetesYumRepo('1.32');
+    expect(renderYumRepo(unpinned)).to.include('\ngpgkey=https://pkgs.k8s.io/core:/stable:/v1.32/rpm/repodata/repomd.xml.key\n');
     expect(renderYumRepo(kubernetesYumRepo('v1.34.2'))).to.include('baseurl=https://pkgs.k8s.io/core:/stable:/v1.34/rpm/\n');
   });
 
-  it('renders Docker\'s CentOS repository (for containerd.io) exactly', () => {
+  it('renders Docker\'s CentOS repository (for containerd.io) exactly, its rpm key pinned (not the deb key)', () => {
     expect(renderYumRepo(dockerYumRepo())).to.equal(`[docker-ce-stable]
 name=Docker CE Stable - $basearch
 baseurl=https://download.docker.com/linux/centos/$releasever/$basearch/stable
 enabled=1
 gpgcheck=1
-gpgkey=https://download.docker.com/linux/centos/gpg
+gpgkey=file:///etc/pki/rpm-gpg/RPM-GPG-KEY-docker-ce-stable
 `);
+    expect(dockerYumRepo()).to.include({ gpgkey: 'https://download.docker.com/linux/centos/gpg', gpgkeyFingerprint: '060A61C51B558A7F742B77AAC52FEB6B621E9F35' });
+    expect(DOCKER_RPM_KEY_FINGERPRINT).not.to.equal(DOCKER_KEY_FINGERPRINT);
+    expect(['fedora', 'rhel', 'rocky'].map((id) => dockerYumRepo(id).gpgkeyFingerprint)).to.deep.equal(Array(3).fill(DOCKER_RPM_KEY_FINGERPRINT));
   });
 
   it('picks Docker\'s rpm tree per distribution: Fedora and RHEL their own, CentOS\'s for its rebuilds', () => {
@@ -91,8 +108,9 @@ name=Docker CE Stable - $basearch
 baseurl=https://download.docker.com/linux/fedora/$releasever/$basearch/stable
 enabled=1
 gpgcheck=1
-gpgkey=https://download.docker.com/linux/fedora/gpg
+gpgkey=file:///etc/pki/rpm-gpg/RPM-GPG-KEY-docker-ce-stable
 `);
+    expect(dockerYumRepo('fedora').gpgkey).to.equal('https://download.docker.com/linux/fedora/gpg');
     expect(dockerYumRepo('rhel').baseurl).to.equal('https://download.docker.com/linux/rhel/$releasever/$basearch/stable');
     expect(['centos', 'rocky', 'almalinux', 'ol'].map((id) => dockerYumRepo(id).gpgkey)).to.deep.equal(Array(4).fill('https://download.docker.com/linux/centos/gpg'));
     expect(() => dockerYumRepo('debian')).to.throw(/"debian" is not a RHEL-family distribution/);
@@ -115,6 +133,20 @@ gpgkey=https://download.docker.com/linux/fedora/gpg
     expect(() => renderYumRepo({ id: 'x', name: 'two\nlines', baseurl: 'https://x/' })).to.throw(/name must be one line/);
     expect(() => renderYumRepo({ id: 'x', name: 'x', baseurl: 'ftp://x/' })).to.throw(/baseurl must be a URL/);
     expect(() => renderYumRepo({ id: 'x', name: 'x', baseurl: 'https://x/', exclude: ['kube let'] })).to.throw(/exclude must be a list of package names/);
+    expect(() => renderYumRepo({ id: 'x', name: 'x', baseurl: 'https://x/', gpgkeyFingerprint: DOCKER_RPM_KEY_FINGERPRINT })).to.throw('gpgkeyFingerprint needs gpgkey (where the key is published)');
+    expect(() => renderYumRepo({ id: 'x', name: 'x', baseurl: 'https://x/', gpgkey: 'https://x/key', gpgkeyFingerprint: '621E9F35' })).to.throw(/full key fingerprint/);
+    expect(() => renderYumRepo({ id: 'x', name: 'x', baseurl: 'https://x/', gpgkey: 'https://x/key', gpgkeyPath: '/etc/pki/rpm-gpg/x' })).to.throw(/give gpgkeyFingerprint with it/);
+    expect(() => renderYumRepo({ id: 'x', name: 'x', baseurl: 'https://x/', gpgkey: 'https://x/key', gpgkeyFingerprint: DOCKER_RPM_KEY_FINGERPRINT, gpgkeyPath: 'keys/x' })).to.throw(/gpgkeyPath must be an absolute path/);
+  });
+
+  it('refuses a plain http gpgkey without a fingerprint: dnf would import whatever key answers (issue 19)', () => {
+    const http = { id: 'mirror', name: 'Mirror', baseurl: 'http://mirror.lan/el9/', gpgkey: 'http://mirror.lan/RPM-GPG-KEY' };
+    expect(() => renderYumRepo(http)).to.throw(
+      'the key http://mirror.lan/RPM-GPG-KEY is fetched over plain http: give gpgkeyFingerprint (its full fingerprint, as the vendor publishes it), or an https:// URL',
+    );
+    expect(() => ensureYumRepo(http)).to.throw(/fetched over plain http: give gpgkeyFingerprint/);
+    // Pinned, it is fetched over http all the same, checked, and the .repo names the checked copy.
+    expect(renderYumRepo({ ...http, gpgkeyFingerprint: DOCKER_RPM_KEY_FINGERPRINT })).to.include('\ngpgkey=file:///etc/pki/rpm-gpg/RPM-GPG-KEY-mirror\n');
   });
 
   it('installs with --disableexcludes for the named repository (dnf, else yum), and reads rpm -q', () => {
@@ -129,5 +161,55 @@ gpgkey=https://download.docker.com/linux/fedora/gpg
     expect(ensureYumRepo(kubernetesYumRepo('1.34')).static!.id).to.equal('yum-repo:kubernetes');
     expect(ensureYumRepo(kubernetesYumRepo('1.34')).static!.title).to.equal('yum repository kubernetes (exclude kubelet kubeadm kubectl cri-tools kubernetes-cni)');
     expect(ensureRpmPackages(['kubectl', 'kubelet'], { disableExcludes: 'kubernetes' }).static!.id).to.equal('rpm-packages:kubectl,kubelet');
+  });
+});
+
+describe('ensureYumRepo with a pinned key, checked on this machine (the test repository\'s key over http)', function () {
+  this.timeout(60_000);
+  let local: ReturnType<typeof localHost>;
+  let repo: TestAptRepo;
+  before(async () => {
+    repo = await startAptRepo('127.0.0.1');
+  });
+  after(async () => repo?.close());
+  beforeEach(() => (local = localHost()));
+  afterEach(() => local.cleanup());
+
+  const params = (fingerprint: string, key = 'key.asc') => ({
+    id: 'capstan-test-pinned',
+    name: 'Capstan test',
+    baseurl: `${repo.url}/rpm/`,
+    gpgkey: `${repo.url}/${key}`,
+    gpgkeyFingerprint: fingerprint,
+    gpgkeyPath: join(local.dir, 'rpm-gpg/RPM-GPG-KEY-capstan-test'),
+  });
+
+  it('--check downloads the key on the host, checks its fingerprint and reports it absent; writes nothing', async () => {
+    const p = params(repo.fingerprint);
+    const outcome = await run(local, ensureYumRepo(p), true);
+    expect(outcome.status, outcome.message).to.equal('changed');
+    expect(outcome.drift[0]!.subject).to.equal('gpg key');
+    expect(describeDrift(outcome.drift[0]!)).to.match(new RegExp(`^gpg key: absent → ${repo.fingerprint} \\(sha256 [0-9a-f]{16}\\) in ${p.gpgkeyPath.replaceAll('/', '\\/')}$`));
+    expect(outcome.drift.map((d) => d.subject)).to.deep.equal(['gpg key', 'content']);
+    expect(existsSync(p.gpgkeyPath)).to.equal(false);
+  });
+
+  it('a key with another fingerprint fails, in --check and in apply, and nothing is written', async () => {
+    const p = params(DOCKER_RPM_KEY_FINGERPRINT);
+    for (const checkMode of [true, false]) {
+      const outcome = await run(local, ensureYumRepo(p), checkMode);
+      expect(outcome.status).to.equal('failed');
+      expect(outcome.message).to.equal(
+        `check failed: key fingerprint mismatch for ${repo.url}/key.asc: expected ${DOCKER_RPM_KEY_FINGERPRINT}, the key is ${repo.fingerprint}; nothing written`,
+      );
+    }
+    expect(existsSync(p.gpgkeyPath)).to.equal(false);
+    expect(existsSync('/etc/yum.repos.d/capstan-test-pinned.repo')).to.equal(false);
+  });
+
+  it('a binary (dearmored) key is refused: rpm imports armored keys only', async () => {
+    const outcome = await run(local, ensureYumRepo(params(repo.fingerprint, 'key.gpg')), true);
+    expect(outcome.status).to.equal('failed');
+    expect(outcome.message).to.equal(`check failed: could not fetch the key ${repo.url}/key.gpg on the host: the key at the URL is not ASCII-armored (rpm imports armored keys only)`);
   });
 });
