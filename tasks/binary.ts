@@ -1,8 +1,9 @@
-import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { mkdir, readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { writeLocalFileAtomic } from '../runner/local-file.js';
 import { sh } from '../runner/quote.js';
 import { defineTask, type Drift, type PerHostParams, type Task, type TaskOptions } from '../runner/task.js';
 import { normaliseMode, requireAbsolutePath } from './validate.js';
@@ -106,17 +107,13 @@ async function fetchAndCache(url: string, sha256: string): Promise<{ path: strin
   }
 }
 
-/** Writes a cache entry atomically (temp file, rename), so a crash never leaves a torn entry under the final name. */
+/**
+ * Writes a cache entry atomically under a temp name nobody else can claim (runner/local-file.ts), so
+ * a crash never leaves a torn entry and another local user cannot plant a symlink there for us to follow.
+ */
 async function keep(path: string, bytes: Buffer): Promise<void> {
   await mkdir(join(path, '..'), { recursive: true });
-  const temp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-  try {
-    await writeFile(temp, bytes, { mode: 0o644 });
-    await rename(temp, path);
-  } catch (error) {
-    await rm(temp, { force: true });
-    throw error;
-  }
+  writeLocalFileAtomic(path, bytes, 0o644);
 }
 
 /** Published checksums fetched in this process, by URL (every host and task shares one fetch). */
