@@ -20,6 +20,7 @@ RESOURCES = {  # name/alias -> (kind, group, namespaced)
     'deployments': ('Deployment', 'apps', True), 'deployment': ('Deployment', 'apps', True), 'deploy': ('Deployment', 'apps', True),
     'daemonsets': ('DaemonSet', 'apps', True), 'daemonset': ('DaemonSet', 'apps', True), 'ds': ('DaemonSet', 'apps', True),
     'services': ('Service', '', True), 'service': ('Service', '', True), 'svc': ('Service', '', True),
+    'endpoints': ('Endpoints', '', True), 'ep': ('Endpoints', '', True),
     'configmaps': ('ConfigMap', '', True), 'configmap': ('ConfigMap', '', True), 'cm': ('ConfigMap', '', True),
     'secrets': ('Secret', '', True), 'secret': ('Secret', '', True),
     'namespaces': ('Namespace', '', False), 'namespace': ('Namespace', '', False), 'ns': ('Namespace', '', False),
@@ -31,7 +32,7 @@ RESOURCES = {  # name/alias -> (kind, group, namespaced)
     'cs': ('ComponentStatus', '', False),
 }
 PLURAL = {'Node': 'nodes', 'Pod': 'pods', 'Deployment': 'deployments.apps', 'DaemonSet': 'daemonsets.apps',
-          'Service': 'services', 'ConfigMap': 'configmaps', 'Secret': 'secrets', 'Namespace': 'namespaces',
+          'Service': 'services', 'Endpoints': 'endpoints', 'ConfigMap': 'configmaps', 'Secret': 'secrets', 'Namespace': 'namespaces',
           'ClusterRole': 'clusterroles.rbac.authorization.k8s.io', 'ClusterRoleBinding': 'clusterrolebindings.rbac.authorization.k8s.io',
           'Lease': 'leases.coordination.k8s.io'}
 
@@ -112,6 +113,8 @@ def headers(kind, wide, all_ns):
         return ns + ['NAME', 'DESIRED', 'CURRENT', 'READY', 'UP-TO-DATE', 'AVAILABLE', 'NODE SELECTOR', 'AGE']
     if kind == 'Service':
         return ns + ['NAME', 'TYPE', 'CLUSTER-IP', 'EXTERNAL-IP', 'PORT(S)', 'AGE']
+    if kind == 'Endpoints':
+        return ns + ['NAME', 'ENDPOINTS', 'AGE']
     if kind == 'ClusterRole':
         return ['NAME', 'CREATED AT']
     if kind == 'ClusterRoleBinding':
@@ -146,6 +149,11 @@ def row_for(kind, obj, wide, all_ns, pods):
         spec = obj.get('spec') or {}
         ports = ','.join(f'{p["port"]}/{p.get("protocol", "TCP")}' for p in spec.get('ports') or []) or '<none>'
         return ns + [obj['metadata']['name'], spec.get('type', 'ClusterIP'), spec.get('clusterIP', '<none>'), '<none>', ports, age(obj)]
+    if kind == 'Endpoints':
+        # kubectl's printer: ready addresses × ports, the first three, then "+ N more..."
+        pairs = [f'{a["ip"]}:{p["port"]}' for s in obj.get('subsets') or [] for p in s.get('ports') or [] for a in s.get('addresses') or []]
+        text = ','.join(pairs[:3]) + (f' + {len(pairs) - 3} more...' if len(pairs) > 3 else '') if pairs else '<none>'
+        return ns + [obj['metadata']['name'], text, age(obj)]
     if kind == 'ClusterRole':
         return [obj['metadata']['name'], obj['metadata'].get('creationTimestamp', '<unknown>')]
     if kind == 'ClusterRoleBinding':

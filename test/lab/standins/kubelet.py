@@ -8,6 +8,16 @@ posts Ready only while a CNI config exists in /etc/cni/net.d (NotReady otherwise
 static Pods of /etc/kubernetes/manifests (as the etcd-standin and kube-apiserver-standin
 services), plays CNI DaemonSet pods by writing their CNI config, and serves
 127.0.0.1:10248/healthz and :10250.
+
+It also plays the node's data plane, so a Service answers through its ClusterIP and cluster DNS
+resolves as on a real node (see PodNetwork, proxy_rules and the pod servers below):
+- the CNI (once its config is written): each running pod's IP on the bridge cni0, and a route to
+  every other node's pod CIDR through that node's InternalIP (flannel's host-gw way);
+- the containers of running pods whose image it knows: nginx answers HTTP on the pod IP with
+  nginx's default page; CoreDNS answers DNS (UDP) on the pod IP from the Services;
+- kube-proxy (while its DaemonSet pod runs on the node): iptables rules in the nat table's
+  KUBE-SERVICES chain that DNAT a ClusterIP:port to the Ready endpoints (random choice, as kube-proxy's
+  iptables mode does), and REJECT in the filter table for a Service without Ready endpoints.
 """
 from __future__ import annotations
 
@@ -147,6 +157,286 @@ def play_cni_pods(pods: list[dict]) -> None:
                                                 'plugins': [{'type': name, 'standin': True}, {'type': 'portmap', 'capabilities': {'portMappings': True}}]}, indent=2) + '\n')
 
 
+# ------------------------------------------------------------------ the node's data plane
+
+NGINX_VERSION = '1.28.0'  # nginx:stable
+NGINX_INDEX = b"""<!DOCTYPE html>
+<html>
+<head>
+<title>Welcome to nginx!</title>
+<style>
+html { color-scheme: light dark; }
+body { width: 35em; margin: 0 auto;
+font-family: Tahoma, Verdana, Arial, sans-serif; }
+</style>
+</head>
+<body>
+<h1>Welcome to nginx!</h1>
+<p>If you see this page, the nginx web server is successfully installed and
+working. Further configuration is required.</p>
+
+<p>For online documentation and support please refer to
+<a href="http://nginx.org/">nginx.org</a>.<br/>
+Commercial support is available at
+<a href="http://nginx.com/">nginx.com</a>.</p>
+
+<p><em>Thank you for using nginx.</em></p>
+</body>
+</html>
+"""
+NGINX_404 = (b'<html>\r\n<head><title>404 Not Found</title></head>\r\n<body>\r\n<center><h1>404 Not Found</h1></center>\r\n'
+             b'<hr><center>nginx/' + NGINX_VERSION.encode() + b'</center>\r\n</body>\r\n</html>\r\n')
+BRIDGE = 'cni0'
+DNS_TTL = 5  # CoreDNS's kubernetes plugin default
+
+
+def image_name(image: str) -> str:
+    """registry/org/name:tag@digest -> name"""
+    return image.split('@')[0].rsplit('/', 1)[-1].split(':')[0]
+
+
+class NginxHandler(BaseHTTPRequestHandler):
+    server_version = f'nginx/{NGINX_VERSION}'
+    sys_version = ''
+    protocol_version = 'HTTP/1.1'
+
+    def log_message(self, *a):
+        pass
+
+    def version_string(self):
+        return self.server_version
+
+    def _reply(self, head_only: bool):
+        found = self.path.split('?')[0] in ('/', '/index.html')
+        body = NGINX_INDEX if found else NGINX_404
+        self.send_response(200 if found else 404)
+        self.send_header('Content-Type', 'text/html')
+        self.send_header('Content-Length', str(len(body)))
+        self.end_headers()
+        if not head_only:
+            self.wfile.write(body)
+
+    def do_GET(self):
+        self._reply(False)
+
+    def do_HEAD(self):
+        self._reply(True)
+
+
+def dns_name(data: bytes, offset: int) -> tuple[str, int]:
+    """A (possibly compressed) domain name at offset: (name, offset after it)."""
+    labels, end, jumps = [], None, 0
+    while True:
+        length = data[offset]
+        if length & 0xC0 == 0xC0:
+            if end is None:
+                end = offset + 2
+            offset = ((length & 0x3F) << 8) | data[offset + 1]
+            jumps += 1
+            if jumps > 20:
+                raise ValueError('compression loop')
+            continue
+        offset += 1
+        if length == 0:
+            return '.'.join(labels), (end if end is not None else offset)
+        labels.append(data[offset:offset + length].decode('ascii', 'replace'))
+        offset += length
+
+
+def dns_answer(query: bytes, zone: str, lookup) -> bytes | None:
+    """CoreDNS's kubernetes plugin, for A queries: `<service>.<namespace>.svc.<zone>` → the ClusterIP
+    (lookup(namespace, service) gives the addresses, [] for a Service without one, None when there is
+    no such Service → NXDOMAIN). Other names in the zone → NXDOMAIN; names outside it would be forwarded
+    to the node's resolv.conf, which the lab has none of → SERVFAIL."""
+    import socket
+    import struct
+    if len(query) < 12:
+        return None
+    qid, flags, qdcount = struct.unpack('>HHH', query[:6])
+    if flags & 0x8000 or qdcount != 1:
+        return None
+    name, end = dns_name(query, 12)
+    qtype, qclass = struct.unpack('>HH', query[end:end + 4])
+    question = query[12:end + 4]
+    labels = name.lower().rstrip('.').split('.')
+    zone_labels = zone.lower().rstrip('.').split('.')
+    answers, rcode, authoritative = [], 0, 0
+    if labels[-len(zone_labels):] != zone_labels:
+        rcode = 2  # SERVFAIL: no upstream to forward to
+    else:
+        authoritative = 0x0400
+        rest = labels[:-len(zone_labels)]
+        addresses = lookup(rest[1], rest[0]) if len(rest) == 3 and rest[2] == 'svc' else None
+        if addresses is None:
+            rcode = 3  # NXDOMAIN
+        elif qtype == 1 and qclass == 1:
+            answers = [b'\xc0\x0c' + struct.pack('>HHIH', 1, 1, DNS_TTL, 4) + socket.inet_aton(a) for a in addresses]
+    header = struct.pack('>HHHHHH', qid, 0x8000 | authoritative | (flags & 0x0100) | 0x0080 | rcode, 1, len(answers), 0, 0)
+    return header + question + b''.join(answers)
+
+
+class PodServers:
+    """The containers of running pods on this node that answer on the network: nginx (HTTP on each
+    containerPort, 80 without one) and CoreDNS (DNS over UDP on 53). Stopped when the pod stops running
+    here or its IP changes."""
+
+    def __init__(self):
+        self.running: dict[str, tuple[str, list]] = {}  # pod uid -> (pod IP, servers)
+        self.services: list[dict] = []
+        self.endpoints: list[dict] = []
+        self.zone = 'cluster.local'
+
+    def lookup(self, namespace: str, name: str):
+        for svc in self.services:
+            if svc['metadata'].get('namespace') == namespace and svc['metadata']['name'] == name:
+                ip = (svc.get('spec') or {}).get('clusterIP')
+                if ip and ip != 'None':
+                    return [ip]
+                ep = next((e for e in self.endpoints if e['metadata'].get('namespace') == namespace and e['metadata']['name'] == name), {})
+                return sorted({a['ip'] for s in ep.get('subsets') or [] for a in s.get('addresses') or []})  # headless
+        return None
+
+    def start(self, pod: dict, ip: str) -> list:
+        servers = []
+        for container in pod['spec'].get('containers') or []:
+            image = image_name(container.get('image', ''))
+            if image == 'nginx':
+                for port in [p['containerPort'] for p in container.get('ports') or [] if p.get('protocol', 'TCP') == 'TCP'] or [80]:
+                    server = ThreadingHTTPServer((ip, port), NginxHandler)
+                    server.daemon_threads = True
+                    threading.Thread(target=server.serve_forever, daemon=True).start()
+                    servers.append(server)
+            elif image == 'coredns':
+                import socketserver
+                owner = self
+                class Dns(socketserver.BaseRequestHandler):
+                    def handle(self):
+                        data, sock = self.request
+                        try:
+                            reply = dns_answer(data, owner.zone, owner.lookup)
+                        except (ValueError, IndexError, UnicodeError):
+                            reply = None
+                        if reply:
+                            sock.sendto(reply, self.client_address)
+                server = socketserver.ThreadingUDPServer((ip, 53), Dns)
+                server.daemon_threads = True
+                threading.Thread(target=server.serve_forever, daemon=True).start()
+                servers.append(server)
+        return servers
+
+    def sync(self, pods: list[dict], state: dict) -> None:
+        self.services, self.endpoints = state['services'], state['endpoints']
+        match = re.search(r'^\s*kubernetes\s+(\S+)', state.get('corefile') or '', re.M)
+        self.zone = match.group(1) if match else 'cluster.local'
+        wanted = {p['metadata'].get('uid') or f"{p['metadata'].get('namespace')}/{p['metadata']['name']}": (p, p['status']['podIP']) for p in pods if pod_has_own_ip(p)}
+        for uid, (ip, servers) in list(self.running.items()):
+            if uid not in wanted or wanted[uid][1] != ip:
+                for server in servers:
+                    server.shutdown()
+                    server.server_close()
+                del self.running[uid]
+        for uid, (pod, ip) in wanted.items():
+            if uid not in self.running:
+                try:
+                    self.running[uid] = (ip, self.start(pod, ip))
+                except OSError as err:  # the address is not on cni0 yet: the next round
+                    common.klog('E', 'kuberuntime_manager.go:1256', f'"container start failed" pod="{pod["metadata"]["name"]}" err="{err}"')
+
+
+def pod_has_own_ip(pod: dict) -> bool:
+    return pod['status'].get('phase') == 'Running' and not pod['spec'].get('hostNetwork') and bool(pod['status'].get('podIP'))
+
+
+def run_ip(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(['ip', *args], capture_output=True, text=True)
+
+
+class PodNetwork:
+    """The CNI's part once a CNI config exists: pod IPs on the bridge cni0, routes to the other nodes' pod CIDRs."""
+
+    def __init__(self):
+        self.routes: dict[str, str] = {}
+
+    def sync(self, node: str, pods: list[dict], state: dict) -> None:
+        if not common.cni_config_present():
+            return
+        if run_ip('link', 'show', BRIDGE).returncode != 0:
+            run_ip('link', 'add', BRIDGE, 'type', 'bridge')
+        run_ip('link', 'set', BRIDGE, 'up')
+        current = set(re.findall(r'inet (\S+)/32', run_ip('-o', '-4', 'addr', 'show', 'dev', BRIDGE).stdout))
+        wanted = {p['status']['podIP'] for p in pods if pod_has_own_ip(p)}
+        for ip in wanted - current:
+            run_ip('addr', 'add', f'{ip}/32', 'dev', BRIDGE)
+        for ip in current - wanted:
+            run_ip('addr', 'del', f'{ip}/32', 'dev', BRIDGE)
+        for other in state['nodes']:
+            cidr, via = other.get('podCIDR'), other.get('ip')
+            if other['name'] == node or not cidr or not via or self.routes.get(cidr) == via:
+                continue
+            if run_ip('route', 'replace', cidr, 'via', via).returncode == 0:
+                self.routes[cidr] = via
+
+
+def proxy_rules(services: list[dict], endpoints: list[dict]) -> str:
+    """kube-proxy's iptables rules (iptables-restore input, pure): per Service port, in nat KUBE-SERVICES,
+    a DNAT to each Ready endpoint chosen at random (`-m statistic --probability 1/n`, then 1/(n-1), …,
+    the last unconditional); a Service port without Ready endpoints is REJECTed in filter KUBE-SERVICES."""
+    by_name = {(e['metadata'].get('namespace'), e['metadata']['name']): e for e in endpoints}
+    nat, filt = [], []
+    for svc in sorted(services, key=lambda s: (s['metadata'].get('namespace', ''), s['metadata']['name'])):
+        spec = svc.get('spec') or {}
+        ip = spec.get('clusterIP')
+        if not ip or ip == 'None':
+            continue
+        ns, name = svc['metadata'].get('namespace'), svc['metadata']['name']
+        subsets = (by_name.get((ns, name)) or {}).get('subsets') or []
+        for port in spec.get('ports') or []:
+            protocol = port.get('protocol', 'TCP').lower()
+            label = f'{ns}/{name}' + (f':{port["name"]}' if port.get('name') else '')
+            targets = sorted({f'{a["ip"]}:{p["port"]}' for s in subsets for p in s.get('ports') or []
+                              if p.get('name') == port.get('name') and p.get('protocol', 'TCP').lower() == protocol
+                              for a in s.get('addresses') or []})
+            match = f'-d {ip}/32 -p {protocol} -m comment --comment "{label} cluster IP" -m {protocol} --dport {port["port"]}'
+            if not targets:
+                filt.append(f'-A KUBE-SERVICES {match.replace("cluster IP", "has no endpoints")} -j REJECT --reject-with icmp-port-unreachable')
+            for index, target in enumerate(targets):
+                left = len(targets) - index
+                chance = f' -m statistic --mode random --probability {1 / left:.11f}' if left > 1 else ''
+                nat.append(f'-A KUBE-SERVICES {match}{chance} -j DNAT --to-destination {target}')
+    return '\n'.join(['*nat', ':KUBE-SERVICES - [0:0]', *nat, 'COMMIT', '*filter', ':KUBE-SERVICES - [0:0]', *filt, 'COMMIT']) + '\n'
+
+
+class KubeProxy:
+    """kube-proxy's iptables mode while its DaemonSet pod runs on this node (rules stay when it stops, as they do)."""
+
+    JUMPS = [('nat', 'PREROUTING'), ('nat', 'OUTPUT'), ('filter', 'OUTPUT'), ('filter', 'FORWARD')]
+
+    def __init__(self):
+        self.applied = None
+
+    def sync(self, pods: list[dict], state: dict) -> None:
+        if not any((p['metadata'].get('ownerReferences') or [{}])[0].get('name') == 'kube-proxy'
+                   and p['metadata'].get('namespace') == 'kube-system' and p['status'].get('phase') == 'Running' for p in pods):
+            return
+        rules = proxy_rules(state['services'], state['endpoints'])
+        jumps_missing = False
+        for table, chain in self.JUMPS:
+            check = ['iptables', '-w', '-t', table, '-C', chain, '-m', 'comment', '--comment', 'kubernetes service portals', '-j', 'KUBE-SERVICES']
+            if subprocess.run(check, capture_output=True).returncode != 0:
+                jumps_missing = True
+        if rules == self.applied and not jumps_missing:
+            return
+        result = subprocess.run(['iptables-restore', '-w', '--noflush'], input=rules, capture_output=True, text=True)
+        if result.returncode != 0:
+            common.klog('E', 'proxier.go:1564', f'"Failed to execute iptables-restore" err="{result.stderr.strip()}"')
+            return
+        for table, chain in self.JUMPS:
+            rule = ['-m', 'comment', '--comment', 'kubernetes service portals', '-j', 'KUBE-SERVICES']
+            if subprocess.run(['iptables', '-w', '-t', table, '-C', chain, *rule], capture_output=True).returncode != 0:
+                subprocess.run(['iptables', '-w', '-t', table, '-I', chain, '1', *rule], capture_output=True)
+        self.applied = rules
+
+
 def main():
     args = parse_args(sys.argv[1:])
     config_path = args.get('config')
@@ -179,6 +469,7 @@ def main():
         if '=' in item:
             key, value = item.split('=', 1)
             labels[key] = value
+    network, servers, proxy = PodNetwork(), PodServers(), KubeProxy()
     registered = False
     last_beat = 0.0
     last_ready = None
@@ -213,7 +504,12 @@ def main():
                           allocatable={'cpu': cpus, 'memory': memory, 'pods': '110'})
                 last_beat, last_ready = time.time(), ready
             client.op('set_mirror_pods', node=node, pods=static_pods(node))
-            play_cni_pods(client.op('node_pods', node=node))
+            pods = client.op('node_pods', node=node)
+            play_cni_pods(pods)
+            state = client.op('proxy_state')
+            network.sync(node, pods, state)
+            servers.sync(pods, state)
+            proxy.sync(pods, state)
         except (common.ApiError, OSError) as err:
             common.klog('E', 'kubelet_node_status.go:548', f'"Error updating node status, will retry" err="{err}"')
         time.sleep(2)

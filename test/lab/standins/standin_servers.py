@@ -208,6 +208,22 @@ def schedulable(node: dict, pod_spec: dict) -> bool:
     return all(labels.get(k) == v for k, v in selector.items())
 
 
+# What the DaemonSet controller adds to every daemon pod: it stays on a node that goes NotReady or unreachable.
+DAEMON_TOLERATIONS = [{'key': 'node.kubernetes.io/not-ready', 'operator': 'Exists', 'effect': 'NoExecute'},
+                      {'key': 'node.kubernetes.io/unreachable', 'operator': 'Exists', 'effect': 'NoExecute'}]
+
+
+def daemon_pod_evicted(node: dict, pod_spec: dict) -> bool:
+    """A running daemon pod goes only when its node stops matching its nodeSelector or gets a NoExecute
+    taint it does not tolerate; NoSchedule taints (not-ready, cordon, control-plane) keep new pods
+    off, and do not evict (the pod stays, not Ready, on a NotReady node)."""
+    labels = node['metadata'].get('labels') or {}
+    if not all(labels.get(k) == v for k, v in (pod_spec.get('nodeSelector') or {}).items()):
+        return True
+    tolerations = (pod_spec.get('tolerations') or []) + DAEMON_TOLERATIONS
+    return any(t.get('effect') == 'NoExecute' and not tolerates(tolerations, t) for t in node.get('spec', {}).get('taints') or [])
+
+
 def node_ready(node: dict) -> bool:
     for cond in node.get('status', {}).get('conditions') or []:
         if cond['type'] == 'Ready':
@@ -507,11 +523,10 @@ class ApiServerApp:
                      and p['metadata'].get('namespace') == ns}
             for node in nodes:
                 nname = node['metadata']['name']
-                ok = schedulable(node, spec)
-                if ok and nname not in owned:
+                if nname not in owned and schedulable(node, spec):
                     pod = self.new_pod(state, ds, f'{name}-{common.random_suffix()}', nname)
                     objects[key_of('Pod', '', ns, pod['metadata']['name'])] = pod
-                elif not ok and nname in owned:
+                elif nname in owned and daemon_pod_evicted(node, spec):
                     del objects[owned[nname]]
         pods = {k: o for k, o in objects.items() if o['kind'] == 'Pod'}
         # Deployments: replicas pods, spread over the nodes that fit
@@ -546,6 +561,8 @@ class ApiServerApp:
         by_name = {n['metadata']['name']: n for n in nodes}
         for pod in pods:
             self.pod_status(state, pod, by_name.get(pod['spec'].get('nodeName')))
+        self.bootstrap_kubernetes_service(objects)
+        self.reconcile_endpoints(objects)
 
     @staticmethod
     def owner(pod: dict):
@@ -591,6 +608,8 @@ class ApiServerApp:
                 status['podIP'] = node_ip
             elif not status.get('podIP'):
                 status['podIP'] = self.pod_ip(state, node)
+        elif status.get('phase') == 'Running':
+            pass  # started before its node went NotReady or silent: still Running, its containers not Ready
         else:
             status['phase'] = 'Pending'
             status['standinReason'] = 'ContainerCreating'
@@ -795,9 +814,151 @@ class ApiServerApp:
                 meta['uid'] = old['metadata']['uid'] if old else f'standin-{state["serial"]}'
                 if old is not None and 'status' in old:
                     obj['status'] = old['status']
+                if kind == 'Service' and not group:
+                    self.service_defaults(state, obj, old)
                 state['objects'][key] = obj
                 results.append({'ref': ref, 'result': 'configured' if old else 'created'})
             return results
+        return self._tx(fn)
+
+    # ------------------------------------------------------------ Services (the ClusterIP allocator)
+
+    def service_range(self):
+        cidr = (self.args.get('service-cluster-ip-range') or '').split(',')[0]
+        return ipaddress.ip_network(cidr, strict=False) if cidr else None
+
+    def service_defaults(self, state: dict, svc: dict, old: dict | None) -> None:
+        """What the real API server fills in for a Service: type ClusterIP, TCP, targetPort = port, and a
+        ClusterIP from --service-cluster-ip-range: the one asked for when it is free and in range (else 422
+        Invalid), the old one on update (immutable), or a free one from above the range's static band
+        (the real allocator picks at random there; this one takes the lowest free address)."""
+        spec = svc.setdefault('spec', {})
+        name = svc['metadata']['name']
+        spec.setdefault('type', 'ClusterIP')
+        spec.setdefault('sessionAffinity', 'None')
+        for port in spec.get('ports') or []:
+            port.setdefault('protocol', 'TCP')
+            port.setdefault('targetPort', port['port'])
+        if spec['type'] == 'ExternalName':
+            return
+        old_ip = ((old or {}).get('spec') or {}).get('clusterIP')
+        wanted = spec.get('clusterIP') or None
+        def invalid(message: str):
+            raise common.ApiError(422, f'Service "{name}" is invalid: spec.clusterIPs: Invalid value: []string{{"{wanted}"}}: {message}', 'Invalid')
+        if old_ip and wanted and wanted != old_ip:
+            raise common.ApiError(422, f'Service "{name}" is invalid: spec.clusterIPs[0]: Invalid value: []string{{"{wanted}"}}: may not change once set', 'Invalid')
+        network = self.service_range()
+        if old_ip:
+            spec['clusterIP'] = old_ip
+        elif wanted == 'None' or network is None:
+            pass
+        else:
+            taken = {(o.get('spec') or {}).get('clusterIP') for o in state['objects'].values() if o['kind'] == 'Service'}
+            if wanted:
+                if ipaddress.ip_address(wanted) not in network:
+                    invalid(f'failed to allocate IP {wanted}: provided IP is not in the valid range. The range of valid IPs is {network}')
+                if wanted in taken:
+                    invalid(f'failed to allocate IP {wanted}: provided IP is already allocated')
+            else:
+                band = min(max(16, network.num_addresses // 16), 256)
+                last = int(network.broadcast_address)
+                free = next((ip for ip in (ipaddress.ip_address(i) for i in range(int(network.network_address) + band, last)) if str(ip) not in taken), None)
+                if free is None:
+                    raise common.ApiError(500, f'Internal error occurred: failed to allocate a serviceIP: range is full', 'InternalError')
+                spec['clusterIP'] = str(free)
+        if spec.get('clusterIP'):
+            spec['clusterIPs'] = [spec['clusterIP']]
+
+    def bootstrap_kubernetes_service(self, objects: dict) -> None:
+        """The API server's bootstrap controller: default/kubernetes, the first address of the service range,
+        443 → the API servers' secure port."""
+        network = self.service_range()
+        key = key_of('Service', '', 'default', 'kubernetes')
+        if network is None or key in objects:
+            return
+        first = str(network.network_address + 1)
+        port = int(self.args.get('secure-port', '6443'))
+        objects[key] = {'apiVersion': 'v1', 'kind': 'Service',
+                        'metadata': {'name': 'kubernetes', 'namespace': 'default', 'labels': {'component': 'apiserver', 'provider': 'kubernetes'},
+                                     'creationTimestamp': common.rfc3339(common.now()), 'uid': 'standin-kubernetes-service'},
+                        'spec': {'type': 'ClusterIP', 'clusterIP': first, 'clusterIPs': [first], 'sessionAffinity': 'None',
+                                 'ports': [{'name': 'https', 'port': 443, 'protocol': 'TCP', 'targetPort': port}]}}
+
+    @staticmethod
+    def pod_ready(pod: dict) -> bool:
+        statuses = pod.get('status', {}).get('containerStatuses') or []
+        return pod.get('status', {}).get('phase') == 'Running' and bool(statuses) and all(s.get('ready') for s in statuses)
+
+    def reconcile_endpoints(self, objects: dict) -> None:
+        """The endpoints controller: for each Service with a selector, an Endpoints object listing the Ready
+        pods it selects (addresses) and the others that have an IP (notReadyAddresses); for
+        default/kubernetes, the advertise addresses of the running kube-apiserver (mirror) pods. Endpoints
+        of a deleted Service go."""
+        pods = [o for o in objects.values() if o['kind'] == 'Pod']
+        services = {(o['metadata'].get('namespace'), o['metadata']['name']): o for o in objects.values() if o['kind'] == 'Service'}
+        for key, obj in list(objects.items()):
+            if obj['kind'] == 'Endpoints' and (obj['metadata'].get('namespace'), obj['metadata']['name']) not in services:
+                del objects[key]
+        for (ns, name), svc in services.items():
+            spec = svc.get('spec') or {}
+            if ns == 'default' and name == 'kubernetes' and not spec.get('selector'):
+                ready, not_ready, ports = [], [], []
+                for pod in pods:
+                    command = (pod['spec'].get('containers') or [{}])[0].get('command') or []
+                    if pod['metadata'].get('namespace') != 'kube-system' or command[:1] != ['kube-apiserver'] or not self.pod_ready(pod):
+                        continue
+                    flags = dict(item[2:].split('=', 1) for item in command[1:] if item.startswith('--') and '=' in item)
+                    if flags.get('advertise-address'):
+                        ready.append({'ip': flags['advertise-address']})
+                        ports = [{'name': 'https', 'port': int(flags.get('secure-port', '6443')), 'protocol': 'TCP'}]
+            elif spec.get('selector'):
+                selected = [p for p in pods if p['metadata'].get('namespace') == ns and p['status'].get('podIP')
+                            and all((p['metadata'].get('labels') or {}).get(k) == v for k, v in spec['selector'].items())]
+                ready = [self.endpoint_address(p) for p in selected if self.pod_ready(p)]
+                not_ready = [self.endpoint_address(p) for p in selected if not self.pod_ready(p)]
+                ports = []
+                for port in spec.get('ports') or []:
+                    target = port.get('targetPort', port['port'])
+                    if isinstance(target, str) and not target.isdigit():
+                        named = [c.get('containerPort') for p in selected for c in p['spec'].get('containers') or []
+                                 for c in c.get('ports') or [] if c.get('name') == target]
+                        if not named:
+                            continue
+                        target = named[0]
+                    ports.append({**({'name': port['name']} if port.get('name') else {}), 'port': int(target), 'protocol': port.get('protocol', 'TCP')})
+            else:
+                continue  # Endpoints of a Service without a selector are the user's
+            subset = {}
+            if ready:
+                subset['addresses'] = sorted(ready, key=lambda a: a['ip'])
+            if not_ready:
+                subset['notReadyAddresses'] = sorted(not_ready, key=lambda a: a['ip'])
+            subsets = [{**subset, 'ports': ports}] if subset and ports else []
+            key = key_of('Endpoints', '', ns, name)
+            old = objects.get(key)
+            if old is not None and old.get('subsets') == subsets:
+                continue
+            objects[key] = {'apiVersion': 'v1', 'kind': 'Endpoints',
+                            'metadata': {'name': name, 'namespace': ns, 'labels': dict(svc['metadata'].get('labels') or {}),
+                                         'creationTimestamp': old['metadata']['creationTimestamp'] if old else common.rfc3339(common.now())},
+                            'subsets': subsets}
+
+    @staticmethod
+    def endpoint_address(pod: dict) -> dict:
+        return {'ip': pod['status']['podIP'], 'nodeName': pod['spec'].get('nodeName'),
+                'targetRef': {'kind': 'Pod', 'name': pod['metadata']['name'], 'namespace': pod['metadata']['namespace']}}
+
+    def op_proxy_state(self, user, args):
+        """What a node's network stand-ins need in one call: Services, Endpoints, each node's pod CIDR and
+        InternalIP (the CNI's routes), and CoreDNS's Corefile."""
+        def fn(state):
+            objects = state['objects'].values()
+            nodes = [{'name': n['metadata']['name'], 'podCIDR': n['spec'].get('podCIDR'),
+                      'ip': next((a['address'] for a in (n.get('status') or {}).get('addresses') or [] if a['type'] == 'InternalIP'), None)}
+                     for n in objects if n['kind'] == 'Node']
+            corefile = state['objects'].get(key_of('ConfigMap', '', 'kube-system', 'coredns'))
+            return {'services': [o for o in objects if o['kind'] == 'Service'], 'endpoints': [o for o in objects if o['kind'] == 'Endpoints'],
+                    'nodes': nodes, 'corefile': ((corefile or {}).get('data') or {}).get('Corefile', '')}
         return self._tx(fn)
 
     @staticmethod
