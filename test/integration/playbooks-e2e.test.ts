@@ -19,6 +19,7 @@ import { startHost, type LabState } from '../../runner/lab/index.js';
 import { containerRunning } from '../../runner/lab/nspawn.js';
 import { readRecord } from '../../runner/lab/state.js';
 import { labShapeFor, LAB_CNI_URL } from '../../runner/lab-run.js';
+import { dnsProbe } from '../../tasks/cluster.js';
 import { renderHaproxyConfig } from '../../tasks/haproxy.js';
 import { renderCheckScript, renderKeepalivedConfig } from '../../tasks/keepalived.js';
 import { withLab, sshToLab } from '../helpers/lab.js';
@@ -89,6 +90,40 @@ async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T 
   }
 }
 
+/** The kube-dns query the smoke test makes, made here from another node: `rcode N` and `A address` lines. */
+async function resolve(lab: LabState, host: string, server: string, name: string): Promise<string> {
+  return sh(lab, host, dnsProbe(server, name).text);
+}
+
+/**
+ * The smoke test passed, and what it claims holds as seen from other nodes: one Running, Ready nginx
+ * pod per node (a DaemonSet), every kube-system pod Running and Ready, the Service's ClusterIP
+ * answering with nginx's page from every node (kube-proxy's DNAT to the three pod IPs), and
+ * kubernetes.default resolving through kube-dns to the kubernetes Service's ClusterIP.
+ */
+async function expectSmokeTestPassed(lab: LabState, apply: string): Promise<void> {
+  const smoke = taskEvents(apply).filter((e) => e.task === 'smoke-test').map((e) => [e.host, e.status]);
+  expect(smoke).to.deep.equal([['k8s-01', 'changed']]);
+  const pods = (await sh(lab, 'k8s-01', 'kubectl get pods -l app=capstan-smoke-nginx -o wide --no-headers')).trim().split('\n').map((l) => l.split(/\s+/));
+  expect(pods.map(([, ready, status, , , , node]) => `${node} ${ready} ${status}`).sort()).to.deep.equal(['k8s-01 1/1 Running', 'k8s-02 1/1 Running', 'k8s-03 1/1 Running']);
+  const system = (await sh(lab, 'k8s-01', 'kubectl get pods -n kube-system --no-headers')).trim().split('\n').map((l) => l.split(/\s+/));
+  expect(system.filter(([, ready, status]) => status !== 'Running' || ready!.split('/')[0] !== ready!.split('/')[1] || ready === '0/0')).to.deep.equal([]);
+  expect([system.filter(([name]) => name!.startsWith('coredns-')).length, system.filter(([name]) => name!.startsWith('kube-proxy-')).length]).to.deep.equal([2, 3]);
+  const service = (await sh(lab, 'k8s-01', 'kubectl get svc capstan-smoke-nginx --no-headers')).split(/\s+/);
+  const ip = service[2]!;
+  expect([service[1], service[4]]).to.deep.equal(['ClusterIP', '80/TCP']);
+  expect(ip).to.match(/^10\.(9[6-9]|10[0-9]|11[01])\./);
+  const podIps = pods.map((p) => p[5]!).sort();
+  const nat = await sh(lab, 'k8s-02', 'iptables-save -t nat');
+  expect(nat.split('\n').filter((l) => l.includes(`-d ${ip}/32`)).map((l) => l.replace(/.*--to-destination /, '')).sort()).to.deep.equal(podIps.map((p) => `${p}:80`));
+  for (const host of ['k8s-01', 'k8s-02', 'k8s-03']) expect(await sh(lab, host, `curl -sS --max-time 5 -i http://${ip}:80/`), host).to.match(/^HTTP\/1\.1 200 OK\r\nServer: nginx\/[\d.]+\r\n[\s\S]*<title>Welcome to nginx!<\/title>/);
+  const dns = (await sh(lab, 'k8s-01', 'kubectl get svc kube-dns -n kube-system -o jsonpath={.spec.clusterIP}')).trim();
+  const api = (await sh(lab, 'k8s-01', 'kubectl get svc kubernetes -o jsonpath={.spec.clusterIP}')).trim();
+  expect([dns, api]).to.deep.equal(['10.96.0.10', '10.96.0.1']);
+  expect(await resolve(lab, 'k8s-03', dns, 'kubernetes.default.svc.cluster.local')).to.equal('rcode 0\nA 10.96.0.1\n');
+  expect(await resolve(lab, 'k8s-02', dns, 'nothing.default.svc.cluster.local')).to.equal('rcode 3\n');
+}
+
 describe('playbooks end to end (lab, Kubernetes stand-ins)', function () {
   this.timeout(900_000);
 
@@ -130,7 +165,7 @@ describe('playbooks end to end (lab, Kubernetes stand-ins)', function () {
       expect(await nodesReady(lab, 'k8s-01')).to.deep.equal(['k8s-01 Ready', 'k8s-02 Ready', 'k8s-03 Ready']);
       expect(await sh(lab, 'k8s-01', 'grep -E "podSubnet|advertiseAddress" /etc/kubernetes/kubeadm-config.yaml')).to.equal(`  advertiseAddress: ${ip(lab, 'k8s-01')}\n  podSubnet: 10.10.0.0/16\n`);
       expect(await sh(lab, 'k8s-01', 'kubectl get ds weave-net -n kube-system -o yaml')).to.match(/- name: IPALLOC_RANGE\n\s+value: 10\.10\.0\.0\/16\n/);
-      expect((await sh(lab, 'k8s-01', 'kubectl get pods -l app=capstan-smoke-nginx --no-headers')).trim().split('\n')).to.have.length(3);
+      await expectSmokeTestPassed(lab, apply);
       expect(await sh(lab, 'k8s-02', 'grep -c "SystemdCgroup = true" /etc/containerd/config.toml; systemctl is-active containerd; systemctl is-enabled kubelet')).to.equal('1\nactive\nenabled\n');
       // The cluster's admin kubeconfig, merged on this machine under the context single-node.
       const local = parse(readFileSync(join(lab.dir, 'kubeconfig'), 'utf8')) as { 'current-context': string; clusters: { name: string; cluster: { server: string } }[] };
@@ -138,6 +173,49 @@ describe('playbooks end to end (lab, Kubernetes stand-ins)', function () {
     });
 
     it('a second `--lab` run reuses the hosts and changes nothing', async () => {
+      const result = await capstan(args);
+      expect(result.code, result.stderr).to.equal(0);
+      for (const [host, recap] of Object.entries(recapOf(result.stdout))) expect(recap.changed, host).to.equal(0);
+    });
+
+    it('smoke test: a Service without Ready pods does not answer; a node whose pod is not Ready is named, and the Service stops sending to it', async () => {
+      // A Service that selects no pod: kube-proxy REJECTs its ClusterIP, nothing answers.
+      await sh(lab, 'k8s-01', `kubectl apply -f - <<'EOF'\napiVersion: v1\nkind: Service\nmetadata:\n  name: capstan-e2e-empty\nspec:\n  selector:\n    app: capstan-e2e-nothing\n  ports:\n    - port: 80\nEOF`);
+      const empty = await sh(lab, 'k8s-01', 'kubectl get svc capstan-e2e-empty -o jsonpath={.spec.clusterIP}');
+      expect(await sh(lab, 'k8s-01', 'kubectl get endpoints capstan-e2e-empty --no-headers')).to.match(/^capstan-e2e-empty\s+<none>\s/);
+      const refused = await until('k8s-01 to REJECT the empty Service', 30_000, async () => {
+        const rules = await sh(lab, 'k8s-01', 'iptables-save -t filter');
+        return rules.includes(`-A KUBE-SERVICES -d ${empty}/32 -p tcp -m comment --comment "default/capstan-e2e-empty has no endpoints"`) && rules;
+      });
+      expect(refused).to.include('-j REJECT --reject-with icmp-port-unreachable');
+      const noAnswer = await sshToLab(lab, 'k8s-01', `curl -sS --max-time 5 http://${empty}:80/`);
+      expect([noAnswer.code === 0, noAnswer.stdout]).to.deep.equal([false, '']);
+      await sh(lab, 'k8s-01', 'kubectl delete svc capstan-e2e-empty');
+
+      // k8s-03's container runtime stops: its kubelet posts NotReady, its smoke pod stays but is not Ready.
+      await sh(lab, 'k8s-03', 'systemctl stop containerd');
+      try {
+        await until('k8s-03 NotReady', 60_000, async () => (await nodesReady(lab, 'k8s-01')).includes('k8s-03 NotReady'));
+        const endpoints = await until('the smoke Endpoints without k8s-03', 30_000, async () => {
+          const ep = JSON.parse(await sh(lab, 'k8s-01', 'kubectl get endpoints capstan-smoke-nginx -o json')) as { subsets: { addresses?: { nodeName: string }[]; notReadyAddresses?: { nodeName: string }[] }[] };
+          const [subset] = ep.subsets;
+          return subset?.notReadyAddresses?.length === 1 && subset;
+        });
+        expect([endpoints.addresses!.map((a) => a.nodeName).sort(), endpoints.notReadyAddresses!.map((a) => a.nodeName)]).to.deep.equal([['k8s-01', 'k8s-02'], ['k8s-03']]);
+        const k3 = (await sh(lab, 'k8s-01', `kubectl get pods -l app=capstan-smoke-nginx -o jsonpath='{range .items[?(@.spec.nodeName=="k8s-03")]}{.metadata.name} {.status.podIP}{end}'`)).split(' ');
+        await until('k8s-01 to stop sending to k8s-03\'s pod', 30_000, async () => !(await sh(lab, 'k8s-01', 'iptables-save -t nat')).includes(`--to-destination ${k3[1]}:80`));
+        const check = await capstan([...args, '--check']);
+        expect(check.code, check.stderr).to.equal(0);
+        const smoke = taskEvents(check.stdout).find((e) => e.task === 'smoke-test')!;
+        expect([smoke.host, smoke.status]).to.deep.equal(['k8s-01', 'changed']);
+        expect(smoke.drift[0]!.current!.split('\n')).to.include(`node k8s-03: pod ${k3[0]} Running, not Ready`);
+        // Still answered, by the Ready pods on k8s-01 and k8s-02.
+        const ip = await sh(lab, 'k8s-01', 'kubectl get svc capstan-smoke-nginx -o jsonpath={.spec.clusterIP}');
+        for (let i = 0; i < 6; i++) expect(await sh(lab, 'k8s-01', `curl -sS --max-time 5 http://${ip}/`)).to.include('<title>Welcome to nginx!</title>');
+      } finally {
+        await sh(lab, 'k8s-03', 'systemctl start containerd');
+      }
+      await until('k8s-03 Ready', 60_000, async () => (await nodesReady(lab, 'k8s-01')).includes('k8s-03 Ready'));
       const result = await capstan(args);
       expect(result.code, result.stderr).to.equal(0);
       for (const [host, recap] of Object.entries(recapOf(result.stdout))) expect(recap.changed, host).to.equal(0);
