@@ -45,14 +45,40 @@ export function ensureKubeconfig(params: PerHostParams<KubeconfigParams>, option
         const account = await accountOf(ctx, p.user);
         const admin = await ctx.readText(ADMIN_CONF);
         if (admin === null) throw new Error(`${ADMIN_CONF} disappeared`);
-        await ctx.run(sh`install -d -m 0700 -o ${p.user} -g ${account.group} -- ${`${account.home}/.kube`}`);
-        await ctx.writeFile(`${account.home}/.kube/config`, new Secret(admin), { mode: '0600', owner: p.user, group: account.group });
+        const dir = `${account.home}/.kube`;
+        if (p.user === 'root') {
+          await ctx.run(sh`install -d -m 0700 -- ${dir}`);
+          await ctx.writeFile(`${dir}/config`, new Secret(admin), { mode: '0600', owner: 'root', group: account.group });
+          return;
+        }
+        // The user owns ~/.kube, so root must not follow anything in it: a symlink there (or a temp file
+        // swapped for one) would make root chown or overwrite a file the user chose. Every step runs as
+        // the user instead, who can only reach what the user could reach anyway.
+        await ctx.run(sh`runuser -u ${p.user} -- sh -c ${KUBECONFIG_AS_USER} capstan-kubeconfig ${dir}`, { stdin: new Secret(admin) });
       },
     },
     params,
     options,
   );
 }
+
+/**
+ * Run as the kubeconfig's user by `runuser` with the directory as $1 and admin.conf on stdin: the
+ * directory made 0700 (a symlink in its place refused), the content written to an exclusive temp file
+ * (0600 from the start, umask 077) and renamed over `config`, which replaces a symlink rather than
+ * writing through it.
+ */
+export const KUBECONFIG_AS_USER = `set -e
+umask 077
+if [ -L "$1" ]; then echo "$1 is a symbolic link: refusing to write the kubeconfig through it" >&2; exit 1; fi
+mkdir -p -- "$1"
+chmod 0700 -- "$1"
+tmp=$(mktemp "$1/.config.capstan-XXXXXXXX")
+trap 'rm -f -- "$tmp"' EXIT
+cat > "$tmp"
+chmod 0600 -- "$tmp"
+mv -f -- "$tmp" "$1/config"
+trap - EXIT`;
 
 async function accountOf(ctx: { probe: import('../runner/task.js').CheckContext['probe'] }, user: string): Promise<{ home: string; group: string }> {
   const passwd = await ctx.probe(sh`getent passwd ${user}`);

@@ -16,6 +16,7 @@ import { editCmdline, ensureKernelCmdline, ensureModule, ensureSysctl } from '..
 import { ensureSwapOff } from '../../tasks/swap.js';
 import { editKubeletExtraArgs, ensureAlternatives, ensureHostname, ensureHostsEntries, ensureKubeletExtraArgs } from '../../tasks/system.js';
 import { ensureService, ensureSystemdUnit } from '../../tasks/systemd.js';
+import { ensureKubeconfig } from '../../tasks/kubeconfig.js';
 import { capstan, eventsOf, recapOf, secretsIn, TEST_SECRETS } from '../helpers/cli.js';
 import { sshToLab, withLab } from '../helpers/lab.js';
 import { runTasks } from '../helpers/tasks.js';
@@ -508,6 +509,39 @@ describe('security: injection, secrets, file modes, host keys', function () {
       // An explicit mode change on an existing file is applied, content kept.
       expectStatuses(await runTasks(lab, 'node2', [ensureFile({ path: '/root/modes/app.conf', mode: '0600' })]), { changed: 1 });
       expect((await sshToLab(lab, 'node2', 'stat -c "%a %U %G" /root/modes/app.conf')).stdout).to.equal(`600 root ${LAB_USER}\n`);
+    });
+  });
+
+  describe("a user's ~/.kube: root follows no symlink the user planted (issue 19 item 4)", () => {
+    const home = `/home/${LAB_USER}`;
+    const prepare = (plant: string) =>
+      sshToLab(lab, 'node2', [
+        'mkdir -p /etc/kubernetes && printf "apiVersion: v1\\nkind: Config\\n# admin\\n" > /etc/kubernetes/admin.conf',
+        `rm -rf ${home}/.kube /etc/capstan-victim /etc/capstan-victim-dir`,
+        'printf "victim\\n" > /etc/capstan-victim && chmod 0644 /etc/capstan-victim && mkdir -m 0755 /etc/capstan-victim-dir',
+        `runuser -u ${LAB_USER} -- sh -c ${JSON.stringify(plant)}`,
+      ].join(' && '));
+    const victims = async () => (await sshToLab(lab, 'node2', 'stat -c "%n %a %U %G" /etc/capstan-victim /etc/capstan-victim-dir; cat /etc/capstan-victim')).stdout;
+    const untouched = '/etc/capstan-victim 644 root root\n/etc/capstan-victim-dir 755 root root\nvictim\n';
+
+    after(() => sshToLab(lab, 'node2', `rm -rf ${home}/.kube /etc/capstan-victim /etc/capstan-victim-dir /etc/kubernetes`));
+
+    it('~/.kube/config a symlink to a root file: replaced by the user\'s own 0600 file, the target untouched; then changed=0', async () => {
+      expect((await prepare(`mkdir -m 0700 ${home}/.kube && ln -s /etc/capstan-victim ${home}/.kube/config`)).code).to.equal(0);
+      expectStatuses(await runTasks(lab, 'node2', [ensureKubeconfig({ user: LAB_USER })]), { changed: 1 });
+      expect(await victims()).to.equal(untouched);
+      const mine = await sshToLab(lab, 'node2', `stat -c "%F %a %U" ${home}/.kube ${home}/.kube/config; cat ${home}/.kube/config; ls -A ${home}/.kube`);
+      expect(mine.stdout).to.equal(`directory 700 ${LAB_USER}\nregular file 600 ${LAB_USER}\napiVersion: v1\nkind: Config\n# admin\nconfig\n`);
+      expectStatuses(await runTasks(lab, 'node2', [ensureKubeconfig({ user: LAB_USER })]), { ok: 1 });
+    });
+
+    it('~/.kube itself a symlink to a root directory: refused naming it, nothing there chowned or written', async () => {
+      expect((await prepare(`ln -s /etc/capstan-victim-dir ${home}/.kube`)).code).to.equal(0);
+      const run = await runTasks(lab, 'node2', [ensureKubeconfig({ user: LAB_USER })]);
+      expect(run.tasks.map((t) => t.status)).to.deep.equal(['failed']);
+      expect(run.tasks[0]!.message).to.include(`${home}/.kube is a symbolic link: refusing to write the kubeconfig through it`);
+      expect(await victims()).to.equal(untouched);
+      expect((await sshToLab(lab, 'node2', 'ls -A /etc/capstan-victim-dir')).stdout).to.equal('');
     });
   });
 
