@@ -22,7 +22,7 @@
  *                      ~/.kube/config, Weave Net
  *   join workers       with a token minted just before each join: a Pi that joins days later (the
  *                      seed's expired 24 h token) needs no `kubeadm token create --print-join-command`
- *   cluster ready      every node Ready; nginx with 3 replicas
+ *   cluster ready      every node Ready; the smoke test (an nginx pod on every node, its Service, DNS)
  *
  * Ports: as single-node.ts (6443, 10250-10255, Weave Net's 6783/tcp and 6783-6784/udp).
  *

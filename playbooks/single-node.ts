@@ -14,7 +14,7 @@
  *                      admin.conf to the user's ~/.kube/config (and merged into this machine's
  *                      kubeconfig), Weave Net with the pod CIDR
  *   join workers       kubeadm join with a token minted just before each join
- *   cluster ready      every node Ready; the seed's smoke test (nginx, 3 replicas)
+ *   cluster ready      every node Ready; the smoke test (an nginx pod on every node, its Service, DNS)
  *
  * Ports (seed 000): TCP 6443 on the control plane, TCP 10250-10255 on every node, and for Weave
  * Net TCP 6783 and UDP 6783-6784; NodePort services use TCP 30000-32767. Where ufw or firewalld is

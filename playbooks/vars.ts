@@ -174,7 +174,7 @@ export interface ClusterVars {
   kubeconfigPath: string | undefined;
   /** `untaint_control_planes`: let workloads run on control planes (seed 002). */
   untaintControlPlanes: boolean;
-  /** `smoke_test`: deploy nginx with 3 replicas and wait for them (seed 000). */
+  /** `smoke_test`: an nginx DaemonSet on every node, its Service through the ClusterIP, cluster DNS, kube-system Ready (seeds 000, 002). */
   smokeTest: boolean;
   /** `nodes_ready_timeout`: seconds to wait for every node to be Ready. */
   nodesReadyTimeout: number;
