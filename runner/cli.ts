@@ -144,7 +144,8 @@ async function connectionSettings(
     ...(values.user ? { user: values.user } : {}),
     ...(values.become ? { become: true } : {}),
   };
-  checkConnectionInputs(hosts, base); // key files, known_hosts, connection vars: exit 1 before any contact
+  // Key files, known_hosts, connection vars: exit 1 before any contact. Warnings are printed once per run.
+  for (const warning of checkConnectionInputs(hosts, base)) process.stderr.write(`capstan: warning: ${warning}\n`);
   const password = values['ask-become-pass'] ? await promptSecret('BECOME password: ') : undefined;
   return hostFactory({ ...base, ...(password ? { becomePassword: password } : {}) });
 }

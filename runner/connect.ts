@@ -7,6 +7,7 @@ import type { InventoryHost } from './inventory/index.js';
 import { Secret, isSecret } from './secret.js';
 import { LocalTransport } from './transport/local.js';
 import { SshTransport } from './transport/ssh.js';
+import { whyCannotKeep } from './transport/known-hosts.js';
 import { resolveSshConfig } from './transport/ssh-config.js';
 import type { SshTarget } from './transport/types.js';
 
@@ -69,11 +70,14 @@ function truthy(value: unknown): boolean {
 
 /**
  * Checks what can be checked on this machine before any host is contacted, so bad input exits 1
- * and touches nothing: the transport and become settings, explicitly given key files, and
- * known_hosts files that exist but cannot be read.
+ * and touches nothing: the transport and become settings, explicitly given key files, known_hosts
+ * files that exist but cannot be read, and accept-new with a known_hosts file that cannot keep a key
+ * (/dev/null: any key would be accepted on every run). Returns warnings to print once for the run:
+ * the hosts whose StrictHostKeyChecking=no Capstan does not honour.
  */
-export function checkConnectionInputs(hosts: readonly InventoryHost[], settings: ConnectionSettings): void {
+export function checkConnectionInputs(hosts: readonly InventoryHost[], settings: ConnectionSettings): string[] {
   const make = hostFactory(settings);
+  const notHonoured = new Map<string, string[]>();
   for (const host of hosts) {
     make(host); // throws InputError for an unsupported ansible_connection / ansible_become_method or a bad port
     if (host.vars.ansible_connection === 'local') continue;
@@ -85,8 +89,67 @@ export function checkConnectionInputs(hosts: readonly InventoryHost[], settings:
       readable(host.name, file, 'identity file');
     }
     for (const file of target.knownHostsFiles) if (existsSync(file)) readable(host.name, file, 'known_hosts file');
+    for (let hop: SshTarget | undefined = target; hop; hop = hop.jump) {
+      const policy = policies.get(hop) ?? { acceptNewFrom: 'accept-new' };
+      if (hop.acceptNewHostKeys) {
+        const file = hop.knownHostsFiles[0];
+        const problem = whyCannotKeep(file);
+        if (problem !== undefined) {
+          throw new InputError(
+            `host ${hop.name}: ${policy.acceptNewFrom} cannot record a new host key in ${file ?? 'known_hosts'}: ${problem}. ` +
+              'It would accept any key on every run; point UserKnownHostsFile at a file Capstan can write, or add the key to known_hosts yourself',
+            { host: host.name },
+          );
+        }
+      }
+      if (policy.strict === 'no' || policy.strict === 'off') {
+        const where = `StrictHostKeyChecking=${policy.strict} (${policy.strictFrom})`;
+        notHonoured.set(where, [...(notHonoured.get(where) ?? []), hop.name]);
+      }
+    }
   }
+  return [...notHonoured].map(
+    ([where, names]) =>
+      `${where} is not honoured for ${names.join(', ')}: Capstan verifies their host keys against known_hosts all the same ` +
+      '(an unknown key is refused unless --accept-new-host-keys, a changed key always)',
+  );
 }
+
+/** How one host's key checking was configured: StrictHostKeyChecking from the inventory's ssh args over ~/.ssh/config. */
+interface HostKeyPolicy {
+  /** StrictHostKeyChecking, lowercased, when set. */
+  strict?: string;
+  /** Where `strict` came from, for messages. */
+  strictFrom?: string;
+  /** What turned accept-new on, for messages. */
+  acceptNewFrom: string;
+}
+
+function hostKeyPolicy(vars: Record<string, unknown>, fromConfig: string | undefined, settings: ConnectionSettings): HostKeyPolicy {
+  // Ansible passes the common args before the extra args, and ssh keeps the first value it is given.
+  for (const key of ['ansible_ssh_common_args', 'ansible_ssh_extra_args']) {
+    const strict = sshOption(vars[key], 'StrictHostKeyChecking')?.toLowerCase();
+    if (strict !== undefined) return policyOf(strict, key, settings);
+  }
+  return fromConfig === undefined
+    ? { acceptNewFrom: 'accept-new (--accept-new-host-keys)' }
+    : policyOf(fromConfig, settings.sshConfigPath ?? '~/.ssh/config', settings);
+}
+
+function policyOf(strict: string, from: string, settings: ConnectionSettings): HostKeyPolicy {
+  const acceptNewFrom = settings.acceptNewHostKeys ? 'accept-new (--accept-new-host-keys)' : `StrictHostKeyChecking=accept-new (${from})`;
+  return { strict, strictFrom: from, acceptNewFrom };
+}
+
+/** The value of `-o Name=value` (or `-o Name value`, `-oName=value`) in an ssh argument string; the first one wins, as in ssh. */
+function sshOption(args: unknown, name: string): string | undefined {
+  if (typeof args !== 'string') return undefined;
+  const match = new RegExp(`${name}(?:\\s*=\\s*|\\s+)("([^"]*)"|'([^']*)'|([^\\s"']+))`, 'i').exec(args);
+  return match ? (match[2] ?? match[3] ?? match[4]) : undefined;
+}
+
+/** The policy each target was made with, for checkConnectionInputs' messages. */
+const policies = new WeakMap<SshTarget, HostKeyPolicy>();
 
 function readable(host: string, file: string, what: string): void {
   try {
@@ -107,6 +170,7 @@ export function sshTarget(host: InventoryHost, settings: ConnectionSettings): Ss
   const identityFiles = [...(explicitKey ? [expandHome(String(explicitKey))] : []), ...config.identityFiles, ...defaults];
   const port = Number(vars.ansible_port ?? vars.ansible_ssh_port ?? config.port ?? 22);
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw new InputError(`host ${host.name}: ansible_port ${JSON.stringify(vars.ansible_port)} is not a port`, { host: host.name });
+  const policy = hostKeyPolicy(vars, config.strictHostKeyChecking, settings);
   const target: SshTarget = {
     name: host.name,
     host: config.hostName ?? alias,
@@ -114,7 +178,7 @@ export function sshTarget(host: InventoryHost, settings: ConnectionSettings): Ss
     user: String(vars.ansible_user ?? vars.ansible_ssh_user ?? config.user ?? settings.user ?? userInfo().username),
     identityFiles: [...new Set(identityFiles)],
     knownHostsFiles: knownHostsFiles(vars, config.userKnownHostsFiles),
-    acceptNewHostKeys: settings.acceptNewHostKeys || config.strictHostKeyChecking === 'accept-new',
+    acceptNewHostKeys: settings.acceptNewHostKeys || policy.strict === 'accept-new',
     connectTimeoutMs: Number(vars.ansible_ssh_timeout ?? vars.ansible_timeout ?? 10) * 1000,
     connectRetries: Number(vars.ansible_ssh_retries ?? 2),
     keepaliveIntervalMs: 15_000,
@@ -122,6 +186,7 @@ export function sshTarget(host: InventoryHost, settings: ConnectionSettings): Ss
   };
   if (process.env.SSH_AUTH_SOCK) target.agent = process.env.SSH_AUTH_SOCK;
   if (config.proxyJump && config.proxyJump !== 'none') target.jump = jumpTarget(host.name, config.proxyJump, target, settings);
+  policies.set(target, policy);
   return target;
 }
 
@@ -134,7 +199,9 @@ function jumpTarget(forHost: string, spec: string, via: SshTarget, settings: Con
   if (match[1]) vars.ansible_user = match[1];
   if (match[3]) vars.ansible_port = Number(match[3]);
   const jump = sshTarget({ name: `${forHost} via ${first}`, vars, groups: [] }, settings);
-  return { ...jump, knownHostsFiles: jump.knownHostsFiles.length ? jump.knownHostsFiles : via.knownHostsFiles };
+  const target = { ...jump, knownHostsFiles: jump.knownHostsFiles.length ? jump.knownHostsFiles : via.knownHostsFiles };
+  policies.set(target, policies.get(jump)!);
+  return target;
 }
 
 /** capstan_known_hosts_file, -o UserKnownHostsFile=… in ansible_ssh_common_args/extra_args, ssh config, ~/.ssh/known_hosts. */

@@ -1,4 +1,5 @@
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { accessSync, constants, statSync, type Stats } from 'node:fs';
 import { appendFile, mkdir, readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { InputError, TransportError } from '../errors.js';
@@ -27,7 +28,10 @@ export interface HostKeyCheck {
   port: number;
   /** Files to read; the first is where an accepted new key is written. */
   files: string[];
-  /** Record an unknown key in `files[0]` instead of refusing it (a changed key is still refused). */
+  /**
+   * Accept an unknown key: {@link verifyHostKey} answers `new`, and the caller records it with
+   * {@link recordHostKey} in `files[0]` once the handshake completed (a changed key is still refused).
+   */
   acceptNew: boolean;
 }
 
@@ -35,7 +39,12 @@ export interface HostKeyCheck {
 export type HostKeyVerdict =
   | { status: 'known'; entry: KnownHostEntry }
   | { status: 'unknown' }
-  | { status: 'changed'; entry: KnownHostEntry }
+  /**
+   * The host is known, but not with this key: `entries` are its keys of the offered type when there are
+   * any (the same type, another key), else all of its keys (it is known only under other key types).
+   * `entry` is the first of them.
+   */
+  | { status: 'changed'; entry: KnownHostEntry; entries: KnownHostEntry[] }
   | { status: 'revoked'; entry: KnownHostEntry };
 
 /**
@@ -124,21 +133,24 @@ export function hostMatches(hosts: string, name: string): boolean {
 }
 
 /**
- * Judges an offered host key against known_hosts entries the way OpenSSH does: a revoked key is refused;
- * an entry with the same host and key type decides known vs changed; a host known only under other key
- * types counts as unknown. `@cert-authority` lines are ignored because ssh2 does not negotiate host
- * certificates, so a CA line can never vouch for a plain key.
+ * Judges an offered host key against known_hosts entries: a revoked key is refused; a key listed for the
+ * host is known; a host listed with other keys has changed, whether they are of the offered type or only
+ * of other types. OpenSSH would take a key of a type it has not seen as new and (with accept-new) record
+ * it; that lets anyone on the path who offers only another algorithm be "new", so Capstan refuses it like
+ * a changed key. `@cert-authority` lines are ignored because ssh2 does not negotiate host certificates,
+ * so a CA line can never vouch for a plain key.
  */
 export function checkHostKey(entries: readonly KnownHostEntry[], name: string, key: Buffer): HostKeyVerdict {
   const keyType = keyTypeOf(key);
   const forHost = entries.filter((entry) => entry.marker !== 'cert-authority' && hostMatches(entry.hosts, name));
   const revoked = forHost.find((entry) => entry.marker === 'revoked' && entry.key.equals(key));
   if (revoked) return { status: 'revoked', entry: revoked };
-  const sameType = forHost.filter((entry) => entry.marker === undefined && entry.keyType === keyType);
-  const known = sameType.find((entry) => entry.key.equals(key));
+  const plain = forHost.filter((entry) => entry.marker === undefined);
+  const known = plain.find((entry) => entry.key.equals(key));
   if (known) return { status: 'known', entry: known };
-  const changed = sameType[0];
-  return changed ? { status: 'changed', entry: changed } : { status: 'unknown' };
+  const sameType = plain.filter((entry) => entry.keyType === keyType);
+  const changed = sameType.length ? sameType : plain;
+  return changed[0] ? { status: 'changed', entry: changed[0], entries: changed } : { status: 'unknown' };
 }
 
 /**
@@ -196,44 +208,128 @@ export async function knownKeyTypes(check: Pick<HostKeyCheck, 'name' | 'host' | 
 }
 
 /**
- * Verifies the key a host offered. Resolves when known_hosts vouches for it (or it was unknown and
- * `acceptNew` recorded it); rejects with TransportError when it is unknown, revoked or changed, and with
- * InputError when a known_hosts file cannot be read or written.
+ * Why `file` cannot keep a newly accepted host key, or undefined when it can: /dev/null and other
+ * non-files keep nothing, so accept-new there would take any key on every run. A missing file is fine
+ * when its nearest existing ancestor is a directory we may write (the directories are created 0700).
+ * Checked with access(2), so it is exact for ordinary users; root passes permission bits but not a
+ * read-only file system.
  */
-export async function verifyHostKey(check: HostKeyCheck, key: Buffer): Promise<void> {
+export function whyCannotKeep(file: string | undefined): string | undefined {
+  if (file === undefined) return 'no known_hosts file is configured';
+  if (file === '/dev/null') return 'it is /dev/null, which keeps nothing';
+  let stats: Stats;
+  try {
+    stats = statSync(file);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return whyCannotCreate(file);
+    if (code === 'ENOTDIR') return 'a directory on its path is a file';
+    return `it cannot be examined (${code ?? (error as Error).message})`;
+  }
+  if (!stats.isFile()) return `it is not a regular file (${fileKind(stats)})`;
+  try {
+    accessSync(file, constants.W_OK);
+  } catch (error) {
+    return `it is not writable (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`;
+  }
+  return undefined;
+}
+
+function whyCannotCreate(file: string): string | undefined {
+  for (let dir = dirname(file); ; dir = dirname(dir)) {
+    let stats: Stats;
+    try {
+      stats = statSync(dir);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' && dir !== dirname(dir)) continue;
+      return `it does not exist and ${dir} cannot be examined (${code ?? (error as Error).message})`;
+    }
+    if (!stats.isDirectory()) return `it does not exist and ${dir} is not a directory`;
+    try {
+      accessSync(dir, constants.W_OK | constants.X_OK);
+    } catch (error) {
+      return `it does not exist and cannot be created in ${dir} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`;
+    }
+    return undefined;
+  }
+}
+
+function fileKind(stats: Stats): string {
+  if (stats.isDirectory()) return 'a directory';
+  if (stats.isCharacterDevice()) return 'a character device';
+  if (stats.isBlockDevice()) return 'a block device';
+  if (stats.isFIFO()) return 'a FIFO';
+  if (stats.isSocket()) return 'a socket';
+  return 'not a file';
+}
+
+/**
+ * Verifies the key a host offered, before the server has proved it holds the private key (ssh2 asks
+ * before it checks the key exchange signature). Resolves `known` when known_hosts vouches for it, and
+ * `new` when it is unknown and `acceptNew` is set: the caller must then record it with
+ * {@link recordHostKey} only after the handshake completed. Rejects with TransportError when the key is
+ * unknown (without acceptNew), revoked or changed (also when the host is known only under another key
+ * type), and with InputError when a known_hosts file cannot be read or the first one cannot keep a key.
+ */
+export async function verifyHostKey(check: HostKeyCheck, key: Buffer): Promise<'known' | 'new'> {
   const name = knownHostsName(check.host, check.port);
-  const offered = `${keyTypeOf(key) ?? 'unknown-type'} ${fingerprint(key)}`;
+  const offeredType = keyTypeOf(key) ?? 'unknown-type';
+  const offered = `${offeredType} ${fingerprint(key)}`;
   const verdict = checkHostKey(await readKnownHosts(check.files, check.name), name, key);
   switch (verdict.status) {
     case 'known':
-      return;
+      return 'known';
     case 'revoked':
       throw new TransportError(
         `host ${check.name} (${name}): host key ${offered} is marked @revoked in ${verdict.entry.file}:${verdict.entry.line}; refusing to connect`,
         { host: check.name },
       );
-    case 'changed':
+    case 'changed': {
+      if (verdict.entry.keyType === offeredType) {
+        throw new TransportError(
+          `REMOTE HOST IDENTIFICATION HAS CHANGED for ${check.name} (${name}): known_hosts ${verdict.entry.file}:${verdict.entry.line} has ${fingerprint(verdict.entry.key)}, the host offered ${fingerprint(key)}`,
+          { host: check.name },
+        );
+      }
+      const knownKeys = verdict.entries.map((entry) => `${entry.keyType} ${fingerprint(entry.key)} at ${entry.file}:${entry.line}`);
       throw new TransportError(
-        `REMOTE HOST IDENTIFICATION HAS CHANGED for ${check.name} (${name}): known_hosts ${verdict.entry.file}:${verdict.entry.line} has ${fingerprint(verdict.entry.key)}, the host offered ${fingerprint(key)}`,
+        `REMOTE HOST IDENTIFICATION HAS CHANGED for ${check.name} (${name}): the host offered ${offered}, another key type than known_hosts has for it (${knownKeys.join(', ')}); refusing to connect`,
         { host: check.name },
       );
+    }
     case 'unknown': {
-      const target = check.files[0];
-      if (!check.acceptNew || target === undefined) {
+      if (!check.acceptNew) {
         throw new TransportError(
           `host ${check.name} (${name}): host key ${offered} is not in known_hosts (${check.files.join(', ') || 'no files configured'}); verify it and add it, or run with --accept-new-host-keys`,
           { host: check.name },
         );
       }
-      try {
-        await appendKnownHost(target, name, key);
-      } catch (error) {
-        throw new InputError(`cannot record the host key of ${check.name} in ${target}: ${(error as Error).message}`, {
+      const problem = whyCannotKeep(check.files[0]);
+      if (problem !== undefined) {
+        throw new InputError(`host ${check.name}: accept-new cannot record host keys in ${check.files[0] ?? 'known_hosts'}: ${problem}`, {
           host: check.name,
-          cause: error,
         });
       }
+      return 'new';
     }
   }
 }
 
+/**
+ * Records a key that {@link verifyHostKey} answered `new` for, once the server proved it holds the key
+ * (ssh2's `ready`). known_hosts is judged again first: a concurrent connection may have recorded the
+ * key meanwhile (then nothing is written), or another one (then this is a changed key after all).
+ */
+export async function recordHostKey(check: HostKeyCheck, key: Buffer): Promise<void> {
+  if ((await verifyHostKey(check, key)) === 'known') return;
+  const target = check.files[0]!;
+  try {
+    await appendKnownHost(target, knownHostsName(check.host, check.port), key);
+  } catch (error) {
+    throw new InputError(`cannot record the host key of ${check.name} in ${target}: ${(error as Error).message}`, {
+      host: check.name,
+      cause: error,
+    });
+  }
+}

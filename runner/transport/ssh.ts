@@ -7,7 +7,7 @@ import ssh2 from 'ssh2';
 import type { AnyAuthMethod, Client, ClientChannel, ConnectConfig, ServerHostKeyAlgorithm } from 'ssh2';
 import { CommandTimeoutError, InputError, TransportError } from '../errors.js';
 import type { Command } from '../quote.js';
-import { knownKeyTypes, verifyHostKey } from './known-hosts.js';
+import { knownKeyTypes, recordHostKey, verifyHostKey, whyCannotKeep, type HostKeyCheck } from './known-hosts.js';
 import type { ExecOptions, ExecResult, SshTarget, Transport } from './types.js';
 
 /** Unanswered keepalives before the connection counts as dead; OpenSSH's ServerAliveCountMax default. */
@@ -198,6 +198,16 @@ export class SshTransport implements Transport {
 
   async #open(): Promise<Connection> {
     const target = this.#target;
+    // accept-new into a file that keeps nothing (/dev/null) would take any key on every run: refuse before connecting.
+    if (target.acceptNewHostKeys) {
+      const problem = whyCannotKeep(target.knownHostsFiles[0]);
+      if (problem !== undefined) {
+        throw new InputError(
+          `host ${target.name}: accept-new cannot record host keys in ${target.knownHostsFiles[0] ?? 'known_hosts'}: ${problem}; refusing to connect`,
+          { host: target.name },
+        );
+      }
+    }
     // Both reads can fail with InputError (missing key file, unreadable known_hosts): no point retrying those.
     const identities = await loadIdentities(target);
     const hostKeyTypes = await knownKeyTypes({ name: target.name, host: target.host, port: target.port, files: target.knownHostsFiles });
@@ -222,6 +232,16 @@ export class SshTransport implements Transport {
     return new Promise<Connection>((resolve, reject) => {
       const client = new ssh2.Client();
       let hostKeyError: Error | undefined;
+      const hostKeyCheck: HostKeyCheck = {
+        name: target.name,
+        host: target.host,
+        port: target.port,
+        files: target.knownHostsFiles,
+        acceptNew: target.acceptNewHostKeys,
+      };
+      // An accepted unknown key, recorded on 'ready': hostVerifier runs before ssh2 checks the server's
+      // signature, so only a completed handshake proves the server holds the key it showed.
+      let newHostKey: Buffer | undefined;
       const agentProblems: string[] = [];
       let ready = false;
       let failed = false;
@@ -243,11 +263,11 @@ export class SshTransport implements Transport {
         authHandler: identities.methods,
         algorithms: { serverHostKey: hostKeyAlgorithms(hostKeyTypes) },
         hostVerifier: (key: Buffer, verify: (valid: boolean) => void) => {
-          verifyHostKey(
-            { name: target.name, host: target.host, port: target.port, files: target.knownHostsFiles, acceptNew: target.acceptNewHostKeys },
-            key,
-          ).then(
-            () => verify(true),
+          verifyHostKey(hostKeyCheck, key).then(
+            (verdict) => {
+              if (verdict === 'new') newHostKey = Buffer.from(key);
+              verify(true);
+            },
             (error: Error) => {
               hostKeyError = error;
               verify(false);
@@ -297,8 +317,21 @@ export class SshTransport implements Transport {
       });
 
       client.on('ready', () => {
-        ready = true;
-        resolve(connection);
+        if (newHostKey === undefined) {
+          ready = true;
+          resolve(connection);
+          return;
+        }
+        recordHostKey(hostKeyCheck, newHostKey).then(
+          () => {
+            ready = true;
+            resolve(connection);
+          },
+          (error: Error) => {
+            hostKeyError = error;
+            fail(error);
+          },
+        );
       });
 
       client.connect(config);

@@ -1,9 +1,11 @@
 import { expect } from 'chai';
 import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import ssh2 from 'ssh2';
 import { CommandTimeoutError, InputError, TransportError } from '../../runner/errors.js';
 import { sh } from '../../runner/quote.js';
 import { Secret } from '../../runner/secret.js';
@@ -202,6 +204,71 @@ describe('SshTransport against a loopback sshd', function () {
       } finally {
         await own.remove();
       }
+    });
+
+    it('refuses a host known by an ed25519 key that now offers only ecdsa, even with accept-new', async () => {
+      const own = await Sshd.start();
+      try {
+        const file = join(scratch, 'type_known_hosts');
+        const first = new SshTransport(target({ port: own.port, knownHostsFiles: [file], acceptNewHostKeys: true, identityFiles: [own.clientKeyPath] }));
+        await first.connect();
+        await first.close();
+        const recorded = await readFile(file, 'utf8');
+        const oldKey = await own.hostKey();
+        const restarted = await own.restartWithNewHostKey('ecdsa');
+        const second = new SshTransport(target({ port: own.port, knownHostsFiles: [file], acceptNewHostKeys: true, identityFiles: [own.clientKeyPath] }));
+        const error = await outcome(second.connect());
+        await second.close();
+        expect(error).to.be.instanceOf(TransportError);
+        expect((error as Error).message).to.equal(
+          `REMOTE HOST IDENTIFICATION HAS CHANGED for web1 ([127.0.0.1]:${own.port}): the host offered ecdsa-sha2-nistp256 ${fingerprint(await restarted.hostKey())}, another key type than known_hosts has for it (ssh-ed25519 ${fingerprint(oldKey)} at ${file}:1); refusing to connect`,
+        );
+        expect(await readFile(file, 'utf8')).to.equal(recorded);
+        await restarted.stop();
+      } finally {
+        await own.remove();
+      }
+    });
+
+    it('with accept-new records nothing for an impostor that shows the host key but cannot sign with it', async () => {
+      // The impostor offers the real host's public key and signs the key exchange with a key of its own:
+      // the client must notice the bad signature before it records anything.
+      const shown = ssh2.utils.parseKey(await readFile(sshd.hostKeyPath));
+      const own = ssh2.utils.parseKey(ssh2.utils.generateKeyPairSync('ed25519').private);
+      if (shown instanceof Error || own instanceof Error) throw new Error('cannot parse test keys');
+      (shown as unknown as { sign: (data: Buffer, algo?: string) => Buffer }).sign = (data, algo) => own.sign(data, algo);
+      const impostor = new ssh2.Server({ hostKeys: [{ key: shown } as unknown as Buffer] }, (client) => client.on('error', () => {}));
+      await new Promise<void>((resolve) => impostor.listen(0, '127.0.0.1', resolve));
+      try {
+        const file = join(scratch, 'impostor_known_hosts');
+        const port = (impostor.address() as AddressInfo).port;
+        const error = await outcome(transport({ port, knownHostsFiles: [file], acceptNewHostKeys: true }).connect());
+        expect(error).to.be.instanceOf(Error);
+        expect((error as Error).message).to.contain('signature verification failed');
+        expect(existsSync(file), 'known_hosts was written').to.equal(false);
+      } finally {
+        await new Promise((resolve) => impostor.close(resolve));
+      }
+    });
+
+    it('with accept-new records nothing when the handshake does not complete (authentication refused)', async () => {
+      const stranger = await generateKey(join(scratch, 'stranger_for_hostkey'));
+      const file = join(scratch, 'auth_failed_known_hosts');
+      const error = await outcome(transport({ identityFiles: [stranger], knownHostsFiles: [file], acceptNewHostKeys: true }).connect());
+      expect(error).to.be.instanceOf(TransportError);
+      expect((error as Error).message).to.contain('authentication failed');
+      expect(existsSync(file), 'known_hosts was written').to.equal(false);
+      // Once the handshake completes the key is recorded.
+      await transport({ knownHostsFiles: [file], acceptNewHostKeys: true }).connect();
+      expect(await readFile(file, 'utf8')).to.equal(`[127.0.0.1]:${sshd.port} ssh-ed25519 ${(await sshd.hostKey()).toString('base64')}\n`);
+    });
+
+    it('refuses accept-new into UserKnownHostsFile=/dev/null before connecting', async () => {
+      const before = await sshd.connectionCount();
+      const error = await outcome(transport({ knownHostsFiles: ['/dev/null'], acceptNewHostKeys: true }).connect());
+      expect(error).to.be.instanceOf(InputError);
+      expect((error as Error).message).to.equal('host web1: accept-new cannot record host keys in /dev/null: it is /dev/null, which keeps nothing; refusing to connect');
+      expect(await sshd.connectionCount()).to.equal(before);
     });
   });
 

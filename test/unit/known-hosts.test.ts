@@ -17,7 +17,9 @@ import {
   knownHostsName,
   knownKeyTypes,
   parseKnownHosts,
+  recordHostKey,
   verifyHostKey,
+  whyCannotKeep,
 } from '../../runner/transport/known-hosts.js';
 
 const run = promisify(execFile);
@@ -166,8 +168,10 @@ describe('known_hosts', () => {
       expect(checkHostKey(entries, '[hashed]:2222', ED_A).status).to.equal('known');
     });
 
-    it('treats a host known only under another key type as unknown, like OpenSSH', () => {
-      expect(checkHostKey(entries, 'rsaonly', ED_A).status).to.equal('unknown');
+    it('treats a host known only under other key types as changed, not unknown', () => {
+      const verdict = checkHostKey(entries, 'rsaonly', ED_A);
+      expect(verdict.status).to.equal('changed');
+      expect(verdict.status === 'changed' && verdict.entries.map((e) => [e.line, e.keyType])).to.deep.equal([[3, 'ssh-rsa']]);
       expect(checkHostKey(entries, 'nobody', ED_A).status).to.equal('unknown');
     });
 
@@ -196,13 +200,36 @@ describe('known_hosts', () => {
       expect((error as TransportError).host).to.equal('web1');
     });
 
-    it('with acceptNew records the key in the first file (dir 0700, file 0600) and then knows it', async () => {
+    it('with acceptNew answers new and writes nothing: the key is recorded only by recordHostKey', async () => {
       const file = join(dir, 'ssh', 'known_hosts');
-      await verifyHostKey(check([file, join(dir, 'other')], true), ED_A);
+      expect(await verifyHostKey(check([file, join(dir, 'other')], true), ED_A)).to.equal('new');
+      expect(existsSync(file)).to.equal(false);
+      await recordHostKey(check([file, join(dir, 'other')], true), ED_A);
       expect(await readFile(file, 'utf8')).to.equal(`[127.0.0.1]:2222 ssh-ed25519 ${b64(ED_A)}\n`);
       expect((await stat(file)).mode & 0o777).to.equal(0o600);
       expect((await stat(join(dir, 'ssh'))).mode & 0o777).to.equal(0o700);
-      await verifyHostKey(check([file]), ED_A);
+      expect(await verifyHostKey(check([file]), ED_A)).to.equal('known');
+      // Recorded meanwhile (another connection to the same host): not written twice.
+      await recordHostKey(check([file], true), ED_A);
+      expect((await readFile(file, 'utf8')).split('\n')).to.have.length(2);
+    });
+
+    it('refuses a host known only under another key type even with acceptNew, naming the known keys and file:line', async () => {
+      const file = join(dir, 'known_hosts');
+      const text = `# managed\n[127.0.0.1]:2222 ssh-rsa ${b64(RSA_A)}\nother ssh-ed25519 ${b64(ED_B)}\n`;
+      await writeFile(file, text);
+      const error = await verifyHostKey(check([file], true), ED_A).catch((e: unknown) => e);
+      expect(error).to.be.instanceOf(TransportError);
+      expect((error as Error).message).to.equal(
+        `REMOTE HOST IDENTIFICATION HAS CHANGED for web1 ([127.0.0.1]:2222): the host offered ssh-ed25519 ${fingerprint(ED_A)}, another key type than known_hosts has for it (ssh-rsa ${fingerprint(RSA_A)} at ${file}:2); refusing to connect`,
+      );
+      expect(await readFile(file, 'utf8')).to.equal(text);
+    });
+
+    it('with acceptNew refuses a first known_hosts file that cannot keep the key (/dev/null)', async () => {
+      const error = await verifyHostKey(check(['/dev/null'], true), ED_A).catch((e: unknown) => e);
+      expect(error).to.be.instanceOf(InputError);
+      expect((error as Error).message).to.equal('host web1: accept-new cannot record host keys in /dev/null: it is /dev/null, which keeps nothing');
     });
 
     it('refuses a changed key even with acceptNew, and leaves the file alone', async () => {
@@ -230,6 +257,32 @@ describe('known_hosts', () => {
       const error = await verifyHostKey(check([file]), ED_A).catch((e: unknown) => e);
       expect(error).to.be.instanceOf(InputError);
       expect((error as Error).message).to.contain(file);
+    });
+  });
+
+  describe('whyCannotKeep', () => {
+    it('accepts a writable file, or a missing one whose directories can be created', async () => {
+      const file = join(dir, 'known_hosts');
+      await writeFile(file, '');
+      expect(whyCannotKeep(file)).to.equal(undefined);
+      expect(whyCannotKeep(join(dir, 'a', 'b', 'known_hosts'))).to.equal(undefined);
+    });
+
+    it('names why /dev/null, devices, directories and paths through a file cannot keep a key', async () => {
+      const plain = join(dir, 'plain');
+      await writeFile(plain, '');
+      expect(whyCannotKeep('/dev/null')).to.equal('it is /dev/null, which keeps nothing');
+      expect(whyCannotKeep('/dev/zero')).to.equal('it is not a regular file (a character device)');
+      expect(whyCannotKeep(dir)).to.equal('it is not a regular file (a directory)');
+      expect(whyCannotKeep(join(plain, 'known_hosts'))).to.equal('a directory on its path is a file');
+      expect(whyCannotKeep(undefined)).to.equal('no known_hosts file is configured');
+    });
+
+    it('refuses a file or directory the user may not write', async function () {
+      if (process.getuid?.() === 0) this.skip(); // root writes regardless of mode bits
+      const locked = join(dir, 'locked');
+      await mkdir(locked, { mode: 0o500 });
+      expect(whyCannotKeep(join(locked, 'sub', 'known_hosts'))).to.equal(`it does not exist and cannot be created in ${locked} (EACCES)`);
     });
   });
 
