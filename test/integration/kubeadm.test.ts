@@ -1,5 +1,10 @@
 import { expect } from 'chai';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { parse, stringify } from 'yaml';
+import { LAB_USER, LAB_USER_PASSWORD } from '../../runner/lab/index.js';
 import type { LabState } from '../../runner/lab/index.js';
 import { withLab, sshToLab } from '../helpers/lab.js';
 import { capstan, eventsOf, recapOf } from '../helpers/cli.js';
@@ -77,12 +82,32 @@ describe('kubeadm lifecycle on lab hosts (Kubernetes stand-ins)', function () {
     expect(stale.code, stale.stdout + stale.stderr).to.equal(1);
     expect(stale.stdout + stale.stderr).to.match(/couldn't validate the identity of the API Server/);
     await sshToLab(lab, 'w3', 'kubeadm reset -f >/dev/null 2>&1; true');
-    const result = await capstan([...args.slice(0, -2), '--json']);
-    expect(result.code, result.stdout.slice(-3000)).to.equal(0);
+    // w3 joins as a sudo user (-K), as on a Pi with its default user: sudo logs each command line it runs.
+    const inventory = parse(readFileSync(lab.inventoryPath, 'utf8')) as { all: { hosts: Record<string, Record<string, unknown>> } };
+    Object.assign(inventory.all.hosts.w3!, { ansible_user: LAB_USER, ansible_become: true });
+    const sudoInventory = join(mkdtempSync(join(tmpdir(), 'capstan-join-')), 'inventory.yaml');
+    writeFileSync(sudoInventory, stringify(inventory));
+    const since = (await sshToLab(lab, 'w3', 'date +%s')).stdout.trim();
+    // Every process's argv on both hosts, sampled every 50 ms for as long as the join runs.
+    const watch = ['w3', 'cp1'].map((host) => sshToLab(lab, host, "for i in $(seq 6000); do ps -eo args= 2>/dev/null; [ -e /tmp/stop-ps ] && break; sleep 0.05; done; rm -f /tmp/stop-ps"));
+    const result = await capstan(['run', PLAYBOOK, '-i', sudoInventory, '-e', args[5]!, '-K', '--json'], { input: `${LAB_USER_PASSWORD}\n` });
+    await Promise.all(['w3', 'cp1'].map((host) => sshToLab(lab, host, 'touch /tmp/stop-ps')));
+    const processes = (await Promise.all(watch)).map((r) => r.stdout).join('');
+    expect(result.code, result.stdout.slice(-3000) + result.stderr.slice(-3000)).to.equal(0);
     const nodes = await sshToLab(lab, 'cp1', 'kubectl get nodes --no-headers');
     expect(nodes.stdout).to.match(/^w3\s+Ready/m);
     expect(recapOf(result.stdout).w3!.failed).to.equal(0);
     expect(result.stdout).not.to.match(TOKEN);
+    // The join really ran while the processes were watched, and through sudo: its command line was seen and logged.
+    expect(processes).to.match(/kubeadm join --config \/etc\/kubernetes\/capstan-join\.yaml/);
+    const journal = (await sshToLab(lab, 'w3', `journalctl --no-pager -o cat --since @${since}; cat /var/log/auth.log 2>/dev/null; true`)).stdout;
+    expect(journal).to.match(/sudo\[\d+\]:|COMMAND=/);
+    for (const [where, text] of [['process list', processes], ["w3's journal and auth.log", journal]] as const) {
+      expect(text.match(TOKEN), `a bootstrap token in ${where}`).to.equal(null);
+      expect(text.match(CERT_KEY), `a certificate key in ${where}`).to.equal(null);
+      expect(text, where).not.to.match(/--token|--discovery-token /);
+    }
+    expect((await sshToLab(lab, 'w3', 'ls /etc/kubernetes')).stdout.split('\n')).not.to.include('capstan-join.yaml');
   });
 
   it('an init that stopped before its last phases is reported, not taken as done, and the run says how to go on', async () => {
