@@ -118,6 +118,16 @@ export function firewalldAddOption(rule: FirewallRule): string {
   return rule.kind === 'protocol' ? `--add-protocol=${rule.number}` : `--add-port=${ruleSpec(rule)}`;
 }
 
+/**
+ * The firewall-cmd calls that add `rules` (pure): ports in one call, IP protocols in another, since
+ * firewall-cmd refuses `--add-protocol` "not allowed with argument --add-port" in one command line.
+ */
+export function firewalldCalls(rules: readonly FirewallRule[]): string[][] {
+  const ports = rules.filter((rule) => rule.kind === 'port').map(firewalldAddOption);
+  const protocols = rules.filter((rule) => rule.kind === 'protocol').map(firewalldAddOption);
+  return [ports, protocols].filter((options) => options.length > 0);
+}
+
 /* ================================================================== probe */
 
 /**
@@ -222,10 +232,8 @@ export function ensureFirewallPorts(params: { ports: PerHost<string[]> }, option
         if (state.firewall === 'ufw') {
           for (const rule of missingRules(state.open, wanted)) await ctx.run(sh`ufw allow ${ufwAllowArgument(rule)}`);
         } else if (state.firewall === 'firewalld') {
-          const permanent = missingRules(state.permanent, wanted).map(firewalldAddOption);
-          const runtime = missingRules(state.runtime, wanted).map(firewalldAddOption);
-          if (permanent.length > 0) await ctx.run(sh`firewall-cmd --permanent ${permanent}`);
-          if (runtime.length > 0) await ctx.run(sh`firewall-cmd ${runtime}`);
+          for (const options of firewalldCalls(missingRules(state.permanent, wanted))) await ctx.run(sh`firewall-cmd --permanent ${options}`);
+          for (const options of firewalldCalls(missingRules(state.runtime, wanted))) await ctx.run(sh`firewall-cmd ${options}`);
         }
       },
     },

@@ -156,11 +156,12 @@ describe('ensureFirewallPorts', () => {
     expect(host.commands).to.deep.equal([]);
   });
 
-  it('firewalld: adds permanent and runtime rules, each only where missing, no reload', async () => {
+  it('firewalld: adds permanent and runtime rules, each only where missing, no reload; ports and protocols in separate calls (firewall-cmd refuses them mixed)', async () => {
     const host = fakeHost(() => fixture('firewalld-probe.txt'));
     await ensureFirewallPorts({ ports: ['6443/tcp', '2379-2380/tcp', '8472/udp', 'protocol/112', '10256/tcp'] }).static!.apply(host.ctx, []);
     expect(host.commands).to.deep.equal([
-      'firewall-cmd --permanent --add-port=8472/udp --add-protocol=112 --add-port=10256/tcp',
+      'firewall-cmd --permanent --add-port=8472/udp --add-port=10256/tcp',
+      'firewall-cmd --permanent --add-protocol=112',
       'firewall-cmd --add-port=2379-2380/tcp --add-port=10256/tcp',
     ]);
   });
