@@ -88,7 +88,11 @@ function nspawnArgs(host: HostRecord): string[] {
     '--keep-unit',
     '--console=passive',
     `--network-namespace-path=/run/netns/${host.netns}`,
-    '--capability=all',
+    // nspawn's default set (no CAP_SYS_TIME, CAP_MAC_*, CAP_SYSLOG, CAP_BPF, …) plus what lab hosts do
+    // that a VM's root does: routes, iptables, nftables, VIPs and ufw/firewalld (CAP_NET_ADMIN), kernel
+    // modules (CAP_SYS_MODULE) and the raw I/O the syscall filter below allows. Not `all`: a host's
+    // root should not be the machine's.
+    '--capability=CAP_NET_ADMIN,CAP_SYS_MODULE,CAP_SYS_RAWIO',
     '--system-call-filter=@swap @module @raw-io',
     // No DNS in the lab: the machine's resolv.conf would make lookups hang instead of fail.
     '--resolv-conf=off',

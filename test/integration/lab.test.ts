@@ -138,6 +138,20 @@ describe('capstan lab (systemd-nspawn hosts)', function () {
     expect(result.stderr).to.include(`${LAB_USER}@${hostAddress(0)}: Permission denied (publickey).`);
   });
 
+  it("gives a host's root only the capabilities the lab needs: network admin and modules, not the clock, MAC or BPF", async function () {
+    // CapBnd of PID 1 (systemd) on the host, decoded by capability number (linux/capability.h).
+    const result = await sshToLab(state, 'node1', "awk '/^CapBnd/ {print $2}' /proc/1/status");
+    const bounding = BigInt(`0x${result.stdout.trim()}`);
+    const has = (bit: number) => (bounding >> BigInt(bit)) & 1n ? 'yes' : 'no';
+    const caps = { NET_ADMIN: 12, NET_RAW: 13, SYS_MODULE: 16, SYS_RAWIO: 17, SYS_ADMIN: 21, SYS_TIME: 25, MAC_OVERRIDE: 32, MAC_ADMIN: 33, SYSLOG: 34, BPF: 39 };
+    expect(Object.fromEntries(Object.entries(caps).map(([name, bit]) => [name, has(bit)]))).to.deep.equal({
+      NET_ADMIN: 'yes', NET_RAW: 'yes', SYS_MODULE: 'yes', SYS_RAWIO: 'yes', SYS_ADMIN: 'yes', SYS_TIME: 'no', MAC_OVERRIDE: 'no', MAC_ADMIN: 'no', SYSLOG: 'no', BPF: 'no',
+    });
+    const clock = await sshToLab(state, 'node1', 'date -s @0 2>&1; echo $?');
+    expect(clock.stdout).to.match(/^date: cannot set date: Operation not permitted\n/);
+    expect(clock.stdout).to.match(/\n1\n$/);
+  });
+
   it('gives each host its own host keys, pinned in known_hosts', async function () {
     const pinned = knownHostKeys(state);
     const ed25519 = await Promise.all(state.hosts.map((host) => hostEd25519Key(state, host.name)));
