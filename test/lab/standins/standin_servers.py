@@ -991,20 +991,29 @@ class ApiServerApp:
                 state['serial'] = state.get('serial', 0) + 1
                 node['metadata']['creationTimestamp'] = common.rfc3339(common.now())
                 node['metadata']['uid'] = f'standin-{state["serial"]}'
-                subnet = self.pod_subnet(state)
-                if subnet:
-                    taken = {n['spec'].get('podCIDR') for n in state['objects'].values() if n['kind'] == 'Node'}
-                    for candidate in ipaddress.ip_network(subnet).subnets(new_prefix=24):
-                        if str(candidate) not in taken:
-                            node['spec']['podCIDR'] = str(candidate)
-                            node['spec']['podCIDRs'] = [str(candidate)]
-                            break
+                self.allocate_pod_cidr(state, node)
                 state['objects'][key] = node
             else:
                 old['metadata'].setdefault('labels', {}).update(node['metadata'].get('labels') or {})
                 old['status'].update({k: v for k, v in node.get('status', {}).items() if k != 'conditions'})
             return True
         return self._tx(fn)
+
+    def allocate_pod_cidr(self, state, node):
+        """The node IPAM controller: a /24 of the pod subnet for a node without one. kubeadm uploads the
+        kubeadm-config ConfigMap (the subnet) after the first kubelet registers, so like the real
+        controller this also runs later, on a node status update, for nodes registered before it."""
+        if node['spec'].get('podCIDR'):
+            return
+        subnet = self.pod_subnet(state)
+        if not subnet:
+            return
+        taken = {n['spec'].get('podCIDR') for n in state['objects'].values() if n['kind'] == 'Node'}
+        for candidate in ipaddress.ip_network(subnet).subnets(new_prefix=24):
+            if str(candidate) not in taken:
+                node['spec']['podCIDR'] = str(candidate)
+                node['spec']['podCIDRs'] = [str(candidate)]
+                return
 
     @staticmethod
     def pod_subnet(state):
@@ -1020,6 +1029,7 @@ class ApiServerApp:
             node = state['objects'].get(key_of('Node', '', None, name))
             if node is None:
                 raise common.ApiError(404, f'nodes "{name}" not found', 'NotFound')
+            self.allocate_pod_cidr(state, node)
             now = common.rfc3339(common.now())
             status = node.setdefault('status', {})
             conditions = status.setdefault('conditions', [])
