@@ -94,8 +94,8 @@ async function until(probe: () => boolean, timeoutMs: number, intervalMs = 5): P
   return probe();
 }
 
-/** Waits for ATOMIC_WRITE's cleanup on the host (its EXIT trap removes the temp file); returns what is left. */
-async function settledTemps(lab: LabState, name: string, dir: string, timeoutMs = 3_000): Promise<string[]> {
+/** Waits for ATOMIC_WRITE's cleanup on the host (its EXIT trap removes the temp file; a write whose bytes all arrived before the cut still checks, syncs and renames, seconds on a busy machine); returns what is left. */
+async function settledTemps(lab: LabState, name: string, dir: string, timeoutMs = 15_000): Promise<string[]> {
   await until(() => tempFiles(lab, name, dir).length === 0, timeoutMs, 20);
   return tempFiles(lab, name, dir);
 }
