@@ -66,6 +66,25 @@ async function descendants(pid: number): Promise<number[]> {
   return found;
 }
 
+/**
+ * Starts sshd so that its sessions see an empty home directory: as root, in a private mount namespace
+ * with a tmpfs over `$HOME`. A login runs the user's shell, and bash run by sshd reads `~/.bashrc`; a
+ * controller's own rc files (CI machines run `pyenv init` there, whose `rehash` lock, left stale by a
+ * killed session, stalled every later command for 60 s) must not decide what a transport test sees.
+ * Without root there is no namespace to make, and sshd runs as is. `unshare` execs sshd in its own
+ * process (no --fork), so the child's pid is sshd's.
+ */
+function spawnIsolatedFromHome(argv: string[]): ChildProcess {
+  const home = userInfo().homedir;
+  if (process.getuid?.() !== 0 || !existsSync('/usr/bin/unshare') || !existsSync(home)) {
+    return spawn(argv[0]!, argv.slice(1), { stdio: 'ignore' });
+  }
+  const script = 'mount -t tmpfs -o mode=0700 capstan-test-home "$0" && exec "$@"';
+  return spawn('/usr/bin/unshare', ['--mount', '--propagation', 'private', '/bin/sh', '-c', script, home, ...argv], {
+    stdio: 'ignore',
+  });
+}
+
 /** Options for {@link Sshd.start}. */
 export interface SshdOptions {
   /** Reuse a port (to restart "the same host" with another key); a free one is picked otherwise. */
@@ -127,7 +146,7 @@ export class Sshd {
     );
     // As root, sshd insists on its privilege separation directory; the package creates it only in its service unit.
     if (process.getuid?.() === 0) await mkdir('/run/sshd', { recursive: true, mode: 0o755 });
-    const child = spawn(SSHD_PATH, ['-D', '-f', configPath, '-E', logPath], { stdio: 'ignore' });
+    const child = spawnIsolatedFromHome([SSHD_PATH, '-D', '-f', configPath, '-E', logPath]);
     const sshd = new Sshd(dir, port, hostKeyPath, clientKeyPath, logPath, child);
     await sshd.#waitListening();
     return sshd;
