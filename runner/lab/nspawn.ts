@@ -1,7 +1,7 @@
 import { APT_PROXY_URL } from './paths.js';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { CapstanError } from '../errors.js';
 import { mountOverlay } from './mounts.js';
@@ -10,8 +10,11 @@ import { generateHostKeys } from './keys.js';
 import { processMatches, run, systemEnv, tail, terminate, waitUntil } from './proc.js';
 import type { HostRecord } from './state.js';
 
-/** How long a booting host has to answer on port 22. */
-const SSH_TIMEOUT_MS = 60_000;
+/**
+ * How long a booting host has to answer on port 22 and open logins. 60 s was once too short in CI:
+ * five full-systemd hosts booting at once on two loaded cores.
+ */
+const SSH_TIMEOUT_MS = 120_000;
 
 /**
  * The part of nspawn's command line that identifies one host's container, so a recorded PID is
@@ -65,6 +68,8 @@ export async function prepareRoot(host: HostRecord, rootfs: string): Promise<voi
  */
 export function bootContainer(host: HostRecord, record: (pid: number) => void): void {
   const output = openSync(host.console, 'a');
+  // A header per boot, so an empty console still shows that nspawn started and printed nothing.
+  writeSync(output, `--- capstan lab: systemd-nspawn ${nspawnArgs(host).join(' ')} (${new Date().toISOString()})\n`);
   const child = spawn('systemd-nspawn', nspawnArgs(host), {
     detached: true,
     stdio: ['ignore', output, output],
