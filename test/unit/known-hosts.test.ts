@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -24,6 +24,8 @@ import {
 
 const run = promisify(execFile);
 const haveSshKeygen = existsSync('/usr/bin/ssh-keygen');
+/** The uid and gid of Debian's `nobody`, an ordinary user for checks that root's privileges would skip. */
+const NOBODY = 65534;
 
 /** A syntactically valid key blob of a given type: SSH string type + opaque bytes (enough for matching). */
 function fakeKey(type: string, seed: number): Buffer {
@@ -278,11 +280,21 @@ describe('known_hosts', () => {
       expect(whyCannotKeep(undefined)).to.equal('no known_hosts file is configured');
     });
 
-    it('refuses a file or directory the user may not write', async function () {
-      if (process.getuid?.() === 0) this.skip(); // root writes regardless of mode bits
+    it('refuses a file or directory the user may not write', async () => {
       const locked = join(dir, 'locked');
       await mkdir(locked, { mode: 0o500 });
-      expect(whyCannotKeep(join(locked, 'sub', 'known_hosts'))).to.equal(`it does not exist and cannot be created in ${locked} (EACCES)`);
+      const expected = `it does not exist and cannot be created in ${locked} (EACCES)`;
+      if (process.getuid?.() !== 0) {
+        expect(whyCannotKeep(join(locked, 'sub', 'known_hosts'))).to.equal(expected);
+        return;
+      }
+      // Root writes regardless of mode bits: ask as an ordinary user (nobody) who owns the 0500 directory.
+      await chmod(dir, 0o755);
+      await chown(locked, NOBODY, NOBODY);
+      const module = new URL('../../runner/transport/known-hosts.ts', import.meta.url).href;
+      const code = `const m = await import(${JSON.stringify(module)}); process.stdout.write(String(m.whyCannotKeep(${JSON.stringify(join(locked, 'sub', 'known_hosts'))})));`;
+      const { stdout } = await run('setpriv', [`--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups', '--', process.execPath, '--import', 'tsx', '--input-type=module', '-e', code]);
+      expect(stdout).to.equal(expected);
     });
   });
 
