@@ -3,6 +3,7 @@ import { promisify } from 'node:util';
 import { InputError } from '../../runner/errors.js';
 import { assertLabSupported, labStatus, labUp, type LabHost, type LabHostSpec, type LabState } from '../../runner/lab/index.js';
 import { normalizeHostSpecs } from '../../runner/lab/spec.js';
+import { skipOutsideCi } from './skip.js';
 
 const exec = promisify(execFile);
 
@@ -18,12 +19,15 @@ function shape(hosts: readonly { name: string; groups: string[]; vars: Record<st
   return JSON.stringify(hosts.map((host) => [host.name, host.groups, host.vars]));
 }
 
-/** For mocha `before` hooks: skips the suite where the lab cannot run (not root, a program missing); any other error fails it. */
+/**
+ * For mocha `before` hooks: skips the suite where the lab cannot run (not root, a program missing),
+ * except under CI, where that fails it (see skipOutsideCi); any other error fails it.
+ */
 export function skipUnlessLabSupported(context: Mocha.Context): void {
   try {
     assertLabSupported();
   } catch (error) {
-    if (error instanceof InputError) context.skip();
+    if (error instanceof InputError) skipOutsideCi(context, `the lab cannot run here (${error.message})`);
     throw error;
   }
 }

@@ -12,7 +12,8 @@ import { Secret } from '../../runner/secret.js';
 import { fingerprint } from '../../runner/transport/known-hosts.js';
 import { SshTransport } from '../../runner/transport/ssh.js';
 import type { SshTarget } from '../../runner/transport/types.js';
-import { generateKey, SshAgent, Sshd, sshdAvailable } from '../helpers/sshd.js';
+import { skipOutsideCi } from '../helpers/skip.js';
+import { generateKey, SshAgent, Sshd, SSHD_PATH, sshdAvailable } from '../helpers/sshd.js';
 
 /** Settles a promise into a value or the error, so tests can assert on rejections. */
 async function outcome<T>(promise: Promise<T>): Promise<T | Error> {
@@ -51,7 +52,7 @@ describe('SshTransport against a loopback sshd', function () {
   }
 
   before(async function () {
-    if (!sshdAvailable()) this.skip();
+    if (!sshdAvailable()) skipOutsideCi(this, `no OpenSSH server at ${SSHD_PATH}`);
     sshd = await Sshd.start();
     scratch = await mkdtemp(join(tmpdir(), 'capstan-ssh-test-'));
     knownHosts = join(scratch, 'known_hosts');

@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { LAB_USER_PASSWORD } from '../../runner/lab/index.js';
+import { skipOutsideCi } from '../helpers/skip.js';
 import { ALL_TEST_SECRETS, CLI_OUTPUT_LOG, LAB_PASSWORD, secretsIn, TEST_SECRETS, type LoggedRun } from '../helpers/cli.js';
 
 /**
@@ -21,7 +22,7 @@ describe('zz: secrets scan of everything the suite\'s CLI runs printed or wrote'
   });
 
   it('no CLI run of this test process printed a secret or wrote one to a retry file', function () {
-    if (!existsSync(CLI_OUTPUT_LOG)) this.skip(); // no CLI run in this process (this file alone)
+    if (!existsSync(CLI_OUTPUT_LOG)) skipOutsideCi(this, `no CLI run of this process was logged to ${CLI_OUTPUT_LOG} (this file alone)`);
     const runs = readFileSync(CLI_OUTPUT_LOG, 'utf8').split('\n').filter(Boolean).map((line) => JSON.parse(line) as LoggedRun);
     const hits: string[] = [];
     let bytes = 0;
@@ -41,6 +42,11 @@ describe('zz: secrets scan of everything the suite\'s CLI runs printed or wrote'
     }
     const withSecrets = runs.filter((run) => run.args.includes('-K') || run.args.some((a) => a.includes('secrets'))).length;
     console.log(`      scanned ${runs.length} CLI runs (${withSecrets} with -K or the secrets playbook), ${(bytes / 1024).toFixed(0)} KiB, for ${ALL_TEST_SECRETS.length} secrets: ${hits.length} hits`);
+    // A scan of nothing proves nothing: the log must hold runs with output, and the whole suite (CI)
+    // runs the ones that handle secrets.
+    expect(runs.length, `no CLI run recorded in ${CLI_OUTPUT_LOG}`).to.be.greaterThan(0);
+    expect(bytes, 'the CLI runs printed nothing to scan').to.be.greaterThan(0);
+    if (process.env.CI) expect(withSecrets, 'no CLI run with -K or the secrets playbook was scanned').to.be.greaterThan(0);
     expect(hits, hits.join('\n')).to.deep.equal([]);
     rmSync(CLI_OUTPUT_LOG, { force: true }); // tens of MB (--json carries whole-file diffs); kept only when the scan fails
   });
