@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join, normalize, sep } from 'node:path';
 import { promisify } from 'node:util';
 import { parseKeyColons } from '../../tasks/apt.js';
+import { localHost } from './local.js';
 
 const exec = promisify(execFile);
 
@@ -173,4 +174,28 @@ function listen(server: Server, address: string): Promise<void> {
       resolve();
     });
   });
+}
+
+/** What {@link useLocalAptRepo} provides to the tests of a describe block (set by its hooks). */
+export interface LocalAptRepoFixture {
+  /** The block's test repository on 127.0.0.1. */
+  repo: TestAptRepo;
+  /** This test's local host (a fresh one per test). */
+  local: ReturnType<typeof localHost>;
+}
+
+/**
+ * For a describe block that runs apt or yum tasks on this machine against the test repository:
+ * registers the hooks (one repository for the block on 127.0.0.1, a fresh local host per test) and
+ * returns the fixture they fill in.
+ */
+export function useLocalAptRepo(): LocalAptRepoFixture {
+  const fixture = {} as LocalAptRepoFixture;
+  before(async () => {
+    fixture.repo = await startAptRepo('127.0.0.1');
+  });
+  after(async () => fixture.repo?.close());
+  beforeEach(() => (fixture.local = localHost()));
+  afterEach(() => fixture.local?.cleanup());
+  return fixture;
 }

@@ -27,7 +27,7 @@ import {
 import { parseFacts } from '../../runner/facts.js';
 import type { HostView, PerHostParams } from '../../runner/task.js';
 import { localHost, run } from '../helpers/local.js';
-import { startAptRepo, type TestAptRepo } from '../helpers/apt-repo.js';
+import { useLocalAptRepo } from '../helpers/apt-repo.js';
 
 const FIXTURES = 'test/fixtures/apt';
 const host = (facts: string): HostView => ({ name: 'h', vars: {}, facts: parseFacts(facts) });
@@ -219,78 +219,71 @@ describe('apt packages (pure)', () => {
 
 describe('apt tasks on this machine', function () {
   this.timeout(60_000);
-  let local: ReturnType<typeof localHost>;
-  let repo: TestAptRepo;
-  before(async () => {
-    repo = await startAptRepo('127.0.0.1');
-  });
-  after(async () => repo?.close());
-  beforeEach(() => (local = localHost()));
-  afterEach(() => local.cleanup());
+  const fx = useLocalAptRepo();
 
   it('ensurePackages check reads dpkg and reports a package dpkg has never heard of as missing, without failing', async () => {
-    const outcome = await run(local, ensurePackages(['dpkg', 'capstan-no-such-package']), true);
+    const outcome = await run(fx.local, ensurePackages(['dpkg', 'capstan-no-such-package']), true);
     expect(outcome.status, outcome.message).to.equal('changed');
     expect(outcome.drift).to.deep.equal([{ subject: 'missing', current: 'capstan-no-such-package absent', desired: 'capstan-no-such-package' }]);
-    expect((await run(local, ensurePackages(['dpkg']), true)).status).to.equal('ok');
+    expect((await run(fx.local, ensurePackages(['dpkg']), true)).status).to.equal('ok');
   });
 
   it('ensureAptKey downloads on the host, dearmors, verifies the fingerprint, installs 0644, then is ok', async () => {
-    const keyring = join(local.dir, 'keyrings/test.gpg');
-    const task = ensureAptKey({ url: `${repo.url}/key.asc`, keyring, fingerprint: repo.fingerprint });
-    const check = await run(local, task, true);
+    const keyring = join(fx.local.dir, 'keyrings/test.gpg');
+    const task = ensureAptKey({ url: `${fx.repo.url}/key.asc`, keyring, fingerprint: fx.repo.fingerprint });
+    const check = await run(fx.local, task, true);
     expect(check.status, check.message).to.equal('changed');
     expect(check.drift[0]).to.include({ subject: 'keyring', current: 'absent' });
     expect(existsSync(keyring)).to.equal(false);
-    const applied = await run(local, task);
+    const applied = await run(fx.local, task);
     expect(applied.status, applied.message).to.equal('changed');
     // Exactly the binary export of the key: dearmored.
-    expect(readFileSync(keyring).equals(readFileSync(join(repo.dir, 'www/key.gpg')))).to.equal(true);
+    expect(readFileSync(keyring).equals(readFileSync(join(fx.repo.dir, 'www/key.gpg')))).to.equal(true);
     expect(statSync(keyring).mode & 0o777).to.equal(0o644);
-    expect((await run(local, task)).status).to.equal('ok');
+    expect((await run(fx.local, task)).status).to.equal('ok');
     // A binary key at another URL is the same keyring: nothing to do.
-    expect((await run(local, ensureAptKey({ url: `${repo.url}/key.gpg`, keyring, fingerprint: repo.fingerprint }))).status).to.equal('ok');
+    expect((await run(fx.local, ensureAptKey({ url: `${fx.repo.url}/key.gpg`, keyring, fingerprint: fx.repo.fingerprint }))).status).to.equal('ok');
   });
 
   it('ensureAptKey with the wrong fingerprint fails in check and apply and writes nothing', async () => {
-    const keyring = join(local.dir, 'wrong.gpg');
-    const task = ensureAptKey({ url: `${repo.url}/key.asc`, keyring, fingerprint: '9DC858229FC7DD38854AE2D88D81803C0EBFCD88' });
+    const keyring = join(fx.local.dir, 'wrong.gpg');
+    const task = ensureAptKey({ url: `${fx.repo.url}/key.asc`, keyring, fingerprint: '9DC858229FC7DD38854AE2D88D81803C0EBFCD88' });
     for (const checkMode of [true, false]) {
-      const outcome = await run(local, task, checkMode);
+      const outcome = await run(fx.local, task, checkMode);
       expect(outcome.status).to.equal('failed');
       expect(outcome.message).to.equal(
-        `check failed: key fingerprint mismatch for ${repo.url}/key.asc: expected 9DC858229FC7DD38854AE2D88D81803C0EBFCD88, the key is ${repo.fingerprint}; nothing written`,
+        `check failed: key fingerprint mismatch for ${fx.repo.url}/key.asc: expected 9DC858229FC7DD38854AE2D88D81803C0EBFCD88, the key is ${fx.repo.fingerprint}; nothing written`,
       );
     }
     expect(existsSync(keyring)).to.equal(false);
   });
 
   it('ensureAptKey refuses a plain http key URL without a fingerprint when the playbook loads, naming the fix (issue 19)', () => {
-    expect(() => ensureAptKey({ url: `${repo.url}/key.asc`, keyring: join(local.dir, 'x.gpg') })).to.throw(
-      `the key ${repo.url}/key.asc is fetched over plain http: give its fingerprint (the full fingerprint, as the vendor publishes it), or an https:// URL`,
+    expect(() => ensureAptKey({ url: `${fx.repo.url}/key.asc`, keyring: join(fx.local.dir, 'x.gpg') })).to.throw(
+      `the key ${fx.repo.url}/key.asc is fetched over plain http: give its fingerprint (the full fingerprint, as the vendor publishes it), or an https:// URL`,
     );
     // With the fingerprint, or over https, the task is made.
-    expect(ensureAptKey({ url: `${repo.url}/key.asc`, keyring: '/etc/apt/keyrings/x.gpg', fingerprint: repo.fingerprint }).static!.id).to.equal('apt-key:/etc/apt/keyrings/x.gpg');
+    expect(ensureAptKey({ url: `${fx.repo.url}/key.asc`, keyring: '/etc/apt/keyrings/x.gpg', fingerprint: fx.repo.fingerprint }).static!.id).to.equal('apt-key:/etc/apt/keyrings/x.gpg');
     expect(ensureAptKey({ url: 'https://mirror.lan/key.asc', keyring: '/etc/apt/keyrings/x.gpg' }).static!.id).to.equal('apt-key:/etc/apt/keyrings/x.gpg');
   });
 
   it('ensureAptKey fails clearly when the URL serves no key', async () => {
-    const outcome = await run(local, ensureAptKey({ url: `${repo.url}/flat/Packages`, keyring: join(local.dir, 'x.gpg'), fingerprint: repo.fingerprint }));
+    const outcome = await run(fx.local, ensureAptKey({ url: `${fx.repo.url}/flat/Packages`, keyring: join(fx.local.dir, 'x.gpg'), fingerprint: fx.repo.fingerprint }));
     expect(outcome.status).to.equal('failed');
-    expect(outcome.message).to.equal(`check failed: could not fetch the key ${repo.url}/flat/Packages on the host: the file at the key URL is not an OpenPGP key`);
-    const missing = await run(local, ensureAptKey({ url: `${repo.url}/nope.asc`, keyring: join(local.dir, 'x.gpg'), fingerprint: repo.fingerprint }));
-    expect(missing.message).to.equal(`check failed: could not fetch the key ${repo.url}/nope.asc on the host: curl: (22) The requested URL returned error: 404`);
+    expect(outcome.message).to.equal(`check failed: could not fetch the key ${fx.repo.url}/flat/Packages on the host: the file at the key URL is not an OpenPGP key`);
+    const missing = await run(fx.local, ensureAptKey({ url: `${fx.repo.url}/nope.asc`, keyring: join(fx.local.dir, 'x.gpg'), fingerprint: fx.repo.fingerprint }));
+    expect(missing.message).to.equal(`check failed: could not fetch the key ${fx.repo.url}/nope.asc on the host: curl: (22) The requested URL returned error: 404`);
   });
 
   it('a key change in --check makes the apt-get update handler "would change", until an install would refresh the lists', async () => {
-    const keyring = join(local.dir, 'k.gpg');
+    const keyring = join(fx.local.dir, 'k.gpg');
     const state = { pendingChanges: [] as string[] };
-    expect((await run(local, aptUpdate(), true, state)).status).to.equal('ok');
-    expect((await run(local, ensureAptKey({ url: `${repo.url}/key.asc`, keyring, fingerprint: repo.fingerprint }), true, state)).status).to.equal('changed');
-    const update = await run(local, aptUpdate(), true, state);
+    expect((await run(fx.local, aptUpdate(), true, state)).status).to.equal('ok');
+    expect((await run(fx.local, ensureAptKey({ url: `${fx.repo.url}/key.asc`, keyring, fingerprint: fx.repo.fingerprint }), true, state)).status).to.equal('changed');
+    const update = await run(fx.local, aptUpdate(), true, state);
     expect(update.status).to.equal('changed');
     expect(update.drift).to.deep.equal([{ subject: 'package lists', current: 'stale (key k.gpg changed)', desired: 'updated' }]);
-    expect((await run(local, ensurePackages(['capstan-no-such-package']), true, state)).status).to.equal('changed');
-    expect((await run(local, aptUpdate(), true, state)).status).to.equal('ok');
+    expect((await run(fx.local, ensurePackages(['capstan-no-such-package']), true, state)).status).to.equal('changed');
+    expect((await run(fx.local, aptUpdate(), true, state)).status).to.equal('ok');
   });
 });

@@ -20,7 +20,7 @@ import {
 } from '../../tasks/rhel.js';
 import { describeDrift } from '../../runner/drift.js';
 import { localHost, run } from '../helpers/local.js';
-import { startAptRepo, type TestAptRepo } from '../helpers/apt-repo.js';
+import { useLocalAptRepo } from '../helpers/apt-repo.js';
 
 // CentOS Stream 9's /etc/selinux/config as installed (the file seed 004's sed edits).
 const CENTOS9_SELINUX = `
@@ -166,30 +166,23 @@ gpgkey=file:///etc/pki/rpm-gpg/RPM-GPG-KEY-docker-ce-stable
 
 describe('ensureYumRepo with a pinned key, checked on this machine (the test repository\'s key over http)', function () {
   this.timeout(60_000);
-  let local: ReturnType<typeof localHost>;
-  let repo: TestAptRepo;
-  before(async () => {
-    repo = await startAptRepo('127.0.0.1');
-  });
-  after(async () => repo?.close());
-  beforeEach(() => (local = localHost()));
-  afterEach(() => local.cleanup());
+  const fx = useLocalAptRepo();
 
   const params = (fingerprint: string, key = 'key.asc') => ({
     id: 'capstan-test-pinned',
     name: 'Capstan test',
-    baseurl: `${repo.url}/rpm/`,
-    gpgkey: `${repo.url}/${key}`,
+    baseurl: `${fx.repo.url}/rpm/`,
+    gpgkey: `${fx.repo.url}/${key}`,
     gpgkeyFingerprint: fingerprint,
-    gpgkeyPath: join(local.dir, 'rpm-gpg/RPM-GPG-KEY-capstan-test'),
+    gpgkeyPath: join(fx.local.dir, 'rpm-gpg/RPM-GPG-KEY-capstan-test'),
   });
 
   it('--check downloads the key on the host, checks its fingerprint and reports it absent; writes nothing', async () => {
-    const p = params(repo.fingerprint);
-    const outcome = await run(local, ensureYumRepo(p), true);
+    const p = params(fx.repo.fingerprint);
+    const outcome = await run(fx.local, ensureYumRepo(p), true);
     expect(outcome.status, outcome.message).to.equal('changed');
     expect(outcome.drift[0]!.subject).to.equal('gpg key');
-    expect(describeDrift(outcome.drift[0]!)).to.match(new RegExp(`^gpg key: absent → ${repo.fingerprint} \\(sha256 [0-9a-f]{16}\\) in ${p.gpgkeyPath.replaceAll('/', '\\/')}$`));
+    expect(describeDrift(outcome.drift[0]!)).to.match(new RegExp(`^gpg key: absent → ${fx.repo.fingerprint} \\(sha256 [0-9a-f]{16}\\) in ${p.gpgkeyPath.replaceAll('/', '\\/')}$`));
     expect(outcome.drift.map((d) => d.subject)).to.deep.equal(['gpg key', 'content']);
     expect(existsSync(p.gpgkeyPath)).to.equal(false);
   });
@@ -197,10 +190,10 @@ describe('ensureYumRepo with a pinned key, checked on this machine (the test rep
   it('a key with another fingerprint fails, in --check and in apply, and nothing is written', async () => {
     const p = params(DOCKER_RPM_KEY_FINGERPRINT);
     for (const checkMode of [true, false]) {
-      const outcome = await run(local, ensureYumRepo(p), checkMode);
+      const outcome = await run(fx.local, ensureYumRepo(p), checkMode);
       expect(outcome.status).to.equal('failed');
       expect(outcome.message).to.equal(
-        `check failed: key fingerprint mismatch for ${repo.url}/key.asc: expected ${DOCKER_RPM_KEY_FINGERPRINT}, the key is ${repo.fingerprint}; nothing written`,
+        `check failed: key fingerprint mismatch for ${fx.repo.url}/key.asc: expected ${DOCKER_RPM_KEY_FINGERPRINT}, the key is ${fx.repo.fingerprint}; nothing written`,
       );
     }
     expect(existsSync(p.gpgkeyPath)).to.equal(false);
@@ -208,8 +201,8 @@ describe('ensureYumRepo with a pinned key, checked on this machine (the test rep
   });
 
   it('a binary (dearmored) key is refused: rpm imports armored keys only', async () => {
-    const outcome = await run(local, ensureYumRepo(params(repo.fingerprint, 'key.gpg')), true);
+    const outcome = await run(fx.local, ensureYumRepo(params(fx.repo.fingerprint, 'key.gpg')), true);
     expect(outcome.status).to.equal('failed');
-    expect(outcome.message).to.equal(`check failed: could not fetch the key ${repo.url}/key.gpg on the host: the key at the URL is not ASCII-armored (rpm imports armored keys only)`);
+    expect(outcome.message).to.equal(`check failed: could not fetch the key ${fx.repo.url}/key.gpg on the host: the key at the URL is not ASCII-armored (rpm imports armored keys only)`);
   });
 });
