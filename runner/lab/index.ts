@@ -9,6 +9,7 @@ import { dirname, join, resolve } from 'node:path';
 import { InputError } from '../errors.js';
 import { startAptProxy, stopAptProxy } from './apt-proxy.js';
 import { removeInventory, writeInventory } from './inventory.js';
+import { ensureInotifyHeadroom } from './inotify.js';
 import { ensureLabKey, writeKnownHosts } from './keys.js';
 import { removeTree, unmountUnder } from './mounts.js';
 import { createHostNetwork, ensureBridge, removeBridge, removeHostNetwork } from './network.js';
@@ -115,6 +116,8 @@ async function bringUp(record: LabRecord, log: Log): Promise<void> {
     record.aptProxyPid = pid;
     writeRecord(record);
   });
+  const raised = ensureInotifyHeadroom(record.hosts.length);
+  if (raised.length) log(`raised this machine's inotify limits for ${record.hosts.length} full-systemd hosts: ${raised.join(', ')}`);
   await Promise.all(record.hosts.map((host) => bootHost(record, host, log)));
   writeKnownHosts(record.knownHostsPath, record.hosts);
   mkdirSync(dirname(record.inventoryPath), { recursive: true });

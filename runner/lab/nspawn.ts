@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { CapstanError } from '../errors.js';
 import { mountOverlay } from './mounts.js';
 import { sshdAnswers } from './probe.js';
+import { inotifyReport } from './inotify.js';
 import { generateHostKeys } from './keys.js';
 import { processMatches, run, systemEnv, tail, terminate, waitUntil } from './proc.js';
 import type { HostRecord } from './state.js';
@@ -125,7 +126,7 @@ export async function waitForSshd(host: HostRecord, timeoutMs = SSH_TIMEOUT_MS):
     : answered
       ? `logins stayed closed (/run/nologin: boot did not reach systemd-user-sessions) within ${timeoutMs / 1000} s`
       : `sshd did not answer on ${host.address}:22 within ${timeoutMs / 1000} s`;
-  throw new CapstanError(`lab host ${host.name}: ${why}; console (${host.console}):\n${tail(host.console)}`, { host: host.name });
+  throw new CapstanError(`lab host ${host.name}: ${why} (${inotifyReport()}); console (${host.console}):\n${tail(host.console)}`, { host: host.name });
 }
 
 /**
