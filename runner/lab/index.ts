@@ -5,6 +5,8 @@
  * Everything made is recorded in <lab dir>/state.json first, so `labDown` removes exactly that.
  */
 import { mkdirSync, rmSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import pLimit from 'p-limit';
 import { dirname, join, resolve } from 'node:path';
 import { InputError } from '../errors.js';
 import { startAptProxy, stopAptProxy } from './apt-proxy.js';
@@ -118,7 +120,10 @@ async function bringUp(record: LabRecord, log: Log): Promise<void> {
   });
   const raised = ensureInotifyHeadroom(record.hosts.length);
   if (raised.length) log(`raised this machine's inotify limits for ${record.hosts.length} full-systemd hosts: ${raised.join(', ')}`);
-  await Promise.all(record.hosts.map((host) => bootHost(record, host, log)));
+  // Bounded: each boot's 120 s budget starts when its turn comes, so fifty hosts on two cores do not
+  // all race for the CPU (and their logins' deadlines) at once.
+  const booting = pLimit(Math.max(4, availableParallelism() * 4));
+  await Promise.all(record.hosts.map((host) => booting(() => bootHost(record, host, log))));
   writeKnownHosts(record.knownHostsPath, record.hosts);
   mkdirSync(dirname(record.inventoryPath), { recursive: true });
   writeInventory(record);
