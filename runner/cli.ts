@@ -4,6 +4,7 @@ import { pathToFileURL } from 'node:url';
 import { CapstanError, InputError, PlaybookError, errorMessage } from './errors.js';
 import type { Reporter } from './events.js';
 import { Secret } from './secret.js';
+import { askOnTerminal, Confirmation } from './confirm.js';
 
 const USAGE = `capstan — idempotent, parallel provisioning over SSH, with an honest --check
 
@@ -219,7 +220,9 @@ async function runCommand(args: string[]): Promise<number> {
   const extraVars = parseExtraVars(values['extra-vars']);
   const forks = forksOf(values.forks);
   const { planPlaybook, runPlaybook } = await import('./run.js');
-  const settings = { inventory, checkMode: values.check === true, extraVars, ...(limit ? { limit } : {}) };
+  const checkMode = values.check === true;
+  const confirmation = new Confirmation({ checkMode, extraVars }, askOnTerminal);
+  const settings = { inventory, checkMode, extraVars, confirmation, ...(limit ? { limit } : {}) };
   const selected = await planPlaybook(playbook, settings); // before the -K prompt and any connection: bad input costs nothing
   const connect = await connectionSettings(values, selected);
   const reporter = await makeReporter({ json: values.json === true, diff: values.diff === true, verbose: values.verbose === true });
@@ -247,13 +250,15 @@ async function runOnLab(
   const { exampleInventoryOf, prepareLabRun } = await import('./lab-run.js');
   // Plan against the inventory whose shape the lab takes first: bad input costs no lab.
   const shape = await loadInventoryFile(values.inventory ?? (await exampleInventoryOf(playbookPath)), RUN_HELP);
-  await planPlaybook(playbook, { inventory: shape, checkMode: values.check === true, extraVars: userVars, ...(limit ? { limit } : {}) });
+  const checkMode = values.check === true;
+  const confirmation = new Confirmation({ checkMode, extraVars: userVars }, askOnTerminal);
+  await planPlaybook(playbook, { inventory: shape, checkMode, extraVars: userVars, confirmation, ...(limit ? { limit } : {}) });
   const log = (line: string) => void process.stderr.write(`${line}\n`);
   const lab = await prepareLabRun({ playbookPath, ...(values.inventory ? { inventoryPath: values.inventory } : {}), log });
   try {
     const inventory = await loadInventoryFile(lab.inventoryPath, RUN_HELP);
     const extraVars = { ...lab.extraVars, ...userVars };
-    const settings = { inventory, checkMode: values.check === true, extraVars, ...(limit ? { limit } : {}) };
+    const settings = { inventory, checkMode, extraVars, confirmation, ...(limit ? { limit } : {}) };
     await planPlaybook(playbook, settings);
     const connect = await connectionSettings(values);
     const reporter = await makeReporter({ json: values.json === true, diff: values.diff === true, verbose: values.verbose === true });

@@ -1,5 +1,6 @@
-import type { Inventory } from './inventory/index.js';
+import type { Inventory, InventoryHost } from './inventory/index.js';
 import { Pending, type Task } from './task.js';
+import type { ConfirmRequest } from './confirm.js';
 
 /** How a play runs across its hosts. Data on the play, not flags inside one loop. */
 export interface PlayOptions {
@@ -63,6 +64,14 @@ export interface PlaybookContext {
   readonly inventory: Inventory;
   /** True during the planning pass that validates the playbook before any connection. */
   readonly planning: boolean;
+  /** Selects the inventory's hosts matching `pattern`, as a play would (--limit applied), in inventory order. */
+  selectHosts(pattern: string): InventoryHost[];
+  /**
+   * For destructive playbooks: the operator must type `answer` on a terminal (asked once, while
+   * planning, before any host is contacted) or pass `-e confirm=<answer>`; otherwise the run stops
+   * with nothing changed. Resolves at once in --check.
+   */
+  confirm(request: ConfirmRequest): Promise<void>;
 }
 
 export interface Playbook {

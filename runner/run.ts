@@ -7,6 +7,7 @@ import type { Inventory, InventoryHost } from './inventory/index.js';
 import { PlayResult, serialBatches, type HostPlayResult, type PlayOptions, type Playbook, type PlaybookContext } from './playbook.js';
 import type { BoundTask, HostView, Task } from './task.js';
 import type { Probe } from './probe.js';
+import { Confirmation } from './confirm.js';
 import { HandlerLedger, PENDING_HANDLERS_FILE, PENDING_HANDLERS_PROBE } from './handlers.js';
 
 export interface RunSettings {
@@ -21,6 +22,8 @@ export interface RunSettings {
   connect: (host: InventoryHost) => Host;
   /** Aborted on Ctrl-C: hosts finish the task in flight and start no other; later plays do not start. */
   signal?: AbortSignal;
+  /** The operator's confirmation for destructive playbooks; default: only `-e confirm=` counts. */
+  confirmation?: Confirmation;
 }
 
 export interface RunSummary {
@@ -36,14 +39,17 @@ export interface RunSummary {
  * conflicts. Returns the hosts its plays select (in inventory order), for checks of their
  * connection settings before any host is contacted.
  */
-export async function planPlaybook(playbook: Playbook, settings: Pick<RunSettings, 'inventory' | 'limit' | 'extraVars' | 'checkMode'>): Promise<InventoryHost[]> {
+export async function planPlaybook(playbook: Playbook, settings: Pick<RunSettings, 'inventory' | 'limit' | 'extraVars' | 'checkMode' | 'confirmation'>): Promise<InventoryHost[]> {
   const selected = new Set<string>();
   const claims = new Map<string, { desired: string; where: string }>(); // key: host + task id
+  const confirmation = settings.confirmation ?? new Confirmation(settings);
   const ctx: PlaybookContext = {
     checkMode: settings.checkMode,
     extraVars: settings.extraVars,
     inventory: settings.inventory,
     planning: true,
+    confirm: (request) => confirmation.require(request),
+    selectHosts: (pattern) => selectHosts(settings.inventory, pattern, settings.limit),
     play: async (title, pattern, tasks, options = {}) => {
       validatePlayOptions(title, options);
       const hosts = selectHosts(settings.inventory, pattern, settings.limit);
@@ -115,8 +121,10 @@ function implicitLocalhost(inventory: Inventory): InventoryHost {
 
 /** Runs a playbook: plan (no connection), then plays in order; hosts in parallel; tasks in order per host. */
 export async function runPlaybook(playbook: Playbook, settings: RunSettings): Promise<RunSummary> {
-  await planPlaybook(playbook, settings);
-  return new PlaybookRun(playbook, settings).run();
+  // One confirmation for both passes: what the operator confirmed while planning holds for the run.
+  const shared = { ...settings, confirmation: settings.confirmation ?? new Confirmation(settings) };
+  await planPlaybook(playbook, shared);
+  return new PlaybookRun(playbook, shared).run();
 }
 
 class PlaybookRun {
@@ -128,12 +136,14 @@ class PlaybookRun {
   readonly #dropped = new Set<string>();
   readonly #claims = new Map<string, { desired: string; where: string }>();
   readonly #limit: ReturnType<typeof pLimit>;
+  readonly #confirmation: Confirmation;
 
   constructor(
     readonly playbook: Playbook,
     readonly settings: RunSettings,
   ) {
     this.#limit = pLimit(Math.max(1, settings.forks));
+    this.#confirmation = settings.confirmation ?? new Confirmation(settings);
   }
 
   async run(): Promise<RunSummary> {
@@ -167,6 +177,8 @@ class PlaybookRun {
       extraVars: this.settings.extraVars,
       inventory: this.settings.inventory,
       planning: false,
+      confirm: (request) => this.#confirmation.require(request),
+      selectHosts: (pattern) => selectHosts(this.settings.inventory, pattern, this.settings.limit),
       play: (title, pattern, tasks, options) => this.#play(title, pattern, tasks, options ?? {}),
     };
   }
