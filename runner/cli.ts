@@ -315,10 +315,16 @@ async function loadPlaybook(path: string) {
   return playbookFrom(resolve(path), pathToFileURL(resolve(path)).href);
 }
 
+/** Columns below which the live (TTY) reporter is not used. */
+const MIN_LIVE_WIDTH = 20;
+
 async function makeReporter(options: { json: boolean; diff: boolean; verbose: boolean }): Promise<Reporter> {
   const write = (text: string) => void process.stdout.write(text);
   if (options.json) return new (await import('./report/json.js')).JsonReporter(write, { diff: options.diff });
-  if (process.stdout.isTTY && !process.env.CI) return new (await import('./report/tty.js')).TtyReporter(write, options);
+  // A terminal that reports no width (a pseudo-terminal nobody sized: `script` without a terminal of
+  // its own, some serial consoles) gets the plain reporter: the live one wraps every character there.
+  const width = process.stdout.columns ?? 0;
+  if (process.stdout.isTTY && !process.env.CI && width >= MIN_LIVE_WIDTH) return new (await import('./report/tty.js')).TtyReporter(write, options);
   return new (await import('./report/plain.js')).PlainReporter(write, options);
 }
 
