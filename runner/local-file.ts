@@ -11,7 +11,9 @@ import { basename, dirname, join } from 'node:path';
  * A symlink at `path` itself is replaced by the rename, never followed. `mode` is set exactly (the
  * umask may only have narrowed it).
  *
- * @example writeLocalFileAtomic(join(homedir(), '.kube', 'config'), merged, 0o600);
+ * @example
+ * const merged = 'apiVersion: v1\nkind: Config\n';
+ * writeLocalFileAtomic(`${process.env.HOME}/.kube/config`, merged, 0o600);
  */
 export function writeLocalFileAtomic(path: string, content: string | Buffer, mode = 0o600): void {
   const dir = dirname(path);

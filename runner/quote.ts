@@ -43,7 +43,9 @@ type Interpolation = string | number | Secret | Raw | Command | readonly (string
  * arrays become several arguments; a `Secret` is quoted in `text` and shown as *** in `display`;
  * a nested `Command` or `raw()` is inserted as shell text.
  *
- * @example sh`install -m ${mode} -- ${src} ${dest}`
+ * @example
+ * const mode = '0644', src = '/tmp/motd.new', dest = '/etc/motd';
+ * sh`install -m ${mode} -- ${src} ${dest}`
  */
 export function sh(strings: TemplateStringsArray, ...values: Interpolation[]): Command {
   let text = strings[0] ?? '';

@@ -309,7 +309,7 @@ export interface ControlPlaneParams {
  *
  * @example
  * await play('control plane', 'controllers', ensureControlPlane({
- *   kubernetesVersion: '1.34.1', advertiseAddress: (host) => hostIp(host),
+ *   kubernetesVersion: '1.34.1', advertiseAddress: (host) => String(host.vars.ip),
  *   controllers: ['10.240.0.10', '10.240.0.11', '10.240.0.12'], serviceAccountIssuer: 'https://10.240.0.40:6443',
  * }))
  */
@@ -840,7 +840,9 @@ const HAPROXY_CANDIDATE = `${HAPROXY_CONFIG}.capstan-check`;
  * the file changed (or when it runs an older file than the one on disk). Install the haproxy
  * package first. Config id: `file:/etc/haproxy/haproxy.cfg`.
  *
- * @example await play('load balancer', 'loadbalancer', [ensurePackages(['haproxy']), ...ensureFrontEndHaproxy({ servers })])
+ * @example
+ * const servers = [{ name: 'controller-0', address: '10.240.0.10' }, { name: 'controller-1', address: '10.240.0.11' }];
+ * await play('load balancer', 'loadbalancer', [ensurePackages(['haproxy']), ...ensureFrontEndHaproxy({ servers })]);
  */
 export function ensureFrontEndHaproxy(params: PerHostParams<{ servers: readonly FrontEndServer[] }>, options: TaskOptions = {}): Task<void>[] {
   const config = defineTask<{ servers: readonly FrontEndServer[] }>(

@@ -207,7 +207,9 @@ export function ensureHaproxyConfig(params: PerHostParams<HaproxyParams>, option
  * haproxy enabled and running, restarted (a handler, at the end of the play) when the file changed,
  * or when it runs an older file (seed 002's `systemctl restart haproxy`, seed 004's `systemctl enable haproxy`).
  *
- * @example await play('load balancer', 'balancer', [ensurePackages(['haproxy']), ...ensureHaproxy({ bind: '172.27.11.200:6443', check: 'tcp', servers })])
+ * @example
+ * const servers = [{ name: 'master1', address: '172.27.11.10', port: 6443 }, { name: 'master2', address: '172.27.11.20', port: 6443 }];
+ * await play('load balancer', 'balancer', [ensurePackages(['haproxy']), ...ensureHaproxy({ bind: '172.27.11.200:6443', check: 'tcp', servers })]);
  */
 export function ensureHaproxy(params: PerHostParams<HaproxyParams>, options: TaskOptions = {}): Task<void>[] {
   return [

@@ -139,7 +139,7 @@ async function missingInitObjects(ctx: { probe: ApplyContext['probe'] }): Promis
  * @example
  * const init = kubeadmInit({ podSubnet: '10.10.0.0/16' });
  * const initPlay = await play('init', 'control_plane[0]', [init], { runOnce: true });
- * await play('join workers', 'workers', [kubeadmJoin(initPlay.value(init))]);
+ * await play('join workers', 'workers', [kubeadmJoin({ cluster: initPlay.value(init) })]);
  */
 export function kubeadmInit(params: PerHostParams<KubeadmInitParams>, options?: TaskOptions): Task<Cluster> {
   return defineTask<KubeadmInitParams, Cluster>(
@@ -288,7 +288,11 @@ export function bootstrapTokenId(token: Secret): string {
  * `ps`, logged by sudo): they reach the host on stdin in a 0600 JoinConfiguration ({@link JOIN_CONFIG})
  * for `kubeadm join --config`, removed when the join ends. Control-plane joins run one at a time.
  *
- * @example kubeadmJoin(initPlay.value(init), { controlPlane: true })
+ * @example
+ * const init = kubeadmInit({ podSubnet: '10.244.0.0/16', controlPlaneEndpoint: '172.27.11.200:6443' });
+ * const initPlay = await play('init', 'control_plane[0]', [init], { runOnce: true });
+ * await play('join control planes', 'control_plane[1:]', [kubeadmJoin({ cluster: initPlay.value(init), controlPlane: true })]);
+ * await play('join workers', 'workers', [kubeadmJoin({ cluster: initPlay.value(init) })]);
  */
 export function kubeadmJoin(params: PerHostParams<KubeadmJoinParams>, options?: TaskOptions): Task<void> {
   return defineTask<KubeadmJoinParams>(

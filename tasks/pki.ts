@@ -664,8 +664,10 @@ export function installedMode(file: string): string {
  * before the PKI exists (its value is Pending), every file is reported as "would change (pending …)".
  *
  * @example
- * installPkiFiles({ pki: pkiPlay.value(pki), dir: '/var/lib/kubernetes',
- *   files: ['ca.pem', 'ca-key.pem', 'kubernetes.pem', 'kubernetes-key.pem', 'service-account.pem', 'service-account-key.pem', 'encryption-config.yaml'] })
+ * const pki = ensurePki({ dir: `${process.env.HOME}/.capstan/pki/hard-way`, certificates: [], kubeconfigs: [], encryptionConfig: true });
+ * const pkiPlay = await play('PKI', 'localhost', [pki]);
+ * await play('certificates', 'controllers', [installPkiFiles({ pki: pkiPlay.value(pki), dir: '/var/lib/kubernetes',
+ *   files: ['ca.pem', 'ca-key.pem', 'kubernetes.pem', 'kubernetes-key.pem', 'service-account.pem', 'service-account-key.pem', 'encryption-config.yaml'] })]);
  */
 export function installPkiFiles(params: PerHostParams<InstallPkiFilesParams>, options?: TaskOptions): Task<void> {
   return defineTask<InstallPkiFilesParams>(

@@ -357,7 +357,7 @@ function validateOptions(options: PreflightOptions): void {
  * @example
  * export default playbook('pi-cluster', async (ctx) => {
  *   await preflight(ctx, 'all', { minMemoryMiB: 1700, minCpus: 2, ports: (host) => (host.vars.control_plane ? [6443, 10250] : [10250]) });
- *   await ctx.play('prepare nodes', 'all', [ensureSwapOff(), …]);
+ *   await ctx.play('prepare nodes', 'all', [ensureSwapOff()]);
  * });
  */
 export async function preflight(ctx: Pick<PlaybookContext, 'play' | 'planning' | 'inventory'>, pattern: string, options: PreflightOptions = {}): Promise<PreflightResult> {

@@ -52,7 +52,7 @@ export function parseGetenforce(output: string, code: number | null): 'Enforcing
  * {@link selinuxPermissiveConfig}), as the Kubernetes packages' install guide and seed 004 ask. A
  * host without SELinux (no getenforce, no config file: Debian) is in sync. Id: `selinux`.
  *
- * @example await play('rhel', 'all', [ensureSelinuxPermissive()], …)
+ * @example await play('rhel', 'all', [ensureSelinuxPermissive()]);
  */
 export function ensureSelinuxPermissive(options?: TaskOptions): Task<void> {
   return defineTask<Record<string, never>>(

@@ -331,6 +331,7 @@ const handlers = new Map<string, Task<void>>();
  *
  * @example
  * const restartContainerd = restartService('containerd');
+ * const content = 'version = 2\n';
  * ensureFile({ path: '/etc/containerd/config.toml', content }, { notify: [restartContainerd] })
  */
 export function restartService(name: string): Task<void> {
@@ -343,7 +344,9 @@ export function restartService(name: string): Task<void> {
  * cannot reload (`CanReload=no`) fails, saying to use {@link restartService}. It must be active
  * afterwards. Same object for the same unit; id `service:<name>:reload`.
  *
- * @example ensureFile({ path: '/etc/haproxy/haproxy.cfg', content }, { notify: [reloadService('haproxy')] })
+ * @example
+ * const content = 'global\n  maxconn 4096\n';
+ * ensureFile({ path: '/etc/haproxy/haproxy.cfg', content }, { notify: [reloadService('haproxy')] })
  */
 export function reloadService(name: string): Task<void> {
   return handler('reload', name);
