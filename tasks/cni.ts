@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { isMap, isScalar, isSeq, parseAllDocuments, type Document, type YAMLMap, type YAMLSeq } from 'yaml';
 import { sh } from '../runner/quote.js';
 import { defineTask, type PerHostParams, type Task, type TaskOptions } from '../runner/task.js';
-import { ADMIN_CONF } from './kubeadm.js';
+import { ADMIN_CONF, CA_CERT } from './kubeadm.js';
 
 export type CniName = 'weave' | 'calico' | 'flannel' | 'cilium';
 
@@ -217,7 +217,8 @@ export function verifyAndPatch(p: CniParams, url: string, bytes: Buffer): { mani
 /**
  * Installs a pod network (CNI) with the pod CIDR patched in: downloads the manifest on the
  * controller (once per run), patches it in TypeScript, applies it with kubectl on a control plane.
- * In sync when the same patched manifest (by sha256) was applied before. Run it with `runOnce`.
+ * In sync when the same patched manifest (by sha256) was applied before to the same cluster (by
+ * its CA certificate). Run it with `runOnce`.
  *
  * @example installCni({ name: 'calico', podCidr: '10.10.0.0/16' })
  */
@@ -230,7 +231,11 @@ export function installCni(params: PerHostParams<CniParams>, options?: TaskOptio
     if (!manifests.has(key)) manifests.set(key, fetchManifest(url).then((bytes) => verifyAndPatch(p, url, bytes)));
     return manifests.get(key)!;
   };
-  const stampOf = (p: CniParams, manifest: string) => `${p.name} sha256:${createHash('sha256').update(manifest).digest('hex')}\n`;
+  const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
+  // The stamp names the cluster too (its CA): a stamp left by a cluster that was reset and built
+  // again on the same host (kubeadm reset keeps /etc/kubernetes/capstan-cni) must not pass for
+  // the new cluster, whose API server has never seen the manifest.
+  const stampOf = (p: CniParams, manifest: string, caCert: string | null) => `${p.name} sha256:${sha256(manifest)} cluster-ca:${caCert === null ? 'none' : sha256(caCert)}\n`;
   return defineTask<CniParams>(
     {
       kind: 'cni',
@@ -243,10 +248,10 @@ export function installCni(params: PerHostParams<CniParams>, options?: TaskOptio
         if (p.sha256 !== undefined && !/^[0-9a-fA-F]{64}$/.test(p.sha256)) throw new Error(`sha256 must be 64 hex digits, got ${JSON.stringify(p.sha256)}`);
         if (p.name === 'cilium' && !p.manifestUrl) throw new Error('cilium has no plain manifest upstream: pass manifestUrl (e.g. rendered with helm template)');
       },
-      probes: () => [{ kind: 'read', path: CNI_STAMP }],
+      probes: () => [{ kind: 'read', path: CNI_STAMP }, { kind: 'read', path: CA_CERT }],
       async check(ctx, p) {
         const { manifest, downloadedSha256, pinned } = await patched(p);
-        const stamp = stampOf(p, manifest);
+        const stamp = stampOf(p, manifest, await ctx.readText(CA_CERT));
         const current = await ctx.readText(CNI_STAMP);
         if (current === stamp) return [];
         // Unpinned: say which download is applied, so the user can pin it (cni_manifest_sha256).
@@ -256,7 +261,7 @@ export function installCni(params: PerHostParams<CniParams>, options?: TaskOptio
       async apply(ctx, p) {
         const { manifest } = await patched(p);
         await ctx.run(sh`kubectl --kubeconfig=${ADMIN_CONF} apply -f -`, { stdin: manifest, timeoutMs: 300_000 });
-        await ctx.writeFile(CNI_STAMP, stampOf(p, manifest), { mode: '0644' });
+        await ctx.writeFile(CNI_STAMP, stampOf(p, manifest, await ctx.readText(CA_CERT)), { mode: '0644' });
       },
     },
     params,
