@@ -135,7 +135,8 @@ export class VarReader {
 }
 
 const CIDR = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$/;
-const USER = /^[a-z_][a-z0-9_.-]*\$?$/i;
+/** A login name as useradd accepts it (kubeconfig_user). */
+export const USER = /^[a-z_][a-z0-9_.-]*\$?$/i;
 const PROCESS_NAME = /^[^\s/]{1,15}$/;
 const CONTEXT_NAME = /^[A-Za-z0-9._@-]+$/;
 

@@ -40,3 +40,7 @@ export { renderKubeApiserverUnit, renderKubeControllerManagerUnit, renderKubeSch
 export type { ControlPlaneParams, KubeApiserverOptions, KubeControllerManagerOptions, KubeSchedulerOptions, HttpCheckParams, NginxSiteParams, FrontEndServer } from './control-plane.js';
 export { ensureEtcdMember, etcdHealthy, renderEtcdUnit } from './etcd.js';
 export type { EtcdMemberParams } from './etcd.js';
+
+// Day 2: a node back to before kubeadm init/join
+export { kubeadmReset, removeCniState, removeKubernetesNetfilter, removeCniInterfaces, removeAdminKubeconfigCopies, kubernetesNetfilter, withoutKubernetesNetfilter } from './reset.js';
+export type { KubernetesNetfilter, KubeconfigCopiesParams } from './reset.js';

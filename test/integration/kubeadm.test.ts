@@ -11,6 +11,7 @@ import { capstan, eventsOf, recapOf } from '../helpers/cli.js';
 import { installKubernetesStandIns } from '../lab/install.js';
 import { caCertHash } from '../../tasks/kubeadm.js';
 import { expectNothingChanged } from '../helpers/recap.js';
+import { capstanOnTerminal } from '../helpers/pty.js';
 
 const PLAYBOOK = 'test/fixtures/playbooks/kubeadm-lab.ts';
 const TOKEN = /\b[a-z0-9]{6}\.[a-z0-9]{16}\b/;
@@ -122,5 +123,67 @@ describe('kubeadm lifecycle on lab hosts (Kubernetes stand-ins)', function () {
     const run = await capstan([...args.slice(0, -2)]);
     expect(run.code).to.equal(2);
     expect(run.stdout + run.stderr).to.include('kubeadm init stopped before it finished (missing ConfigMap kube-public/cluster-info): the API server answers, so Capstan will not re-initialise it.');
+  });
+
+  describe('reset (playbooks/reset.ts) on this cluster, then a new cluster on the same hosts', () => {
+    const HOSTS = ['cp1', 'w1', 'w2', 'w3'];
+    const ACTION = 'kubeadm reset on w1, w2, w3, cp1 of cluster "kubernetes": certificates, etcd data, kubelet state and the pod network\'s rules are deleted';
+    const KEEP_RULE = '-A INPUT -p tcp -m tcp --dport 2222 -m comment --comment capstan-keep -j ACCEPT';
+    const reset = () => ['run', 'playbooks/reset.ts', '-i', lab.inventoryPath];
+    let oldCa = '';
+    /** What kubeadm, the CNI and kube-proxy left on a host: files under /etc/kubernetes, CNI state, Kubernetes chains, CNI links. */
+    const leftovers = async (host: string) =>
+      (await sshToLab(lab, host, "find /etc/kubernetes /var/lib/kubelet /etc/cni/net.d /var/lib/cni -type f 2>/dev/null | sort; iptables-save | grep -E '^:(KUBE-|FLANNEL-|CNI-)' | cut -d' ' -f1 | sort; ip -o link show | grep -oE '^[0-9]+: (cni0|flannel\\.1)' ; true")).stdout;
+
+    it('refuses without a terminal or -e confirm, and with another name, before contacting any host', async () => {
+      const unconfirmed = await capstan(reset());
+      expect([unconfirmed.code, unconfirmed.stdout, unconfirmed.stderr]).to.deep.equal([1, '', `capstan: ${ACTION}: this needs a confirmation and there is no terminal to ask on; pass -e confirm=kubernetes (nothing was changed)\n`]);
+      const wrong = await capstan([...reset(), '-e', 'confirm=production']);
+      expect([wrong.code, wrong.stdout, wrong.stderr]).to.deep.equal([1, '', `capstan: -e confirm=production does not match "kubernetes", so nothing was changed: ${ACTION}\n`]);
+      expect((await sshToLab(lab, 'cp1', 'test -f /etc/kubernetes/admin.conf && echo there')).stdout).to.equal('there\n');
+      oldCa = (await sshToLab(lab, 'cp1', 'cat /etc/kubernetes/pki/ca.crt')).stdout;
+    });
+
+    it('--check asks nothing, lists what each host would lose, and changes nothing', async () => {
+      const fingerprint = 'find /etc /var/lib/kubelet /var/lib/cni -xdev -type f -exec sha256sum {} + 2>/dev/null | sort | sha256sum; iptables-save | grep -v "^#" | sha256sum';
+      const before = await Promise.all(HOSTS.map((h) => sshToLab(lab, h, fingerprint)));
+      const check = await capstan([...reset(), '--check', '--json']);
+      expect(check.code, check.stderr).to.equal(0);
+      const tasks = eventsOf(check.stdout).filter((e) => e.type === 'task') as { host: string; task: string; status: string; drift: { subject: string; current: string }[] }[];
+      const cp1Reset = tasks.find((t) => t.host === 'cp1' && t.task === 'kubeadm:reset')!;
+      expect(cp1Reset.status).to.equal('changed');
+      expect(cp1Reset.drift[0]!.subject).to.equal('kubeadm state');
+      for (const path of ['/etc/kubernetes/admin.conf', '/etc/kubernetes/manifests', '/etc/kubernetes/pki', '/var/lib/kubelet/config.yaml', '/etc/kubernetes/kubeadm-config.yaml']) expect(cp1Reset.drift[0]!.current.split(', ')).to.include(path);
+      expect(tasks.find((t) => t.host === 'cp1' && t.task === 'kubeconfig-copies:removed')!.drift).to.deep.equal([{ subject: 'admin.conf copies', current: '/root/.kube/config', desired: 'none' }]);
+      for (const host of HOSTS) {
+        const statuses = Object.fromEntries(tasks.filter((t) => t.host === host).map((t) => [t.task, t.status]));
+        expect(statuses, host).to.deep.include({ 'kubeadm:reset': 'changed', 'cni-state:removed': 'changed', 'kubernetes-netfilter:removed': 'changed' });
+      }
+      const after = await Promise.all(HOSTS.map((h) => sshToLab(lab, h, fingerprint)));
+      expect(after.map((r) => r.stdout)).to.deep.equal(before.map((r) => r.stdout));
+    });
+
+    it('on a terminal: asks for the cluster name, resets workers then the control plane, and keeps the host firewall\'s own rules', async () => {
+      await sshToLab(lab, 'w1', `iptables ${KEEP_RULE}`);
+      expect(await leftovers('w1')).to.match(/:KUBE-SERVICES/);
+      const run = await capstanOnTerminal(reset(), { prompt: 'to go on: ', reply: 'kubernetes' });
+      expect(run.code, run.output).to.equal(0);
+      expect(run.output.startsWith(`${ACTION}\nType "kubernetes" to go on: kubernetes\n`), run.output).to.equal(true);
+      expect(run.output.match(/^PLAY \[[^\]]+\]/gm)).to.deep.equal(['PLAY [kubeconfig copies]', 'PLAY [reset workers]', 'PLAY [reset control plane cp1]']);
+      for (const host of HOSTS) expect(await leftovers(host), host).to.equal('');
+      expect((await sshToLab(lab, 'w1', 'iptables -S INPUT')).stdout).to.include(`${KEEP_RULE}\n`);
+      expect((await sshToLab(lab, 'cp1', 'ls -A /root/.kube; systemctl is-active kubelet; true')).stdout).to.equal('inactive\n');
+    });
+
+    it('a second reset changes nothing, and the topology\'s playbook builds a new cluster on the hosts', async () => {
+      const again = await capstan([...reset(), '-e', 'confirm=kubernetes', '--json']);
+      expect(again.code, again.stderr).to.equal(0);
+      expectNothingChanged(again.stdout, HOSTS);
+      const rebuilt = await capstan(args);
+      expect(rebuilt.code, rebuilt.stdout.slice(-3000) + rebuilt.stderr).to.equal(0);
+      expect((await sshToLab(lab, 'cp1', "kubectl get nodes --no-headers | awk '{print $1, $2}'")).stdout).to.equal('cp1 Ready\nw1 Ready\nw2 Ready\n');
+      const newHash = caCertHash((await sshToLab(lab, 'cp1', 'cat /etc/kubernetes/pki/ca.crt')).stdout);
+      expect(newHash, 'a new cluster has a new CA').not.to.equal(caCertHash(oldCa));
+    });
   });
 });
