@@ -8,6 +8,7 @@ import { inventoryFromHosts } from '../../runner/inventory/index.js';
 import { playbook } from '../../runner/playbook.js';
 import { PROFILE_SLOWEST_TASKS, profileLines, profileOf, withProfile } from '../../runner/report/profile.js';
 import { PlainReporter } from '../../runner/report/plain.js';
+import { TtyReporter } from '../../runner/report/tty.js';
 import { runPlaybook } from '../../runner/run.js';
 import { ensureFile } from '../../tasks/index.js';
 
@@ -58,6 +59,22 @@ describe('--profile (runner/report/profile.ts)', () => {
       '      -  init (stopped the playbook)',
       '    1.0    n1',
     ]);
+  });
+
+  it('the TTY reporter prints the recap table, the profile, then "finished in"', async () => {
+    let text = '';
+    const reporter = new TtyReporter((t) => (text += t), { diff: false, verbose: false });
+    await reporter.emit({
+      type: 'recap',
+      hosts: { n1: { ok: 1, changed: 0, failed: 0, skipped: 0, unreachable: false } },
+      durationMs: 1234,
+      profile: { slowest: [{ host: 'n1', task: 'file:/x', title: 'file /x', durationMs: 1000 }], plays: [{ title: 'p', durationMs: 1200, hosts: [{ host: 'n1', durationMs: 1100 }] }] },
+    });
+    await reporter.close();
+    expect(text).to.equal(
+      '\nRECAP\nHOST  ok  changed  failed  skipped  unreachable\nn1     1        0       0        0  no\n\nSLOWEST TASKS\nSECONDS  HOST  TASK\n    1.0  n1    file /x\n\n' +
+        "PLAYS (wall time, then each host's)\nSECONDS  PLAY / HOST\n    1.2  p\n    1.1    n1\nfinished in 1.2 s\n",
+    );
   });
 
   it(`lists at most ${PROFILE_SLOWEST_TASKS} tasks`, () => {
