@@ -3,6 +3,9 @@ import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { CapstanError, InputError, PlaybookError, errorMessage } from './errors.js';
 import type { Reporter } from './events.js';
+import type { Playbook } from './playbook.js';
+import type { RunLog } from './report/run-log.js';
+import type { PlanSettings, RunSettings, RunSummary } from './run.js';
 import { Secret } from './secret.js';
 import { askOnTerminal, Confirmation } from './confirm.js';
 
@@ -35,9 +38,16 @@ capstan run <playbook.ts> --lab [-i <inventory>] [options]
   -K, --ask-become-pass      prompt for the sudo password (never echoed or logged)
       --accept-new-host-keys accept and record unknown host keys (changed keys are always refused)
       --timeout SECONDS      per-command timeout (default 600)
-      --json                 one JSON event per line; the last line is the recap
+      --json                 one JSON event per line; the last line is the recap (with the run's durationMs)
   -v, --verbose              show command output of changed tasks
-  -h, --help`;
+      --profile              add the slowest tasks and each play's wall time, per host, to the recap
+      --list-hosts           print the plays and the hosts each would run on, contact no host, exit
+      --list-tasks           print the plays and their tasks, contact no host, exit
+  -h, --help
+
+Every run writes its JSON events (as --json, secrets redacted) to ~/.capstan/runs/<UTC time>-<playbook>.jsonl
+(CAPSTAN_RUNS_DIR overrides the directory; the newest 50 logs are kept), ends with "finished in N s",
+and prints the log's path when it failed.`;
 
 const EXEC_HELP = `capstan exec -i <inventory> <pattern> [options] -- <command...>
 
@@ -204,6 +214,9 @@ async function runCommand(args: string[]): Promise<number> {
       verbose: { type: 'boolean', short: 'v' },
       'extra-vars': { type: 'string', short: 'e', multiple: true },
       lab: { type: 'boolean' },
+      profile: { type: 'boolean' },
+      'list-hosts': { type: 'boolean' },
+      'list-tasks': { type: 'boolean' },
     },
     RUN_HELP,
   );
@@ -213,22 +226,66 @@ async function runCommand(args: string[]): Promise<number> {
   }
   if (positionals.length !== 1) throw new InputError(`run takes one playbook file\n\n${RUN_HELP}`);
   const playbookPath = positionals[0]!;
-  if (values.lab) return runOnLab(playbookPath, values);
+  const listing = { hosts: values['list-hosts'] === true, tasks: values['list-tasks'] === true };
+  if ((listing.hosts || listing.tasks) && values.json) throw new InputError(`--list-hosts and --list-tasks print text: drop --json\n\n${RUN_HELP}`);
+  if (values.lab) return runOnLab(playbookPath, values, listing);
   const inventory = await loadInventoryFile(values.inventory, RUN_HELP);
   const playbook = await loadPlaybook(playbookPath);
   const limit = await limitOf(values.limit);
   const extraVars = parseExtraVars(values['extra-vars']);
   const forks = forksOf(values.forks);
-  const { planPlaybook, runPlaybook } = await import('./run.js');
+  const { planPlaybook } = await import('./run.js');
   const checkMode = values.check === true;
+  const settings = { inventory, checkMode, extraVars, ...(limit ? { limit } : {}) };
+  // A listing changes nothing, so it asks for no confirmation.
+  if (listing.hosts || listing.tasks) return listPlan(playbook, { ...settings, confirmation: new Confirmation({ checkMode: true, extraVars }) }, listing);
   const confirmation = new Confirmation({ checkMode, extraVars }, askOnTerminal);
-  const settings = { inventory, checkMode, extraVars, confirmation, ...(limit ? { limit } : {}) };
-  const selected = await planPlaybook(playbook, settings); // before the -K prompt and any connection: bad input costs nothing
+  const selected = await planPlaybook(playbook, { ...settings, confirmation }); // before the -K prompt and any connection: bad input costs nothing
   const connect = await connectionSettings(values, selected);
-  const reporter = await makeReporter({ json: values.json === true, diff: values.diff === true, verbose: values.verbose === true });
+  return executeRun(playbookPath, playbook, { ...settings, confirmation, forks, connect }, values);
+}
+
+/** --list-hosts / --list-tasks: the plan, validated as for a run, printed; no host is contacted. */
+async function listPlan(playbook: Playbook, settings: PlanSettings, show: { hosts: boolean; tasks: boolean }): Promise<number> {
+  const { planPlays } = await import('./run.js');
+  const { planListing } = await import('./report/plan.js');
+  process.stdout.write(planListing(playbook.name, await planPlays(playbook, settings), show, settings.extraVars));
+  return 0;
+}
+
+/**
+ * Runs a planned playbook with its reporters: the display (--json, TTY or plain), the run log
+ * (runner/report/run-log.ts) and, with --profile, the profile added to the recap. Afterwards, on
+ * stderr: with --json the "finished in" line (stdout stays JSON); on failure the log's path and the retry file.
+ */
+async function executeRun(
+  playbookPath: string,
+  playbook: Playbook,
+  settings: Omit<RunSettings, 'reporter' | 'signal'>,
+  flags: { json?: boolean; diff?: boolean; verbose?: boolean; profile?: boolean },
+): Promise<number> {
+  const { runPlaybook } = await import('./run.js');
+  const { openRunLog, runsDirectory, teeReporter } = await import('./report/run-log.js');
+  const warn = (message: string) => void process.stderr.write(`capstan: warning: ${message}\n`);
+  const display = await makeReporter({ json: flags.json === true, diff: flags.diff === true, verbose: flags.verbose === true });
+  let log: RunLog | undefined;
+  try {
+    log = openRunLog({ dir: runsDirectory(), playbookPath, diff: flags.diff === true, warn });
+  } catch (error) {
+    // The hosts matter more than the log: say so, and run.
+    warn(`this run is not logged: ${errorMessage(error)}`);
+  }
+  let reporter = log ? teeReporter(log.reporter, display) : display;
+  if (flags.profile) reporter = (await import('./report/profile.js')).withProfile(reporter);
   const interrupt = interruptOnSigint();
-  const summary = await runPlaybook(playbook, { ...settings, forks, reporter, connect, signal: interrupt.signal }).finally(interrupt.dispose);
-  await reporter.close();
+  let summary: RunSummary;
+  try {
+    summary = await runPlaybook(playbook, { ...settings, reporter, signal: interrupt.signal }).finally(interrupt.dispose);
+  } finally {
+    await reporter.close();
+  }
+  if (flags.json) process.stderr.write(`${(await import('./report/format.js')).finishedLine(summary.durationMs)}\n`);
+  if (summary.exitCode !== 0 && log) process.stderr.write(`run log: ${log.path}\n`);
   if (summary.failedHosts.length) await writeRetryFile(playbookPath, summary.failedHosts);
   return summary.exitCode;
 }
@@ -240,19 +297,23 @@ async function runCommand(args: string[]): Promise<number> {
  */
 async function runOnLab(
   playbookPath: string,
-  values: { inventory?: string; limit?: string; forks?: string; check?: boolean; diff?: boolean; json?: boolean; verbose?: boolean; 'extra-vars'?: string[] } & Parameters<typeof connectionSettings>[0],
+  values: { inventory?: string; limit?: string; forks?: string; check?: boolean; diff?: boolean; json?: boolean; verbose?: boolean; profile?: boolean; 'extra-vars'?: string[] } & Parameters<typeof connectionSettings>[0],
+  listing: { hosts: boolean; tasks: boolean },
 ): Promise<number> {
   const playbook = await loadPlaybook(playbookPath);
   const limit = await limitOf(values.limit);
   const userVars = parseExtraVars(values['extra-vars']);
   const forks = forksOf(values.forks);
-  const { planPlaybook, runPlaybook } = await import('./run.js');
+  const { planPlaybook } = await import('./run.js');
   const { exampleInventoryOf, prepareLabRun } = await import('./lab-run.js');
   // Plan against the inventory whose shape the lab takes first: bad input costs no lab.
   const shape = await loadInventoryFile(values.inventory ?? (await exampleInventoryOf(playbookPath)), RUN_HELP);
   const checkMode = values.check === true;
+  const shapeSettings = { inventory: shape, checkMode, extraVars: userVars, ...(limit ? { limit } : {}) };
+  // The lab's hosts have the shape's names and groups: its plan is the lab's, with no lab brought up.
+  if (listing.hosts || listing.tasks) return listPlan(playbook, { ...shapeSettings, confirmation: new Confirmation({ checkMode: true, extraVars: userVars }) }, listing);
   const confirmation = new Confirmation({ checkMode, extraVars: userVars }, askOnTerminal);
-  await planPlaybook(playbook, { inventory: shape, checkMode, extraVars: userVars, confirmation, ...(limit ? { limit } : {}) });
+  await planPlaybook(playbook, { ...shapeSettings, confirmation });
   const log = (line: string) => void process.stderr.write(`${line}\n`);
   const lab = await prepareLabRun({ playbookPath, ...(values.inventory ? { inventoryPath: values.inventory } : {}), log });
   try {
@@ -261,16 +322,12 @@ async function runOnLab(
     const settings = { inventory, checkMode, extraVars, confirmation, ...(limit ? { limit } : {}) };
     await planPlaybook(playbook, settings);
     const connect = await connectionSettings(values);
-    const reporter = await makeReporter({ json: values.json === true, diff: values.diff === true, verbose: values.verbose === true });
-    const interrupt = interruptOnSigint();
-    const summary = await runPlaybook(playbook, { ...settings, forks, reporter, connect, signal: interrupt.signal }).finally(interrupt.dispose);
-    await reporter.close();
-    if (summary.failedHosts.length) await writeRetryFile(playbookPath, summary.failedHosts);
+    const exitCode = await executeRun(playbookPath, playbook, { ...settings, forks, connect }, values);
     const firstVars = { ...([...inventory.hosts.values()][0]?.vars ?? {}), ...extraVars };
     const context = typeof firstVars.kubeconfig_context === 'string' ? firstVars.kubeconfig_context : playbook.name;
     const kubeconfigPath = typeof firstVars.kubeconfig_path === 'string' ? firstVars.kubeconfig_path : '~/.kube/config';
     log(lab.summary(playbookPath, { kubeconfigPath, context }));
-    return summary.exitCode;
+    return exitCode;
   } finally {
     await lab.close();
   }

@@ -19,10 +19,21 @@ export type RunEvent =
   | { type: 'task-start'; host: string; task: string; title: string }
   | { type: 'log'; host: string; task: string; line: string }
   | { type: 'unreachable'; host: string; message: string }
-  | { type: 'host-done'; host: string }
-  | { type: 'play-end'; title: string }
+  /** A host's part of a play is over; `durationMs` is its wall time in the play `play`. */
+  | { type: 'host-done'; host: string; play: string; durationMs: number }
+  /** `durationMs`: the play's wall time, from its start to its last host's end. */
+  | { type: 'play-end'; title: string; durationMs: number }
   | { type: 'error'; message: string }
-  | { type: 'recap'; hosts: Record<string, HostRecap> };
+  /** The last event. `durationMs`: the whole run's wall time; `profile` with --profile. */
+  | { type: 'recap'; hosts: Record<string, HostRecap>; durationMs: number; profile?: RunProfile };
+
+/** What --profile adds to the recap: the slowest tasks and each play's wall time, per host. */
+export interface RunProfile {
+  /** Slowest first; at most PROFILE_SLOWEST_TASKS (runner/report/profile.ts). */
+  slowest: { host: string; task: string; title: string; durationMs: number }[];
+  /** In the order the plays started; `durationMs` is missing for a play that stopped the playbook. */
+  plays: { title: string; durationMs?: number; hosts: { host: string; durationMs: number }[] }[];
+}
 
 export interface HostRecap {
   ok: number;

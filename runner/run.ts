@@ -32,6 +32,8 @@ export interface RunSummary {
   exitCode: number;
   /** Hosts that failed or were unreachable, for a --limit @retry re-run. */
   failedHosts: string[];
+  /** The run's wall time, as in the recap event. */
+  durationMs: number;
 }
 
 /**
@@ -39,8 +41,33 @@ export interface RunSummary {
  * conflicts. Returns the hosts its plays select (in inventory order), for checks of their
  * connection settings before any host is contacted.
  */
-export async function planPlaybook(playbook: Playbook, settings: Pick<RunSettings, 'inventory' | 'limit' | 'extraVars' | 'checkMode' | 'confirmation'>): Promise<InventoryHost[]> {
+export async function planPlaybook(playbook: Playbook, settings: PlanSettings): Promise<InventoryHost[]> {
+  return (await plan(playbook, settings)).hosts;
+}
+
+/** What planning needs of the run settings. */
+export type PlanSettings = Pick<RunSettings, 'inventory' | 'limit' | 'extraVars' | 'checkMode' | 'confirmation'>;
+
+/** A play as the planning pass sees it: the hosts it would run on (runOnce: the first) and its tasks. */
+export interface PlannedPlay {
+  title: string;
+  pattern: string;
+  hosts: InventoryHost[];
+  tasks: Task<unknown>[];
+  options: PlayOptions;
+}
+
+/**
+ * The plays a playbook would run, in order, validated as {@link planPlaybook} does, without any
+ * connection (for --list-hosts and --list-tasks). Hosts that drop out during a real run are still listed.
+ */
+export async function planPlays(playbook: Playbook, settings: PlanSettings): Promise<PlannedPlay[]> {
+  return (await plan(playbook, settings)).plays;
+}
+
+async function plan(playbook: Playbook, settings: PlanSettings): Promise<{ hosts: InventoryHost[]; plays: PlannedPlay[] }> {
   const selected = new Set<string>();
+  const plays: PlannedPlay[] = [];
   const claims = new Map<string, { desired: string; where: string }>(); // key: host + task id
   const confirmation = settings.confirmation ?? new Confirmation(settings);
   const ctx: PlaybookContext = {
@@ -53,7 +80,9 @@ export async function planPlaybook(playbook: Playbook, settings: Pick<RunSetting
     play: async (title, pattern, tasks, options = {}) => {
       validatePlayOptions(title, options);
       const hosts = selectHosts(settings.inventory, pattern, settings.limit);
-      for (const host of options.runOnce ? hosts.slice(0, 1) : hosts) selected.add(host.name);
+      const planned = options.runOnce ? hosts.slice(0, 1) : hosts;
+      plays.push({ title, pattern, hosts: planned, tasks, options });
+      for (const host of planned) selected.add(host.name);
       tasks.forEach((task, index) => {
         if (!task.static) return; // per-host parameters: validated and checked for conflicts when bound
         for (const host of options.runOnce ? hosts.slice(0, 1) : hosts) {
@@ -69,7 +98,8 @@ export async function planPlaybook(playbook: Playbook, settings: Pick<RunSetting
     if (error instanceof CapstanError) throw error;
     throw new PlaybookError(`playbook "${playbook.name}" threw while planning (before any host was contacted): ${errorMessage(error)}`, { cause: error });
   }
-  return [...settings.inventory.hosts.values()].filter((h) => selected.has(h.name));
+  const hosts = [...settings.inventory.hosts.values()].filter((h) => selected.has(h.name));
+  return { hosts, plays };
 }
 
 function claim(claims: Map<string, { desired: string; where: string }>, host: string, task: BoundTask, where: string): void {
@@ -148,6 +178,7 @@ class PlaybookRun {
 
   async run(): Promise<RunSummary> {
     const emit = (event: RunEvent) => this.settings.reporter.emit(event);
+    const started = performance.now();
     await emit({ type: 'start', playbook: this.playbook.name, check: this.settings.checkMode, hosts: this.settings.inventory.hosts.size });
     let aborted = false;
     try {
@@ -158,7 +189,8 @@ class PlaybookRun {
     } finally {
       await Promise.allSettled([...this.#hosts.values()].map((host) => host.close()));
     }
-    await emit({ type: 'recap', hosts: this.#recap });
+    const durationMs = elapsedSince(started);
+    await emit({ type: 'recap', hosts: this.#recap, durationMs });
     const values = Object.values(this.#recap);
     const exitCode = this.settings.signal?.aborted
       ? 99 // Ansible's code for "User interrupted execution"
@@ -168,7 +200,7 @@ class PlaybookRun {
           ? 2
           : 0;
     const failedHosts = Object.entries(this.#recap).filter(([, h]) => h.unreachable || h.failed > 0).map(([name]) => name);
-    return { recap: this.#recap, exitCode, failedHosts };
+    return { recap: this.#recap, exitCode, failedHosts, durationMs };
   }
 
   #context(): PlaybookContext {
@@ -185,6 +217,7 @@ class PlaybookRun {
 
   async #play(title: string, pattern: string, tasks: Task<unknown>[], options: PlayOptions): Promise<PlayResult> {
     if (this.settings.signal?.aborted) throw new PlaybookError(`interrupted (Ctrl-C): play "${title}" and the plays after it were not started`);
+    const started = performance.now();
     let hosts = selectHosts(this.settings.inventory, pattern, this.settings.limit).filter((h) => !this.#dropped.has(h.name));
     if (options.runOnce) hosts = hosts.slice(0, 1);
     await this.settings.reporter.emit({ type: 'play', title, pattern, hosts: hosts.map((h) => h.name) });
@@ -208,7 +241,7 @@ class PlaybookRun {
         throw new PlaybookError(`play "${title}": ${failed.length} of ${batch.length} hosts failed, over maxFailPercent ${options.maxFailPercent}: stopping`);
       }
     }
-    await this.settings.reporter.emit({ type: 'play-end', title });
+    await this.settings.reporter.emit({ type: 'play-end', title, durationMs: elapsedSince(started) });
     return new PlayResult(title, results);
   }
 
@@ -248,7 +281,9 @@ class PlaybookRun {
 
   async #runHost(playTitle: string, inventoryHost: InventoryHost, tasks: Task<unknown>[]): Promise<HostPlayResult> {
     const name = inventoryHost.name;
+    const started = performance.now();
     const emit = (event: RunEvent) => this.settings.reporter.emit(event);
+    const hostDone = () => emit({ type: 'host-done', host: name, play: playTitle, durationMs: elapsedSince(started) });
     const recap = this.#recapOf(name);
     const values = new Map<Task<unknown>, unknown>();
     let host: Host;
@@ -257,12 +292,12 @@ class PlaybookRun {
       host = this.#hostFor(inventoryHost); // inside the try: bad connection vars fail this host, not the run
       view = await this.#view(inventoryHost, host);
     } catch (error) {
-      if (error instanceof TransportError) return this.#unreachable(name, errorMessage(error), values);
+      if (error instanceof TransportError) return this.#unreachable(name, errorMessage(error), values, hostDone);
       // Not a network problem (a missing key file, a refused sudo): the host failed, with the reason.
       this.#dropped.add(name);
       recap.failed++;
       await emit({ type: 'task', host: name, task: 'connect', title: 'connect', status: 'failed', drift: [], message: errorMessage(error), durationMs: 0 });
-      await emit({ type: 'host-done', host: name });
+      await hostDone();
       return { status: 'failed', values };
     }
     const state = this.#states.get(name) ?? { pendingChanges: [] };
@@ -334,7 +369,7 @@ class PlaybookRun {
         continue;
       }
       if (outcome.unreachable) {
-        return this.#unreachable(name, outcome.message ?? 'connection lost', values);
+        return this.#unreachable(name, outcome.message ?? 'connection lost', values, hostDone);
       }
       recap[outcome.status === 'changed' ? 'changed' : outcome.status === 'failed' ? 'failed' : 'ok']++;
       if (outcome.status === 'failed') {
@@ -356,7 +391,7 @@ class PlaybookRun {
         queue.push(...notified.splice(0).map((h) => ({ task: h, index: -1, handler: true })));
       }
     }
-    await emit({ type: 'host-done', host: name });
+    await hostDone();
     return { status, values };
   }
 
@@ -397,11 +432,16 @@ class PlaybookRun {
     }
   }
 
-  async #unreachable(name: string, message: string, values: Map<Task<unknown>, unknown>): Promise<HostPlayResult> {
+  async #unreachable(name: string, message: string, values: Map<Task<unknown>, unknown>, hostDone: () => Promise<void> | void): Promise<HostPlayResult> {
     this.#dropped.add(name);
     this.#recapOf(name).unreachable = true;
     await this.settings.reporter.emit({ type: 'unreachable', host: name, message });
-    await this.settings.reporter.emit({ type: 'host-done', host: name });
+    await hostDone();
     return { status: 'unreachable', values };
   }
+}
+
+/** Milliseconds since a performance.now() reading, whole (the events' unit). */
+function elapsedSince(started: number): number {
+  return Math.round(performance.now() - started);
 }

@@ -37,6 +37,11 @@ export function recapTable(hosts: Record<string, HostRecap>): string[] {
   return lines;
 }
 
+/** The line that ends every run's human output: `finished in 41.2 s`. */
+export function finishedLine(durationMs: number): string {
+  return `finished in ${(durationMs / 1000).toFixed(1)} s`;
+}
+
 /**
  * Shows control characters from hosts (command output, messages, file names) as `\xNN` so they cannot
  * move the cursor, clear the screen or retitle the terminal. Newlines and tabs are kept. --json keeps the raw text.

@@ -1,5 +1,6 @@
 import type { Reporter, RunEvent } from '../events.js';
-import { driftLines, escapeControl, recapTable, statusWord } from './format.js';
+import { driftLines, escapeControl, finishedLine, recapTable, statusWord } from './format.js';
+import { profileLines } from './profile.js';
 
 /**
  * Plain lines for logs and pipes: every line starts with the host name, so lines from hosts running
@@ -43,6 +44,8 @@ export class PlainReporter implements Reporter {
       case 'recap':
         out('\nRECAP');
         for (const line of recapTable(event.hosts)) out(line);
+        for (const line of event.profile ? profileLines(event.profile) : []) out(line);
+        out(finishedLine(event.durationMs));
         break;
       default:
         break;

@@ -1,6 +1,7 @@
 import { Listr, type ListrTaskWrapper } from 'listr2';
 import type { Reporter, RunEvent } from '../events.js';
-import { driftLines, escapeControl, recapTable, statusWord } from './format.js';
+import { driftLines, escapeControl, finishedLine, recapTable, statusWord } from './format.js';
+import { profileLines } from './profile.js';
 
 interface Row {
   ok: number;
@@ -79,7 +80,7 @@ export class TtyReporter implements Reporter {
         this.#write(`ERROR: ${event.message}\n`);
         break;
       case 'recap':
-        this.#write(`\nRECAP\n${recapTable(event.hosts).join('\n')}\n`);
+        this.#write(`\nRECAP\n${[...recapTable(event.hosts), ...(event.profile ? profileLines(event.profile) : []), finishedLine(event.durationMs)].join('\n')}\n`);
         break;
     }
   }

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { appendFileSync, readFileSync, readdirSync } from 'node:fs';
+import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -24,6 +24,8 @@ export interface LoggedRun {
   /** The retry directory of the run (CAPSTAN_RETRY_DIR or ~/.capstan/retry) and the files in it after the run. */
   retryDir: string;
   retryFiles: Record<string, string>;
+  /** The run logs (runner/report/run-log.ts) in the run's CAPSTAN_RUNS_DIR after the run, by path. */
+  runLogs: Record<string, string>;
 }
 
 /**
@@ -71,10 +73,23 @@ export interface CliResult {
   code: number | null;
   stdout: string;
   stderr: string;
+  /** The run logs the run left in its runs directory, by path (read before a per-run directory is removed). */
+  runLogs: Record<string, string>;
 }
 
-/** The retry files in `dir` as they are right after a run (tests delete their temp dirs before the scan runs). */
-function readRetryFiles(dir: string): Record<string, string> {
+/**
+ * Where per-run runs directories are made: inside CAPSTAN_RUNS_DIR when the suite is given one, else
+ * in the system's temp directory. A test run never writes to the user's ~/.capstan/runs.
+ */
+const RUNS_PARENT = process.env.CAPSTAN_RUNS_DIR ?? tmpdir();
+
+/** A new, empty runs directory for one CLI run (see RUNS_PARENT). */
+export function newRunsDir(): string {
+  return mkdtempSync(join(RUNS_PARENT, 'capstan-runs-'));
+}
+
+/** The files in `dir` as they are right after a run (tests delete their temp dirs before the scan runs). */
+export function readFilesIn(dir: string): Record<string, string> {
   const files: Record<string, string> = {};
   try {
     for (const name of readdirSync(dir)) files[join(dir, name)] = readFileSync(join(dir, name), 'utf8');
@@ -104,7 +119,13 @@ export interface CliProcess {
 
 /** Starts the real `capstan` CLI (runner/bin.mjs) without a TTY; its output is logged like `capstan()`'s. */
 export function startCapstan(args: string[], options: { input?: string; env?: Record<string, string> } = {}): CliProcess {
-  const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, ...options.env }, stdio: ['pipe', 'pipe', 'pipe'] });
+  // Each run gets its own runs directory (unless the test names one), so its logs are its own and
+  // pruning never sees another run's; it is read for the secrets scan and removed when the run ends.
+  const ownRunsDir = options.env?.CAPSTAN_RUNS_DIR === undefined;
+  if (ownRunsDir) mkdirSync(RUNS_PARENT, { recursive: true });
+  const runsDir = options.env?.CAPSTAN_RUNS_DIR ?? newRunsDir();
+  const env = { ...process.env, ...options.env, CAPSTAN_RUNS_DIR: runsDir };
+  const child = spawn(process.execPath, [BIN, ...args], { env, stdio: ['pipe', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout!.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
@@ -114,8 +135,10 @@ export function startCapstan(args: string[], options: { input?: string; env?: Re
     child.on('error', reject);
     child.on('close', (code, signal) => {
       const retryDir = options.env?.CAPSTAN_RETRY_DIR ?? process.env.CAPSTAN_RETRY_DIR ?? join(homedir(), '.capstan', 'retry');
-      record({ args, code, signal, stdout, stderr, retryDir, retryFiles: readRetryFiles(retryDir) });
-      resolve({ code, signal, stdout, stderr });
+      const runLogs = readFilesIn(runsDir);
+      if (ownRunsDir) rmSync(runsDir, { recursive: true, force: true });
+      record({ args, code, signal, stdout, stderr, retryDir, retryFiles: readFilesIn(retryDir), runLogs });
+      resolve({ code, signal, stdout, stderr, runLogs });
     });
   });
   child.stdin!.end(options.input ?? '');
@@ -133,8 +156,8 @@ export function startCapstan(args: string[], options: { input?: string; env?: Re
 
 /** Runs the real `capstan` CLI (runner/bin.mjs) as a user would, without a TTY (plain or --json output). */
 export async function capstan(args: string[], options: { input?: string; env?: Record<string, string> } = {}): Promise<CliResult> {
-  const { code, stdout, stderr } = await startCapstan(args, options).done;
-  return { code, stdout, stderr };
+  const { code, stdout, stderr, runLogs } = await startCapstan(args, options).done;
+  return { code, stdout, stderr, runLogs };
 }
 
 /** The recap line of a --json run, parsed. */

@@ -1,8 +1,8 @@
 import { spawn } from 'node:child_process';
-import { appendFileSync } from 'node:fs';
+import { appendFileSync, rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { quote } from '../../runner/quote.js';
-import { CLI_OUTPUT_LOG, type LoggedRun } from './cli.js';
+import { CLI_OUTPUT_LOG, newRunsDir, readFilesIn, type LoggedRun } from './cli.js';
 
 const BIN = fileURLToPath(new URL('../../runner/bin.mjs', import.meta.url));
 
@@ -19,7 +19,8 @@ export interface TerminalResult {
  */
 export async function capstanOnTerminal(args: string[], typing: { prompt: string; reply: string }, env: Record<string, string> = {}): Promise<TerminalResult> {
   const command = [process.execPath, BIN, ...args].map((word) => quote(word)).join(' ');
-  const child = spawn('script', ['-q', '-e', '-f', '-c', command, '/dev/null'], { env: { ...process.env, TERM: 'dumb', ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
+  const runsDir = newRunsDir();
+  const child = spawn('script', ['-q', '-e', '-f', '-c', command, '/dev/null'], { env: { ...process.env, TERM: 'dumb', CAPSTAN_RUNS_DIR: runsDir, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
   let output = '';
   let typed = false;
   const onData = (chunk: Buffer) => {
@@ -38,7 +39,8 @@ export async function capstanOnTerminal(args: string[], typing: { prompt: string
   child.stdin.destroy();
   // A terminal ends lines with \r\n (and the echo of a typed Enter may add a \r): plain \n here.
   const normalized = output.replace(/\r+\n/g, '\n');
-  const logged: LoggedRun = { args, code, signal: null, stdout: normalized, stderr: '', retryDir: '', retryFiles: {} };
+  const logged: LoggedRun = { args, code, signal: null, stdout: normalized, stderr: '', retryDir: '', retryFiles: {}, runLogs: readFilesIn(runsDir) };
+  rmSync(runsDir, { recursive: true, force: true });
   appendFileSync(CLI_OUTPUT_LOG, `${JSON.stringify(logged)}\n`);
   return { code, output: normalized };
 }

@@ -68,7 +68,9 @@ describe('core: CLI against lab hosts', function () {
     expect(result.code).to.equal(0);
     expect(result.stdout).to.include('PLAYBOOK files (check mode: nothing will be changed)');
     expect(result.stdout).to.include('node3 | would change | line "^log_level\\\\s*=" in /etc/capstan-demo/settings.conf\n    content\n    --- /etc/capstan-demo/settings.conf (current)\n    +++ /etc/capstan-demo/settings.conf (desired)\n    @@ -1,1 +1,1 @@\n    -log_level = debug\n    +log_level = info\n');
-    expect(result.stdout).to.match(/RECAP\nHOST +ok +changed +failed +skipped +unreachable\nnode3 +4 +1 +0 +0 +no\n/);
+    // The recap table, then the run's wall time as the last line (its value is not asserted: no timing in tests).
+    expect(result.stdout).to.match(/RECAP\nHOST +ok +changed +failed +skipped +unreachable\nnode3 +4 +1 +0 +0 +no\nfinished in \d+\.\d s\n$/);
+    expect(result.stderr).not.to.include('run log:'); // a run that succeeded does not point at its log
     expect(result.stdout).not.to.include('node1');
   });
 
@@ -87,6 +89,12 @@ describe('core: CLI against lab hosts', function () {
       expect(unreachable.message).to.match(/node2/);
       const { readFileSync } = await import('node:fs');
       expect(readFileSync(`${retryDir}/files.retry`, 'utf8')).to.equal('node2\n');
+      // The run log holds the very events --json printed, and a failed run names it on stderr.
+      const [logPath, ...others] = Object.keys(result.runLogs);
+      expect(others).to.deep.equal([]);
+      expect(result.runLogs[logPath!]).to.equal(result.stdout);
+      expect(result.stderr).to.include(`run log: ${logPath}\n`);
+      expect(result.stderr).to.match(/^finished in \d+\.\d s\n/m);
     } finally {
       await startHost('node2');
     }

@@ -251,7 +251,8 @@ describe('faults: dropped connections, hung commands, dead hosts, Ctrl-C, interr
     expect(result.stdout).to.match(/RECAP\nHOST +ok +changed +failed +skipped +unreachable\n/);
     expect(result.stdout).to.match(/\nnode1 +\d+ +\d+ +0 +1 +no\n/);
     expect(result.stdout).to.match(/\nnode2 +0 +0 +1 +0 +no\n/);
-    expect(result.stdout).to.match(/\nnode3 +\d+ +\d+ +0 +1 +no\n/);
+    expect(result.stdout).to.match(/\nnode3 +\d+ +\d+ +0 +1 +no\nfinished in \d+\.\d s\n$/);
+    expect(result.stderr).to.include(`run log: ${Object.keys(result.runLogs)[0]}\n`); // a failed run names its log
     for (const name of ['node1', 'node3']) expect(readFileSync(onHost(lab, name, '/root/faults/after-hang'), 'utf8')).to.equal(`${name} went on\n`);
     expect(existsSync(onHost(lab, 'node2', '/root/faults/after-hang'))).to.equal(false);
     const left = await inHost(lab, 'node2', ['pgrep', '-f', '^sleep 600']);

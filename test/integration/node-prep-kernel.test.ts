@@ -100,7 +100,7 @@ describe('node prep on a lab host: swap off, kernel modules, sysctls, cmdline.tx
         '    +net.ipv4.ip_forward = 1\n' +
         '    net.ipv4.ip_forward: 0 → 1\n',
     );
-    expect(result.stdout).to.match(/RECAP\nHOST +ok +changed +failed +skipped +unreachable\nnode1 +0 +4 +0 +0 +no\n/);
+    expect(result.stdout).to.match(/RECAP\nHOST +ok +changed +failed +skipped +unreachable\nnode1 +0 +4 +0 +0 +no\nfinished in \d+\.\d s\n$/);
   });
 
   it('apply converges with exactly the expected files and live values; a second run changes nothing', async () => {

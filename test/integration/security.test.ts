@@ -431,6 +431,10 @@ describe('security: injection, secrets, file modes, host keys', function () {
         env: { CAPSTAN_RETRY_DIR: retryDir, ...env },
       });
       expect(leaks(result.stdout + result.stderr), `secrets in the output of run ${args.join(' ')}`).to.deep.equal([]);
+      // The run log is written on the controller for every run: redacted like --json.
+      const logs = Object.values(result.runLogs);
+      expect(logs, `run logs of run ${args.join(' ')}`).to.have.length(1);
+      expect(leaks(logs.join('')), `secrets in the run log of run ${args.join(' ')}`).to.deep.equal([]);
       return result;
     };
 

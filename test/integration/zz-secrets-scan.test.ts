@@ -7,9 +7,28 @@ import { ALL_TEST_SECRETS, CLI_OUTPUT_LOG, LAB_PASSWORD, secretsIn, TEST_SECRETS
 /**
  * Runs last (mocha loads files in name order, integration after unit): every `capstan` run that any
  * test of this process made through test/helpers/cli.ts was logged with its stdout, stderr and the
- * retry files it left; none of them may contain a known test secret — the lab user's sudo password,
+ * retry files and run logs it left; none of them may contain a known test secret — the lab user's sudo password,
  * the Secret file content and the join token of test/fixtures/playbooks/faults/secrets.ts.
  */
+/** Every known test secret in what one logged run printed or left in its retry files and run logs. */
+function leaksOf(run: LoggedRun): string[] {
+  const hits: string[] = [];
+  const where = `capstan ${run.args.join(' ')}`;
+  for (const [stream, text] of [['stdout', run.stdout], ['stderr', run.stderr]] as const) {
+    for (const secret of secretsIn(text)) {
+      const at = text.indexOf(secret);
+      hits.push(`${where} (${stream}): ${JSON.stringify(secret)} in …${text.slice(Math.max(0, at - 80), at + secret.length + 40)}…`);
+    }
+  }
+  for (const [file, text] of Object.entries(run.retryFiles ?? {})) {
+    for (const secret of secretsIn(text)) hits.push(`${where}: retry file ${file} holds ${JSON.stringify(secret)}`);
+  }
+  for (const [file, text] of Object.entries(run.runLogs ?? {})) {
+    for (const secret of secretsIn(text)) hits.push(`${where}: run log ${file} holds ${JSON.stringify(secret)}`);
+  }
+  return hits;
+}
+
 describe('zz: secrets scan of everything the suite\'s CLI runs printed or wrote', () => {
   it('the scan knows the secrets and tells the lab\'s paths from the lab password', () => {
     expect(LAB_PASSWORD).to.equal(LAB_USER_PASSWORD);
@@ -21,27 +40,20 @@ describe('zz: secrets scan of everything the suite\'s CLI runs printed or wrote'
     expect(secretsIn(`"/var/tmp/capstan-lab/x" and then ${LAB_USER_PASSWORD}`)).to.deep.equal([LAB_USER_PASSWORD]);
   });
 
-  it('no CLI run of this test process printed a secret or wrote one to a retry file', function () {
+  it('the scan reads the run logs, not only what was printed', () => {
+    const run: LoggedRun = { args: ['run', 'p.ts'], code: 0, signal: null, stdout: '', stderr: '', retryDir: '/r', retryFiles: {}, runLogs: { '/runs/x.jsonl': `{"line":"token ${TEST_SECRETS.joinToken}"}\n` } };
+    expect(leaksOf(run)).to.deep.equal([`capstan run p.ts: run log /runs/x.jsonl holds ${JSON.stringify(TEST_SECRETS.joinToken)}`]);
+    expect(leaksOf({ ...run, runLogs: { '/runs/x.jsonl': '{"line":"token ***"}\n' } })).to.deep.equal([]);
+  });
+
+  it('no CLI run of this test process printed a secret or wrote one to a retry file or a run log', function () {
     if (!existsSync(CLI_OUTPUT_LOG)) skipOutsideCi(this, `no CLI run of this process was logged to ${CLI_OUTPUT_LOG} (this file alone)`);
     const runs = readFileSync(CLI_OUTPUT_LOG, 'utf8').split('\n').filter(Boolean).map((line) => JSON.parse(line) as LoggedRun);
-    const hits: string[] = [];
-    let bytes = 0;
-    for (const run of runs) {
-      const where = `capstan ${run.args.join(' ')}`;
-      for (const [stream, text] of [['stdout', run.stdout], ['stderr', run.stderr]] as const) {
-        bytes += text.length;
-        for (const secret of secretsIn(text)) {
-          const at = text.indexOf(secret);
-          hits.push(`${where} (${stream}): ${JSON.stringify(secret)} in …${text.slice(Math.max(0, at - 80), at + secret.length + 40)}…`);
-        }
-      }
-      for (const [file, text] of Object.entries(run.retryFiles ?? {})) {
-        bytes += text.length;
-        for (const secret of secretsIn(text)) hits.push(`${where}: retry file ${file} holds ${JSON.stringify(secret)}`);
-      }
-    }
+    const hits = runs.flatMap(leaksOf);
+    const bytes = runs.reduce((n, run) => n + [run.stdout, run.stderr, ...Object.values(run.retryFiles ?? {}), ...Object.values(run.runLogs ?? {})].reduce((m, t) => m + t.length, 0), 0);
     const withSecrets = runs.filter((run) => run.args.includes('-K') || run.args.some((a) => a.includes('secrets'))).length;
-    console.log(`      scanned ${runs.length} CLI runs (${withSecrets} with -K or the secrets playbook), ${(bytes / 1024).toFixed(0)} KiB, for ${ALL_TEST_SECRETS.length} secrets: ${hits.length} hits`);
+    const logs = runs.reduce((n, run) => n + Object.keys(run.runLogs ?? {}).length, 0);
+    console.log(`      scanned ${runs.length} CLI runs (${withSecrets} with -K or the secrets playbook) and ${logs} run logs, ${(bytes / 1024).toFixed(0)} KiB, for ${ALL_TEST_SECRETS.length} secrets: ${hits.length} hits`);
     // A scan of nothing proves nothing: the log must hold runs with output, and the whole suite (CI)
     // runs the ones that handle secrets.
     expect(runs.length, `no CLI run recorded in ${CLI_OUTPUT_LOG}`).to.be.greaterThan(0);

@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import ssh2 from 'ssh2';
 import { capstan } from '../helpers/cli.js';
@@ -151,5 +152,117 @@ describe('CLI: help and inventory', () => {
     const readme = readFileSync('README.md', 'utf8');
     expect(readme).to.include('npm ci');
     expect(readme).to.include('npm test');
+  });
+});
+
+/** `--list-hosts --list-tasks` of test/fixtures/playbooks/local.ts: per-host titles (from vars, not facts) name their hosts. */
+const LOCAL_PLAN = `playbook: local
+
+  play #1 (all): local files
+    hosts (2):
+      web1
+      web2
+    tasks (2):
+      file /srv/x/web1.txt  [web1]
+      file /srv/x/web2.txt  [web2]
+      line "shared = yes" in /srv/x/shared.conf
+`;
+
+describe('CLI: run log, timing and listing the plan', () => {
+  let dir: string;
+  before(() => (dir = mkdtempSync(join(tmpdir(), 'capstan-cli-runlog-'))));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+  const env = () => ({ CAPSTAN_RETRY_DIR: join(dir, 'retry') });
+  /** The event types of a JSON-lines text, durations checked to be whole milliseconds. */
+  const typesOf = (text: string) =>
+    text.trim().split('\n').map((line) => {
+      const event = JSON.parse(line) as { type: string; durationMs?: unknown };
+      if ('durationMs' in event) expect(Number.isInteger(event.durationMs), line).to.equal(true);
+      return event.type;
+    });
+
+  it('an unreachable host: exit 4, plain output ends with "finished in", the log holds start, unreachable and recap, its path is printed', async function () {
+    this.timeout(30_000);
+    const result = await capstan(['run', 'test/fixtures/playbooks/files.ts', '-i', INV], { env: env() });
+    expect(result.code, result.stderr).to.equal(4);
+    const message = 'host web1 (127.0.0.1:1): no usable credentials for user root (no ssh-agent, no readable key file)';
+    expect(result.stdout.replace(/finished in \d+\.\d s\n$/, 'finished in N s\n')).to.equal(
+      `PLAYBOOK files\n\nPLAY [files] all → web1\nweb1 | UNREACHABLE | ${message}\n\nRECAP\nHOST  ok  changed  failed  skipped  unreachable\nweb1   0        0       0        0  UNREACHABLE\nfinished in N s\n`,
+    );
+    const [path, ...others] = Object.keys(result.runLogs);
+    expect(others).to.deep.equal([]);
+    expect(path).to.match(/\/\d{8}T\d{6}\.\d{3}Z-files\.jsonl$/);
+    expect(result.stderr).to.include(`run log: ${path}\n`);
+    const log = result.runLogs[path!]!;
+    expect(typesOf(log)).to.deep.equal(['start', 'play', 'unreachable', 'host-done', 'play-end', 'recap']);
+    const events = log.trim().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>);
+    expect(events[0]).to.deep.equal({ type: 'start', playbook: 'files', check: false, hosts: 1 });
+    expect(events[2]).to.deep.equal({ type: 'unreachable', host: 'web1', message });
+    expect(events[5]!.hosts).to.deep.equal({ web1: { ok: 0, changed: 0, failed: 0, skipped: 0, unreachable: true } });
+  });
+
+  it('--json: stdout is JSON only and the same events as the log, timing in the last event; human lines on stderr', async function () {
+    this.timeout(30_000);
+    const result = await capstan(['run', 'test/fixtures/playbooks/files.ts', '-i', INV, '--json', '--profile'], { env: env() });
+    expect(result.code, result.stderr).to.equal(4);
+    expect(typesOf(result.stdout)).to.deep.equal(['start', 'play', 'unreachable', 'host-done', 'play-end', 'recap']);
+    const recap = JSON.parse(result.stdout.trim().split('\n').pop()!) as { durationMs: number; profile: { slowest: unknown[]; plays: { title: string; hosts: { host: string }[] }[] } };
+    expect(recap.profile.slowest).to.deep.equal([]);
+    expect(recap.profile.plays.map((p) => [p.title, p.hosts.map((h) => h.host)])).to.deep.equal([['files', ['web1']]]);
+    expect(Object.values(result.runLogs)).to.deep.equal([result.stdout]);
+    const path = Object.keys(result.runLogs)[0]!;
+    expect(result.stderr).to.match(new RegExp(`^finished in ${(recap.durationMs / 1000).toFixed(1).replace('.', '\\.')} s\nrun log: ${path.replace(/[.]/g, '\\.')}\nfailed hosts written to `));
+  });
+
+  it('--list-hosts and --list-tasks print the plan and contact no host, unreachable or listening', async function () {
+    this.timeout(30_000);
+    let connections = 0;
+    const server = createServer((socket) => {
+      connections++;
+      socket.destroy();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const port = (server.address() as AddressInfo).port;
+      const inventory = join(dir, 'list.yaml');
+      writeFileSync(
+        inventory,
+        `all:\n  hosts:\n    web1:\n      ansible_host: 10.255.255.1\n    web2:\n      ansible_host: 127.0.0.1\n      ansible_port: ${port}\n  children:\n    web:\n      hosts:\n        web1:\n        web2:\n`,
+      );
+      const hosts = await capstan(['run', 'test/fixtures/playbooks/files.ts', '-i', inventory, '--list-hosts'], { env: env() });
+      expect([hosts.code, hosts.stderr]).to.deep.equal([0, '']);
+      expect(hosts.stdout).to.equal('playbook: files\n\n  play #1 (all): files\n    hosts (2):\n      web1\n      web2\n');
+      const tasks = await capstan(['run', 'test/fixtures/playbooks/files.ts', '-i', inventory, '--list-tasks', '--limit', 'web2'], { env: env() });
+      expect([tasks.code, tasks.stderr]).to.deep.equal([0, '']);
+      expect(tasks.stdout).to.equal(
+        [
+          'playbook: files',
+          '',
+          '  play #1 (all): files',
+          '    tasks (5):',
+          '      directory /etc/capstan-demo',
+          "      file (parameters from each host's facts: named when the run reaches the host)",
+          '      line "^log_level\\\\s*=" in /etc/capstan-demo/settings.conf',
+          '      block "# capstan demo" in /etc/hosts',
+          '      record the first run',
+          '',
+        ].join('\n'),
+      );
+      const both = await capstan(['run', 'test/fixtures/playbooks/local.ts', '-i', inventory, '--list-hosts', '--list-tasks', '-e', 'dir=/srv/x'], { env: env() });
+      expect([both.code, both.stderr]).to.deep.equal([0, '']);
+      expect(both.stdout).to.equal(LOCAL_PLAN);
+      expect([hosts, tasks, both].map((r) => r.runLogs)).to.deep.equal([{}, {}, {}]); // a listing is not a run
+      expect(connections).to.equal(0);
+    } finally {
+      server.close();
+    }
+  });
+
+  it('--list-hosts with --json is refused (exit 1): the listing is text', async function () {
+    this.timeout(30_000);
+    const result = await capstan(['run', 'test/fixtures/playbooks/files.ts', '-i', INV, '--list-hosts', '--json'], { env: env() });
+    expect(result.code).to.equal(1);
+    expect(result.stderr).to.match(/^capstan: --list-hosts and --list-tasks print text: drop --json\n/);
+    expect(result.stdout).to.equal('');
   });
 });
