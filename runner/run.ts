@@ -154,7 +154,10 @@ class PlaybookRun {
       aborted = true;
       await emit({ type: 'error', message: errorMessage(error) });
     } finally {
-      await Promise.allSettled([...this.#locks.values()].map(async (lock) => (await lock)?.release()));
+      // An unreachable host's lock stays (reconnecting would only delay the end); the next run from
+      // this controller takes it over, its process being gone, and any other once its lease runs out.
+      const reachable = [...this.#locks].filter(([name]) => !this.#recap[name]?.unreachable);
+      await Promise.allSettled(reachable.map(async ([, lock]) => (await lock)?.release()));
       await Promise.allSettled([...this.#hosts.values()].map((host) => host.close()));
     }
     await emit({ type: 'recap', hosts: this.#recap });
