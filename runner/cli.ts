@@ -37,7 +37,10 @@ capstan run <playbook.ts> --lab [-i <inventory>] [options]
   -b, --become               sudo to root on every host
   -K, --ask-become-pass      prompt for the sudo password (never echoed or logged)
       --accept-new-host-keys accept and record unknown host keys (changed keys are always refused)
-      --timeout SECONDS      per-command timeout (default 600)
+      --timeout SECONDS      per-command timeout (default 600); a timed-out command is stopped on
+                             the host (TERM to its process group, KILL 5 s later)
+      --lock-timeout SECONDS how long to wait for a host locked by another run (default 60); then
+                             that host stops, naming the run that holds it. --check takes no lock
       --json                 one JSON event per line; the last line is the recap (with the run's durationMs)
   -v, --verbose              show command output of changed tasks
       --profile              add the slowest tasks and each play's wall time, per host, to the recap
@@ -213,6 +216,7 @@ async function runCommand(args: string[]): Promise<number> {
       json: { type: 'boolean' },
       verbose: { type: 'boolean', short: 'v' },
       'extra-vars': { type: 'string', short: 'e', multiple: true },
+      'lock-timeout': { type: 'string' },
       lab: { type: 'boolean' },
       profile: { type: 'boolean' },
       'list-hosts': { type: 'boolean' },
@@ -228,7 +232,8 @@ async function runCommand(args: string[]): Promise<number> {
   const playbookPath = positionals[0]!;
   const listing = { hosts: values['list-hosts'] === true, tasks: values['list-tasks'] === true };
   if ((listing.hosts || listing.tasks) && values.json) throw new InputError(`--list-hosts and --list-tasks print text: drop --json\n\n${RUN_HELP}`);
-  if (values.lab) return runOnLab(playbookPath, values, listing);
+  const lockTimeoutMs = lockTimeoutOf(values['lock-timeout']);
+  if (values.lab) return runOnLab(playbookPath, { ...values, lockTimeoutMs }, listing);
   const inventory = await loadInventoryFile(values.inventory, RUN_HELP);
   const playbook = await loadPlaybook(playbookPath);
   const limit = await limitOf(values.limit);
@@ -242,7 +247,7 @@ async function runCommand(args: string[]): Promise<number> {
   const confirmation = new Confirmation({ checkMode, extraVars }, askOnTerminal);
   const selected = await planPlaybook(playbook, { ...settings, confirmation }); // before the -K prompt and any connection: bad input costs nothing
   const connect = await connectionSettings(values, selected);
-  return executeRun(playbookPath, playbook, { ...settings, confirmation, forks, connect }, values);
+  return executeRun(playbookPath, playbook, { ...settings, confirmation, forks, connect }, { ...values, lockTimeoutMs });
 }
 
 /** --list-hosts / --list-tasks: the plan, validated as for a run, printed; no host is contacted. */
@@ -262,7 +267,7 @@ async function executeRun(
   playbookPath: string,
   playbook: Playbook,
   settings: Omit<RunSettings, 'reporter' | 'signal'>,
-  flags: { json?: boolean; diff?: boolean; verbose?: boolean; profile?: boolean },
+  flags: { json?: boolean; diff?: boolean; verbose?: boolean; profile?: boolean; lockTimeoutMs: number },
 ): Promise<number> {
   const { runPlaybook } = await import('./run.js');
   const { openRunLog, runsDirectory, teeReporter } = await import('./report/run-log.js');
@@ -278,9 +283,10 @@ async function executeRun(
   let reporter = log ? teeReporter(log.reporter, display) : display;
   if (flags.profile) reporter = (await import('./report/profile.js')).withProfile(reporter);
   const interrupt = interruptOnSigint();
+  const lock = await lockSettings(playbook.name, flags.lockTimeoutMs);
   let summary: RunSummary;
   try {
-    summary = await runPlaybook(playbook, { ...settings, reporter, signal: interrupt.signal }).finally(interrupt.dispose);
+    summary = await runPlaybook(playbook, { ...settings, reporter, lock, signal: interrupt.signal }).finally(interrupt.dispose);
   } finally {
     await reporter.close();
   }
@@ -290,6 +296,19 @@ async function executeRun(
   return summary.exitCode;
 }
 
+/** --lock-timeout SECONDS (default 60; 0: do not wait). */
+function lockTimeoutOf(value: string | undefined): number {
+  const seconds = value === undefined ? 60 : Number(value);
+  if (!(seconds >= 0) || value?.trim() === '') throw new InputError(`--lock-timeout must be a number of seconds (0 or more), not ${value}`);
+  return seconds * 1000;
+}
+
+/** The lock settings of one run: one run id for all its hosts (runner/lock.ts). */
+async function lockSettings(playbook: string, timeoutMs: number) {
+  const { lockHolderForRun } = await import('./lock.js');
+  return { holder: lockHolderForRun(playbook), timeoutMs };
+}
+
 /**
  * `run --lab` (runner/lab-run.ts): lab hosts shaped like the playbook's example inventory (or -i's),
  * brought up or reused, stand-ins installed; the playbook runs against the lab's inventory; then how
@@ -297,7 +316,7 @@ async function executeRun(
  */
 async function runOnLab(
   playbookPath: string,
-  values: { inventory?: string; limit?: string; forks?: string; check?: boolean; diff?: boolean; json?: boolean; verbose?: boolean; profile?: boolean; 'extra-vars'?: string[] } & Parameters<typeof connectionSettings>[0],
+  values: { inventory?: string; limit?: string; forks?: string; check?: boolean; diff?: boolean; json?: boolean; verbose?: boolean; profile?: boolean; 'extra-vars'?: string[]; lockTimeoutMs: number } & Parameters<typeof connectionSettings>[0],
   listing: { hosts: boolean; tasks: boolean },
 ): Promise<number> {
   const playbook = await loadPlaybook(playbookPath);
@@ -335,20 +354,60 @@ async function runOnLab(
 
 /**
  * First Ctrl-C: hosts finish the task in flight (a file write completes or is discarded — never
- * torn), start nothing else, and the recap says what was done. Second Ctrl-C: exit at once.
+ * torn), start nothing else, and the recap says what was done. Second Ctrl-C, or SIGTERM: stop at
+ * once — the commands still running on the hosts are stopped (TERM to their process groups, KILL
+ * after a grace period) before the controller exits.
  */
 function interruptOnSigint(): { signal: AbortSignal; dispose: () => void } {
   const controller = new AbortController();
   const onSigint = () => {
     if (controller.signal.aborted) {
-      process.stderr.write('\ncapstan: aborted at once (second Ctrl-C); a file being written is left as it was\n');
-      process.exit(130);
+      void stopAndExit('aborted at once (second Ctrl-C); a file being written is left as it was', 130);
+      return;
     }
     process.stderr.write('\ncapstan: interrupting: finishing the tasks in flight, starting no others (Ctrl-C again to abort at once)\n');
     controller.abort();
   };
+  const onSigterm = () => void stopAndExit('terminated (SIGTERM)', 143);
   process.on('SIGINT', onSigint);
-  return { signal: controller.signal, dispose: () => void process.off('SIGINT', onSigint) };
+  process.on('SIGTERM', onSigterm);
+  return {
+    signal: controller.signal,
+    dispose: () => {
+      process.off('SIGINT', onSigint);
+      process.off('SIGTERM', onSigterm);
+    },
+  };
+}
+
+/** Ctrl-C or SIGTERM during `capstan exec`: stop the commands on the hosts, then exit. */
+function stopOnSignals(): () => void {
+  const onSigint = () => void stopAndExit('interrupted (Ctrl-C)', 130);
+  const onSigterm = () => void stopAndExit('terminated (SIGTERM)', 143);
+  process.on('SIGINT', onSigint);
+  process.on('SIGTERM', onSigterm);
+  return () => {
+    process.off('SIGINT', onSigint);
+    process.off('SIGTERM', onSigterm);
+  };
+}
+
+let stopping = false;
+
+/**
+ * Stops every command still running on the hosts (without this, a root login's command runs on after
+ * the controller exits: sshd does not signal it), releases the host locks of the run, then exits.
+ */
+async function stopAndExit(why: string, code: number): Promise<never> {
+  if (!stopping) {
+    stopping = true;
+    process.stderr.write(`\ncapstan: ${why}: stopping the commands still running on the hosts\n`);
+    const { stopRemoteCommands } = await import('./transport/ssh.js');
+    const { releaseHeldLocks } = await import('./lock.js');
+    await stopRemoteCommands().catch(() => undefined);
+    await releaseHeldLocks().catch(() => undefined);
+  }
+  process.exit(code);
 }
 
 /** Like Ansible's .retry file: the hosts that failed, for `--limit @<file>`. */
@@ -402,7 +461,12 @@ async function execCommand(args: string[]): Promise<number> {
   const hosts = inventory.select(pattern);
   const connect = await connectionSettings(values, hosts);
   const { execOnHosts } = await import('./exec.js');
-  return execOnHosts(hosts, remote, { connect, forks: forksOf(values.forks), json: values.json === true, write: (t) => void process.stdout.write(t) });
+  const dispose = stopOnSignals();
+  try {
+    return await execOnHosts(hosts, remote, { connect, forks: forksOf(values.forks), json: values.json === true, write: (t) => void process.stdout.write(t) });
+  } finally {
+    dispose();
+  }
 }
 
 async function inventoryCommand(args: string[]): Promise<number> {

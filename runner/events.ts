@@ -18,6 +18,8 @@ export type RunEvent =
   | { type: 'task'; host: string; task: string; title: string; status: TaskStatus; drift: ShownDrift[]; message?: string; durationMs: number }
   | { type: 'task-start'; host: string; task: string; title: string }
   | { type: 'log'; host: string; task: string; line: string }
+  /** Something the operator must see even without -v (a host lock waited for, taken over, or held by another run). */
+  | { type: 'notice'; host: string; line: string }
   | { type: 'unreachable'; host: string; message: string }
   /** A host's part of a play is over; `durationMs` is its wall time in the play `play`. */
   | { type: 'host-done'; host: string; play: string; durationMs: number }

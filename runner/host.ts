@@ -118,9 +118,9 @@ export class Host {
   }
 
   async #checkLoginShell(): Promise<void> {
-    const probe = await this.transport.exec(POSIX_SHELL_PROBE, { timeoutMs: 30_000 });
+    const probe = await this.transport.exec(POSIX_SHELL_PROBE, { timeoutMs: 30_000, markProcesses: false });
     if (isPosixShellAnswer(probe.code, probe.stdout.toString('utf8'))) return;
-    const shell = await this.transport.exec(LOGIN_SHELL_QUERY, { timeoutMs: 30_000 });
+    const shell = await this.transport.exec(LOGIN_SHELL_QUERY, { timeoutMs: 30_000, markProcesses: false });
     throw new TransportError(nonPosixShellMessage(this.name, this.loginUser, shell.code === 0 ? shell.stdout.toString('utf8') : ''), { host: this.name });
   }
 

@@ -9,6 +9,7 @@ import type { BoundTask, HostView, Task } from './task.js';
 import type { Probe } from './probe.js';
 import { Confirmation } from './confirm.js';
 import { HandlerLedger, PENDING_HANDLERS_FILE, PENDING_HANDLERS_PROBE } from './handlers.js';
+import { acquireLock, describeHolder, lockHolderOf, type HeldLock, type LockHolder } from './lock.js';
 
 export interface RunSettings {
   inventory: Inventory;
@@ -24,6 +25,11 @@ export interface RunSettings {
   signal?: AbortSignal;
   /** The operator's confirmation for destructive playbooks; default: only `-e confirm=` counts. */
   confirmation?: Confirmation;
+  /**
+   * Host locks (runner/lock.ts): an applying run takes each host's lock before its first task, waiting
+   * up to `timeoutMs` for another run's; a check run takes none and notes a lock that is held. Unset: no locks.
+   */
+  lock?: { holder: LockHolder; timeoutMs: number };
 }
 
 export interface RunSummary {
@@ -167,6 +173,8 @@ class PlaybookRun {
   readonly #claims = new Map<string, { desired: string; where: string }>();
   readonly #limit: ReturnType<typeof pLimit>;
   readonly #confirmation: Confirmation;
+  /** Each host's lock (apply) or look at the lock (check), once per run. */
+  readonly #locks = new Map<string, Promise<HeldLock | undefined>>();
 
   constructor(
     readonly playbook: Playbook,
@@ -187,6 +195,10 @@ class PlaybookRun {
       aborted = true;
       await emit({ type: 'error', message: errorMessage(error) });
     } finally {
+      // An unreachable host's lock stays (reconnecting would only delay the end); the next run from
+      // this controller takes it over, its process being gone, and any other once its lease runs out.
+      const reachable = [...this.#locks].filter(([name]) => !this.#recap[name]?.unreachable);
+      await Promise.allSettled(reachable.map(async ([, lock]) => (await lock)?.release()));
       await Promise.allSettled([...this.#hosts.values()].map((host) => host.close()));
     }
     const durationMs = elapsedSince(started);
@@ -300,6 +312,16 @@ class PlaybookRun {
       await hostDone();
       return { status: 'failed', values };
     }
+    try {
+      await this.#lock(inventoryHost, host);
+    } catch (error) {
+      if (error instanceof TransportError) return this.#unreachable(name, errorMessage(error), values, hostDone);
+      this.#dropped.add(name);
+      recap.failed++;
+      await emit({ type: 'task', host: name, task: 'lock', title: 'host lock', status: 'failed', drift: [], message: errorMessage(error), durationMs: 0 });
+      await hostDone();
+      return { status: 'failed', values };
+    }
     const state = this.#states.get(name) ?? { pendingChanges: [] };
     this.#states.set(name, state);
     let status: HostPlayResult['status'] = 'ok';
@@ -393,6 +415,29 @@ class PlaybookRun {
     }
     await hostDone();
     return { status, values };
+  }
+
+  /**
+   * Before a host's first task: takes its lock (apply), or notes who holds it (check). Only hosts
+   * reached over SSH: an `ansible_connection: local` host (the implicit localhost included) is the
+   * controller itself, often run as a user who cannot write /var/lib/capstan.
+   */
+  #lock(inventoryHost: InventoryHost, host: Host): Promise<HeldLock | undefined> {
+    const settings = this.settings.lock;
+    if (!settings || inventoryHost.vars.ansible_connection === 'local') return Promise.resolve(undefined);
+    const name = inventoryHost.name;
+    let lock = this.#locks.get(name);
+    if (!lock) {
+      const notice = (line: string) => void this.settings.reporter.emit({ type: 'notice', host: name, line });
+      lock = this.settings.checkMode
+        ? lockHolderOf(host).then((held) => {
+            if (held) notice(`locked by ${describeHolder(held.holder)}: another run is changing this host; this check sees it mid-way`);
+            return undefined;
+          }, () => undefined) // a look that fails must not fail a check; the next task meets the same problem
+        : acquireLock(host, { ...settings, notice });
+      this.#locks.set(name, lock);
+    }
+    return lock;
   }
 
   /**

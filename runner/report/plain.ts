@@ -35,6 +35,9 @@ export class PlainReporter implements Reporter {
       case 'log':
         if (this.options.verbose) out(`${event.host} |   ${event.line}`);
         break;
+      case 'notice':
+        out(`${event.host} | NOTE | ${event.line}`);
+        break;
       case 'unreachable':
         out(`${event.host} | UNREACHABLE | ${event.message}`);
         break;

@@ -63,6 +63,16 @@ export class TtyReporter implements Reporter {
       case 'log':
         if (this.options.verbose) this.#rows.get(event.host)?.details.push(`    ${event.line}`);
         break;
+      case 'notice': {
+        const row = this.#rows.get(event.host);
+        if (row) {
+          row.details.push(`  NOTE | ${event.line}`);
+          this.#update(event.host, row, event.line);
+        } else {
+          this.#write(`${event.host} | NOTE | ${event.line}\n`);
+        }
+        break;
+      }
       case 'unreachable':
         this.#rows.get(event.host)?.fail(escapeControl(`UNREACHABLE: ${event.message}`));
         break;

@@ -8,6 +8,7 @@ import type { AnyAuthMethod, Client, ClientChannel, ConnectConfig, ServerHostKey
 import { CommandTimeoutError, InputError, TransportError } from '../errors.js';
 import type { Command } from '../quote.js';
 import { knownKeyTypes, recordHostKey, verifyHostKey, whyCannotKeep, type HostKeyCheck } from './known-hosts.js';
+import { markCommand, newCommandId, STOP_GRACE_SECONDS, stopCommand } from './remote-stop.js';
 import type { ExecOptions, ExecResult, SshTarget, Transport } from './types.js';
 
 /** Unanswered keepalives before the connection counts as dead; OpenSSH's ServerAliveCountMax default. */
@@ -36,6 +37,21 @@ const OPEN_CONNECT_FAILED = 2;
 
 /** Session-open retries after "open failed"; with the capped backoff they span about three seconds. */
 const SESSION_OPEN_RETRIES = 10;
+
+/** How long a stop may take beyond its grace period before the controller stops waiting for it. */
+const STOP_EXTRA_MS = 10_000;
+
+/** Transports with a connection, for stopping every running command when the controller is interrupted. */
+const liveTransports = new Set<SshTransport>();
+
+/**
+ * Stops every command running on every SSH connection of this process (TERM to its process group on
+ * the host, KILL after the grace period) and waits until the hosts have done so, or given up. For the
+ * controller's SIGTERM or second Ctrl-C: without it a root login's command runs on after we exit.
+ */
+export async function stopRemoteCommands(): Promise<void> {
+  await Promise.all([...liveTransports].map((transport) => transport.stopRunning()));
+}
 
 /** Connection errors that another attempt may cure; everything else (auth, host keys, bad input) is final. */
 const retryable = new WeakSet<Error>();
@@ -88,6 +104,10 @@ export class SshTransport implements Transport {
   #connecting: Promise<Connection> | undefined;
   #current: Connection | undefined;
   #jump: { transport: SshTransport; key: string } | undefined;
+  /** Commands whose channel is open, so they can be stopped on close or interrupt. */
+  readonly #running = new Set<ExecCall>();
+  /** Stops under way (their own sessions), awaited by close(). */
+  readonly #stopping = new Set<Promise<void>>();
 
   constructor(target: SshTarget) {
     if (!Number.isInteger(target.maxChannels) || target.maxChannels < 1) {
@@ -112,7 +132,8 @@ export class SshTransport implements Transport {
    */
   exec(command: Command, options: ExecOptions = {}): Promise<ExecResult> {
     return new Promise<ExecResult>((resolve, reject) => {
-      const call = new ExecCall(this.#target.name, command, resolve, reject);
+      const id = options.markProcesses === false ? undefined : newCommandId();
+      const call = new ExecCall(this.#target.name, command, id, resolve, reject);
       if (options.timeoutMs !== undefined) call.startTimer(options.timeoutMs);
       // The slot is held until the channel is closed on both sides, not until the promise settles: a timed-out
       // command still occupies one of sshd's MaxSessions until the server confirms the close.
@@ -125,6 +146,8 @@ export class SshTransport implements Transport {
    * TransportError. A later `connect` or `exec` opens a new connection.
    */
   async close(): Promise<void> {
+    liveTransports.delete(this);
+    await this.stopRunning();
     const pending = this.#connecting;
     this.#connecting = undefined;
     this.#current = undefined;
@@ -143,6 +166,45 @@ export class SshTransport implements Transport {
         await transport.close();
       }
     }
+  }
+
+  /**
+   * Stops every command running on this connection: each call rejects at once with TransportError (the
+   * connection is being closed), and its process group on the host gets TERM, then KILL after the grace
+   * period. Resolves when the stops have finished (or were given up), including those of timed-out commands.
+   */
+  async stopRunning(): Promise<void> {
+    for (const call of this.#running) {
+      call.fail(new TransportError(`host ${call.name}: the connection was closed while the command was running`, { host: call.name }));
+      call.stop?.();
+    }
+    while (this.#stopping.size > 0) await Promise.all(this.#stopping);
+  }
+
+  /**
+   * Stops the marked command `id` through a session of its own on `connection` (see remote-stop.ts),
+   * outside the channel limit: the stuck command may hold the last slot. Best effort: a stop that cannot
+   * start (connection gone) or does not finish in time is given up.
+   */
+  #stopGroup(connection: Connection, id: string): void {
+    if (connection.isClosed) return;
+    const done = new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, STOP_GRACE_SECONDS * 1000 + STOP_EXTRA_MS);
+      const finish = (): void => {
+        clearTimeout(timer);
+        resolve();
+      };
+      connection.closed.then(finish, finish);
+      startSession(connection.client, stopCommand(id).text, () => connection.isClosed, finish, (channel) => {
+        channel.on('close', finish);
+        channel.on('error', finish);
+        channel.resume();
+        channel.stderr.resume();
+        channel.end();
+      });
+    });
+    this.#stopping.add(done);
+    void done.then(() => this.#stopping.delete(done));
   }
 
   /**
@@ -183,7 +245,10 @@ export class SshTransport implements Transport {
       // The identity checks keep a superseded attempt (close() ran meanwhile) from overwriting a newer one.
       const attempt: Promise<Connection> = this.#open().then(
         (connection) => {
-          if (this.#connecting === attempt) this.#current = connection;
+          if (this.#connecting === attempt) {
+            this.#current = connection;
+            liveTransports.add(this);
+          }
           return connection;
         },
         (error: unknown) => {
@@ -399,15 +464,16 @@ export class SshTransport implements Transport {
       return;
     }
     if (call.settled) return;
-    const { name, command } = call;
+    const { name, command, id } = call;
     connection.inFlight.add(call.fail);
     call.onSettle = () => connection.inFlight.delete(call.fail);
+    const text = id === undefined ? command.text : markCommand(command, id).text;
     await new Promise<void>((releaseSlot) => {
       const cannotStart = (error: Error): void => {
         call.fail(new TransportError(`host ${name}: cannot start ${command.display}: ${error.message}`, { host: name, cause: error }));
         releaseSlot();
       };
-      startSession(connection.client, command.text, () => call.settled, cannotStart, (channel) => {
+      startSession(connection.client, text, () => call.settled, cannotStart, (channel) => {
         const stdout: Buffer[] = [];
         const stderr: Buffer[] = [];
         let exit: { code: number | null; signal?: string } | undefined;
@@ -420,6 +486,7 @@ export class SshTransport implements Transport {
           call.fail(new TransportError(`host ${name}: channel error while running ${command.display}: ${channelError.message}`, { host: name }));
         });
         channel.on('close', () => {
+          this.#running.delete(call);
           releaseSlot();
           const status = exit;
           if (dialogue) stderr.push(dialogue.end());
@@ -427,8 +494,16 @@ export class SshTransport implements Transport {
           else call.fail(new TransportError(`host ${name}: ${command.display} ended without an exit status`, { host: name }));
         });
         call.channel = channel;
+        let stopped = false;
+        call.stop = () => {
+          if (stopped) return;
+          stopped = true;
+          stopRemote(channel);
+          if (id !== undefined) this.#stopGroup(connection, id);
+        };
+        this.#running.add(call);
         // The timeout may have fired while the channel was opening; the command has started by now, so stop it.
-        if (call.settled) stopRemote(channel);
+        if (call.settled) call.stop();
         else if (dialogue) dialogue.start({ write: (data) => channel.write(data), end: (data) => channel.end(data) });
         else channel.end(stdin);
       });
@@ -470,11 +545,15 @@ class ExecCall {
   channel: ClientChannel | undefined;
   /** Cleanup run when the call settles (leaving the connection's in-flight set). */
   onSettle: (() => void) | undefined;
+  /** Set once the command runs: stops it on the host (its channel, and its process group when marked). */
+  stop: (() => void) | undefined;
   #timer: NodeJS.Timeout | undefined;
 
   constructor(
     readonly name: string,
     readonly command: Command,
+    /** The mark of the command's processes on the host (remote-stop.ts); undefined when sent unmarked. */
+    readonly id: string | undefined,
     private readonly resolve: (result: ExecResult) => void,
     private readonly reject: (error: Error) => void,
   ) {}
@@ -486,7 +565,7 @@ class ExecCall {
         ? `host ${this.name}: command timed out after ${seconds}s: ${this.command.display}`
         : `host ${this.name}: command timed out after ${seconds}s before it could start (waiting for the connection or a free channel): ${this.command.display}`;
       this.fail(new CommandTimeoutError(message, { host: this.name }));
-      if (this.channel) stopRemote(this.channel);
+      this.stop?.();
     }, timeoutMs);
   }
 
@@ -509,12 +588,12 @@ class ExecCall {
 }
 
 /**
- * Stops a command whose time is up. Closing the channel alone does not end it: without a pty, sshd keeps
- * the session (and its MaxSessions place) until the command exits. So a TERM signal request goes first;
- * sshd delivers it to the session's process group, and sudo relays TERM to the command it runs (KILL
- * would kill sudo and orphan the command). OpenSSH refuses signals in root login sessions, whose commands
- * run on until they end. ssh2's public `signal()` refuses once stdin has been ended, which `exec` always
- * does, hence the protocol call.
+ * Closes a stopped command's channel, with a TERM signal request first. Closing the channel alone does
+ * not end the command: without a pty, sshd keeps the session (and its MaxSessions place) until the
+ * command exits. sshd delivers the signal to the session's process group, and sudo relays TERM to the
+ * command it runs; but OpenSSH refuses signals in root login sessions, which is why marked commands are
+ * also stopped through a session of their own (#stopGroup). ssh2's public `signal()` refuses once stdin
+ * has been ended, which `exec` always does, hence the protocol call.
  */
 function stopRemote(channel: ClientChannel): void {
   const internals = channel as unknown as {

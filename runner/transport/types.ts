@@ -11,8 +11,16 @@ export interface ExecResult {
 export interface ExecOptions {
   /** Bytes written to the command's standard input, then EOF. */
   stdin?: string | Buffer;
-  /** Kill the command (close its channel) after this many milliseconds; the call rejects with TransportError. */
+  /**
+   * Stop the command after this many milliseconds: the call rejects with CommandTimeoutError at once, and
+   * the command's process group on the host gets TERM, then KILL after a grace period (SSH transport).
+   */
   timeoutMs?: number;
+  /**
+   * False sends the text exactly as given, without the line that marks the command's processes so they
+   * can be stopped: for the login-shell probes, sent before the shell is known to read POSIX sh.
+   */
+  markProcesses?: boolean;
   /**
    * Writes the command's stdin in answer to what it prints on stderr, instead of `stdin` (which is then
    * ignored): a sudo password sent only when sudo asks for it (runner/transport/sudo-prompt.ts).

@@ -10,10 +10,18 @@ import { CommandTimeoutError, InputError, TransportError } from '../../runner/er
 import { sh } from '../../runner/quote.js';
 import { Secret } from '../../runner/secret.js';
 import { fingerprint } from '../../runner/transport/known-hosts.js';
-import { SshTransport } from '../../runner/transport/ssh.js';
+import { SshTransport, stopRemoteCommands } from '../../runner/transport/ssh.js';
 import type { SshTarget } from '../../runner/transport/types.js';
 import { skipOutsideCi } from '../helpers/skip.js';
 import { generateKey, SshAgent, Sshd, SSHD_PATH, sshdAvailable } from '../helpers/sshd.js';
+
+/** Polls `probe` every 50 ms until it is true; throws after 30 s. */
+async function until(probe: () => Promise<boolean>): Promise<void> {
+  for (const deadline = Date.now() + 30_000; !(await probe()); ) {
+    if (Date.now() > deadline) throw new Error('condition not met within 30 s');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
 
 /** Settles a promise into a value or the error, so tests can assert on rejections. */
 async function outcome<T>(promise: Promise<T>): Promise<T | Error> {
@@ -147,13 +155,37 @@ describe('SshTransport against a loopback sshd', function () {
       expect(Date.now() - started).to.be.within(2500, 6000);
     });
 
-    it('stops a timed-out command with TERM (non-root logins: OpenSSH refuses signals in root sessions)', async function () {
-      if (process.getuid?.() === 0) this.skip();
+    it('stops a timed-out command: its process group is gone from the host, root login included', async () => {
       const ssh = transport({ maxChannels: 1 });
-      const started = Date.now();
-      await outcome(ssh.exec(sh`sleep 30`, { timeoutMs: 300 }));
-      expect((await ssh.exec(sh`echo freed`)).stdout.toString()).to.equal('freed\n');
-      expect(Date.now() - started).to.be.below(3000);
+      // A unique argument, so the process table check finds this sleep and no other.
+      const seconds = `1000.${randomBytes(4).readUInt32BE()}`;
+      const error = await outcome(ssh.exec(sh`sleep ${seconds}`, { timeoutMs: 300 }));
+      expect((error as Error).message).to.equal(`host web1: command timed out after 0.3s: sleep ${seconds}`);
+      // close() waits for the stop sent through a session of its own (TERM to the group, KILL after a grace period).
+      await ssh.close();
+      const table = await transport().exec(sh`ps -eo args=`);
+      expect(table.stdout.toString().split('\n').map((line) => line.trim())).to.not.include(`sleep ${seconds}`);
+    });
+
+    it('stops a command that ignores TERM with KILL after the grace period, and frees its channel', async () => {
+      const ssh = transport({ maxChannels: 1 });
+      const seconds = `1000.${randomBytes(4).readUInt32BE()}`;
+      await outcome(ssh.exec(sh`trap '' TERM; sleep ${seconds}`, { timeoutMs: 300 }));
+      // The only channel is free again once the stopped command's session has ended.
+      expect((await ssh.exec(sh`echo freed`, { timeoutMs: 60_000 })).stdout.toString()).to.equal('freed\n');
+      const table = await ssh.exec(sh`ps -eo args=`);
+      expect(table.stdout.toString().split('\n').map((line) => line.trim())).to.not.include(`sleep ${seconds}`);
+    });
+
+    it('stops the running commands of every connection on stopRemoteCommands (the controller interrupted)', async () => {
+      const ssh = transport();
+      const seconds = `1000.${randomBytes(4).readUInt32BE()}`;
+      const running = outcome(ssh.exec(sh`sleep ${seconds}`));
+      await until(async () => (await transport().exec(sh`ps -eo args=`)).stdout.toString().includes(`sleep ${seconds}`));
+      await stopRemoteCommands();
+      expect(((await running) as Error).message).to.equal('host web1: the connection was closed while the command was running');
+      const table = await transport().exec(sh`ps -eo args=`);
+      expect(table.stdout.toString().split('\n').map((line) => line.trim())).to.not.include(`sleep ${seconds}`);
     });
 
     it('never puts secrets in error messages', async () => {
@@ -297,10 +329,11 @@ describe('SshTransport against a loopback sshd', function () {
 
     it('rejects in-flight execs when the transport is closed', async () => {
       const ssh = transport();
-      const running = ssh.exec(sh`sleep 5`);
+      // outcome() right away: close() rejects the call first, then waits for the host to stop the command.
+      const running = outcome(ssh.exec(sh`sleep 5`));
       await new Promise((resolve) => setTimeout(resolve, 300));
       await ssh.close();
-      const error = await outcome(running);
+      const error = await running;
       expect(error).to.be.instanceOf(TransportError);
       expect((error as Error).message).to.contain('host web1');
     });

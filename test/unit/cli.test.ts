@@ -71,7 +71,7 @@ describe('CLI: bad inventories and connection settings, named by file:line or ho
     });
   }
 
-  it('--limit @file that is missing or lists no hosts, --timeout 0, bad -e JSON: exit 1', async function () {
+  it('--limit @file that is missing or lists no hosts, --timeout 0, a bad --lock-timeout, bad -e JSON: exit 1', async function () {
     this.timeout(60_000);
     const inventory = 'test/fixtures/inventory/bad/unreachable.yaml';
     const empty = write('empty.retry', '\n\n');
@@ -80,6 +80,8 @@ describe('CLI: bad inventories and connection settings, named by file:line or ho
       [['--limit', `@${empty}`], /--limit @\S+empty\.retry: \S+empty\.retry lists no hosts/],
       [['--timeout', '0'], /--timeout must be a positive number of seconds, not 0/],
       [['--timeout', 'soon'], /--timeout must be a positive number of seconds, not soon/],
+      [['--lock-timeout=-1'], /--lock-timeout must be a number of seconds \(0 or more\), not -1/],
+      [['--lock-timeout', 'soon'], /--lock-timeout must be a number of seconds \(0 or more\), not soon/],
       [['-e', '{bad'], /-e \{bad: not valid JSON/],
     ];
     for (const [extra, message] of cases) {
