@@ -202,7 +202,7 @@ describe('Kubernetes upgrades with the stand-ins installed from the lab package 
     );
   });
 
-  it('refuses a target above kubeadm 1.35.0 and a skipped minor, with kubeadm\'s texts, before any change', async function () {
+  it('refuses a target above kubeadm 1.35.0, a skipped minor, a NotReady control plane and no answer, before any change', async function () {
     const newer = await run('node1', 'kubeadm upgrade apply v1.35.1 -y');
     expect(newer.code).to.equal(1);
     expect(newer.stderr).to.equal(
@@ -213,6 +213,21 @@ describe('Kubernetes upgrades with the stand-ins installed from the lab package 
     const skipped = await run('node1', 'kubeadm upgrade apply v1.36.0 -y');
     expect(skipped.code).to.equal(1);
     expect(skipped.stderr).to.include('\t- Specified version to upgrade to "v1.36.0" is too high; kubeadm can upgrade only 1 minor version at a time\n');
+    // A NotReady control plane (its container runtime stopped) fails the health check.
+    await ok('node2', 'systemctl stop containerd');
+    try {
+      await ok('node1', `${admin} kubectl wait --for=condition=Ready=false node/node2 --timeout=60s`);
+      const unhealthy = await run('node1', 'kubeadm upgrade apply v1.35.0 -y');
+      expect(unhealthy.code).to.equal(1);
+      expect(unhealthy.stderr).to.equal(
+        '[preflight] Some fatal errors occurred:\n\t[ERROR ControlPlaneNodesReady]: there are NotReady control-planes in the cluster: [node2]\n' +
+          '[preflight] If you know what you are doing, you can make a check non-fatal with `--ignore-preflight-errors=...`\n' +
+          'error: error execution phase preflight: preflight checks failed\nTo see the stack trace of this error execute with --v=5 or higher\n',
+      );
+    } finally {
+      await ok('node2', 'systemctl start containerd');
+    }
+    await ok('node1', `${admin} kubectl wait --for=condition=Ready node/node2 --timeout=60s`);
     const unanswered = await run('node1', 'kubeadm upgrade apply v1.35.0 </dev/null');
     expect(unanswered.code).to.equal(1);
     expect(unanswered.stdout.endsWith('[upgrade] Are you sure you want to proceed? [y/N]: ')).to.equal(true);
