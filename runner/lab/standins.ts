@@ -33,16 +33,20 @@ export const STANDIN_APT_PACKAGES = ['python3-yaml', 'python3-cryptography', 'ip
 /** A file the stand-ins' installer puts on every host. */
 export const STANDIN_MARKER = '/usr/lib/capstan-standin/standin_servers.py';
 
-interface InstalledFile {
+/** A file the stand-ins' installer (and the lab's Kubernetes packages) put on a host. */
+export interface InstalledFile {
   source: string;
   target: string;
   mode: string;
 }
 
-const FILES: InstalledFile[] = [
+/** Every stand-in file and where it goes; runner/lab/kubernetes-repo.ts splits them into packages. */
+export const STANDIN_FILES: readonly InstalledFile[] = [
   { source: 'standin_common.py', target: '/usr/lib/capstan-standin/standin_common.py', mode: '644' },
   { source: 'kubeadm_config.py', target: '/usr/lib/capstan-standin/kubeadm_config.py', mode: '644' },
   { source: 'kubeadm_preflight.py', target: '/usr/lib/capstan-standin/kubeadm_preflight.py', mode: '644' },
+  { source: 'kubeadm_versions.py', target: '/usr/lib/capstan-standin/kubeadm_versions.py', mode: '644' },
+  { source: 'kubeadm_upgrade.py', target: '/usr/lib/capstan-standin/kubeadm_upgrade.py', mode: '644' },
   { source: 'standin_servers.py', target: STANDIN_MARKER, mode: '755' },
   { source: 'kubeadm.py', target: '/usr/bin/kubeadm', mode: '755' },
   { source: 'kubelet.py', target: '/usr/bin/kubelet', mode: '755' },
@@ -64,7 +68,7 @@ export function installScript(): string {
       `(sleep 2; timeout 300 apt-get update -qq && timeout 600 apt-get install -y -qq --no-install-recommends ${STANDIN_APT_PACKAGES.join(' ')}) >>/tmp/standin-apt.log 2>&1 || { cat /tmp/standin-apt.log >&2; exit 1; }`,
     'mkdir -p /usr/lib/capstan-standin /usr/lib/systemd/system/kubelet.service.d /etc/kubernetes/manifests /var/lib/kubelet /etc/cni/net.d',
   ];
-  for (const file of FILES) {
+  for (const file of STANDIN_FILES) {
     const data = readFileSync(join(STANDIN_SOURCE, file.source)).toString('base64');
     lines.push(`base64 -d > ${file.target}.standin-new <<'STANDIN_EOF'`, ...(data.match(/.{1,76}/g) ?? []), 'STANDIN_EOF');
     lines.push(`chmod ${file.mode} ${file.target}.standin-new && mv ${file.target}.standin-new ${file.target}`);

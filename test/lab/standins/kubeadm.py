@@ -47,7 +47,7 @@ def parse_flags(argv: list[str], spec: dict) -> tuple[dict, list[str], set[str]]
             break
         if arg.startswith('--') or (arg.startswith('-') and len(arg) == 2 and arg != '-'):
             name, eq, value = arg.lstrip('-').partition('=')
-            name = {'f': 'force', 'o': 'output', 'v': 'v'}.get(name, name) if not arg.startswith('--') else name
+            name = {'f': 'force', 'o': 'output', 'v': 'v', 'y': 'yes'}.get(name, name) if not arg.startswith('--') else name
             kind = spec.get(name)
             if kind is None:
                 raise FlagError(f'unknown flag: {arg.split("=")[0]}' if arg.startswith('--') else f'unknown shorthand flag: {arg[1]!r} in {arg}')
@@ -1114,13 +1114,21 @@ def cmd_version(argv: list[str]) -> None:
         raise PhaseError(f'invalid output format: {output}')
 
 
+# ------------------------------------------------------------------ kubeadm upgrade (kubeadm_upgrade.py)
+
+def cmd_upgrade(argv: list[str]) -> None:
+    import kubeadm_upgrade
+    kubeadm_upgrade.main(sys.modules[__name__], argv)
+
+
 def main() -> None:
     argv = sys.argv[1:]
-    commands = {'init': cmd_init, 'join': cmd_join, 'token': cmd_token, 'reset': cmd_reset, 'version': cmd_version}
+    commands = {'init': cmd_init, 'join': cmd_join, 'token': cmd_token, 'reset': cmd_reset, 'version': cmd_version,
+                'upgrade': cmd_upgrade}
     if not argv or argv[0] not in commands:
         if argv and not argv[0].startswith('-'):
             common.exit_with_error(f'unknown command "{argv[0]}" for "kubeadm"')
-        out('Usage:\n  kubeadm [command]\n\nAvailable Commands:\n  init\n  join\n  reset\n  token\n  version')
+        out('Usage:\n  kubeadm [command]\n\nAvailable Commands:\n  init\n  join\n  reset\n  token\n  upgrade\n  version')
         return
     try:
         commands[argv[0]](argv[1:])

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """kubectl stand-in (a lab test double; see standin_common.py). Subcommands: get, apply, create
-deployment, delete, taint, label, wait, version, cluster-info, config view."""
+deployment, delete, taint, label, wait, version, cluster-info, config view, cordon, uncordon, drain."""
 from __future__ import annotations
 
 import json
@@ -522,6 +522,90 @@ def cmd_wait(args):
             time.sleep(1)
 
 
+def node_names(args, verb):
+    if args and args[0] in ('node', 'nodes', 'no'):
+        args = args[1:]
+    args = [a.split('/', 1)[1] if a.startswith(('node/', 'nodes/')) else a for a in args]
+    if not args:
+        raise Fail(f'error: resource(s) were provided, but no name was specified' if verb != 'drain' else
+                   'error: USAGE: drain NODE [flags]\nSee \'kubectl drain -h\' for help and examples')
+    return args
+
+
+def set_unschedulable(c, names, unschedulable: bool) -> None:
+    changed = call(c, 'set_unschedulable', names=names, unschedulable=unschedulable)
+    verb = 'cordoned' if unschedulable else 'uncordoned'
+    for name in names:
+        print(f'node/{name} {verb}' if changed[name] else f'node/{name} already {verb}')
+
+
+def cmd_cordon(args):
+    set_unschedulable(client(), node_names(args, 'cordon'), True)
+
+
+def cmd_uncordon(args):
+    set_unschedulable(client(), node_names(args, 'uncordon'), False)
+
+
+def drain_filter(pod) -> tuple[str, str]:
+    """kubectl's drain filters (k8s.io/kubectl/pkg/drain/filters.go): ('delete' | 'skip' | 'warn' | 'error', message)."""
+    annotations = pod['metadata'].get('annotations') or {}
+    if annotations.get('kubernetes.io/config.mirror'):
+        return 'skip', ''
+    if pod['status'].get('phase') in ('Succeeded', 'Failed'):
+        return 'delete', ''
+    owner = (pod['metadata'].get('ownerReferences') or [{}])[0]
+    if owner.get('kind') == 'DaemonSet':
+        if OPTS.get('ignore-daemonsets'):
+            return 'warn', 'ignoring DaemonSet-managed Pods'
+        return 'error', 'cannot delete DaemonSet-managed Pods (use --ignore-daemonsets to ignore)'
+    if not owner.get('kind'):
+        if not OPTS.get('force'):
+            return 'error', 'cannot delete Pods that declare no controller (use --force to override)'
+        return 'warn', 'deleting Pods that declare no controller'
+    if any('emptyDir' in v for v in pod['spec'].get('volumes') or []):
+        if not OPTS.get('delete-emptydir-data'):
+            return 'error', 'cannot delete Pods with local storage (use --delete-emptydir-data to override)'
+        return 'delete', ''
+    return 'delete', ''
+
+
+def cmd_drain(args):
+    """kubectl drain NODE: cordon, then evict every pod the filters allow; refuses (node left cordoned,
+    as kubectl leaves it) when a pod may not go. The stand-in evicts by deleting (no PodDisruptionBudgets)."""
+    c = client()
+    names = node_names(args, 'drain')
+    set_unschedulable(c, names, True)
+    pods = call(c, 'get', kind='Pod', group='', allNamespaces=True)
+    for name in names:
+        mine = [p for p in pods if p['spec'].get('nodeName') == name]
+        verdicts = [(p, *drain_filter(p)) for p in mine]
+        errors, warnings = {}, {}
+        for pod, verdict, message in verdicts:
+            ref = f'{pod["metadata"]["namespace"]}/{pod["metadata"]["name"]}'
+            if verdict == 'error':
+                errors.setdefault(message, []).append(ref)
+            elif verdict == 'warn':
+                warnings.setdefault(message, []).append(ref)
+        if errors:
+            texts = [f'{m}: {", ".join(refs)}' for m, refs in errors.items()]
+            text = texts[0] if len(texts) == 1 else f'[{", ".join(texts)}]'
+            sys.stdout.flush()
+            sys.stderr.write(f'error: unable to drain node "{name}" due to error: {text}, continuing command...\n'
+                             f'There are pending nodes to be drained:\n {name}\n{text}\n')
+            sys.exit(1)
+        if warnings:
+            sys.stderr.write('Warning: ' + '; '.join(f'{m}: {", ".join(refs)}' for m, refs in warnings.items()) + '\n')
+        for pod, verdict, _ in verdicts:
+            if verdict in ('delete', 'warn') and (pod['metadata'].get('ownerReferences') or [{}])[0].get('kind') != 'DaemonSet':
+                meta = pod['metadata']
+                sys.stderr.write(f'evicting pod {meta["namespace"]}/{meta["name"]}\n')
+                sys.stderr.flush()
+                call(c, 'delete', kind='Pod', group='', namespace=meta['namespace'], name=meta['name'], resource='pods')
+                print(f'pod/{meta["name"]} evicted')
+        print(f'node/{name} drained')
+
+
 def cmd_version(args):
     version = common.kube_version()
     if OPTS.get('client'):
@@ -557,7 +641,7 @@ def cmd_cluster_info(args):
 
 OPTS: dict = {}
 VALUE_FLAGS = {'kubeconfig', 'namespace', 'output', 'filename', 'selector', 'for', 'timeout', 'image', 'replicas', 'context',
-               'server', 'v', 'request-timeout', 'raw'}
+               'server', 'v', 'request-timeout', 'raw', 'grace-period', 'pod-selector'}
 SHORT = {'n': 'namespace', 'o': 'output', 'f': 'filename', 'l': 'selector', 'A': 'all-namespaces', 'v': 'v'}
 
 
@@ -599,7 +683,8 @@ def main():
             print('kubectl controls the Kubernetes cluster manager.')
             return
         commands = {'get': cmd_get, 'apply': cmd_apply, 'create': cmd_create, 'delete': cmd_delete, 'taint': cmd_taint,
-                    'label': cmd_label, 'wait': cmd_wait, 'version': cmd_version, 'cluster-info': cmd_cluster_info}
+                    'label': cmd_label, 'wait': cmd_wait, 'version': cmd_version, 'cluster-info': cmd_cluster_info,
+                    'cordon': cmd_cordon, 'uncordon': cmd_uncordon, 'drain': cmd_drain}
         if args[0] == 'config' and args[1:2] == ['view']:
             path = OPTS.get('kubeconfig') or os.environ.get('KUBECONFIG') or os.path.expanduser('~/.kube/config')
             config = common.yaml.safe_load(open(path))

@@ -131,14 +131,31 @@ def static_pods(node: str) -> list[dict]:
     return pods
 
 
+RUN_DIR = '/run/capstan-standin'
+
+
+def manifest_digest(path: str) -> str | None:
+    try:
+        with open(path, 'rb') as handle:
+            return common.hashlib.sha256(handle.read()).hexdigest()
+    except OSError:
+        return None
+
+
 def sync_static_services() -> None:
+    """Runs a static Pod's service while its manifest exists, and restarts it when the manifest
+    changes (kubeadm upgrade rewrites it), as the kubelet replaces a static Pod whose manifest changed.
+    The digest of the manifest each service was started with is kept in /run, across kubelet restarts."""
     for manifest, unit in STATIC_SERVICES.items():
-        exists = os.path.exists(os.path.join(common.MANIFESTS_DIR, manifest))
+        digest = manifest_digest(os.path.join(common.MANIFESTS_DIR, manifest))
         active = subprocess.run(['systemctl', 'is-active', '--quiet', unit]).returncode == 0
-        if exists and not active:
-            subprocess.run(['systemctl', 'start', '--no-block', unit], capture_output=True)
-        elif not exists and active:
+        record = os.path.join(RUN_DIR, f'{unit}.manifest-sha256')
+        if digest and (not active or (common.read_text(record) or digest) != digest):
+            subprocess.run(['systemctl', 'restart' if active else 'start', '--no-block', unit], capture_output=True)
+        elif not digest and active:
             subprocess.run(['systemctl', 'stop', '--no-block', unit], capture_output=True)
+        if digest:
+            common.write_file(record, digest)
 
 
 def play_cni_pods(pods: list[dict]) -> None:

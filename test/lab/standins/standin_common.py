@@ -6,7 +6,8 @@ the paths Capstan uses; they run no containers. Needs python3, python3-yaml and
 python3-cryptography (installed by test/lab/install.ts).
 
 Test-only knobs (files win over the environment; none exists on a real host):
-  /etc/standin/version            or STANDIN_KUBE_VERSION       the Kubernetes version (default v1.34.1)
+  /etc/standin/version            or STANDIN_KUBE_VERSION       the Kubernetes version (default: the installing package's
+                                                                version, /usr/lib/capstan-standin/versions/<program>, else v1.34.1)
   /etc/standin/clock-offset       or STANDIN_CLOCK_OFFSET       seconds or a Go duration ("2h1m") added to "now"
   /etc/standin/cgroup-controllers or STANDIN_CGROUP_CONTROLLERS a file listing the cgroup controllers the
                                                                 SystemVerification check sees (replaces /proc/cgroups)
@@ -63,9 +64,27 @@ def _built_version() -> str | None:
         return None
 
 
+PACKAGE_VERSIONS_DIR = '/usr/lib/capstan-standin/versions'
+
+
+def _package_version() -> str | None:
+    """The version of the lab package (kubeadm, kubelet, kubectl) that installed this program: each
+    package carries its own, so a host can hold kubeadm 1.35 beside kubelet 1.34 (runner/lab/kubernetes-repo.ts)."""
+    return read_text(os.path.join(PACKAGE_VERSIONS_DIR, os.path.basename(sys.argv[0]))) or None
+
+
+_process_version: str | None = None
+
+
 def kube_version() -> str:
-    value = _knob('version', 'STANDIN_KUBE_VERSION') or _built_version() or 'v1.34.1'
-    return value if value.startswith('v') else 'v' + value
+    """The version this program is, read once: like a real binary's, it stays the same for the life of
+    the process (a running kubelet keeps reporting its version after a package upgrade, until restarted)."""
+    global _process_version
+    if _process_version is None:
+        value = (_knob('version', 'STANDIN_KUBE_VERSION') or (_package_version() or '').strip() or _built_version()
+                 or 'v1.34.1')
+        _process_version = value if value.startswith('v') else 'v' + value
+    return _process_version
 
 
 def version_tuple(version: str | None = None) -> tuple[int, int, int]:

@@ -1081,6 +1081,31 @@ class ApiServerApp:
             return out
         return self._tx(fn)
 
+    def op_set_unschedulable(self, user, args):
+        """kubectl cordon/uncordon: spec.unschedulable, and the node.kubernetes.io/unschedulable:NoSchedule
+        taint the node lifecycle controller keeps in step with it. Returns per node whether it changed."""
+        wanted = bool(args['unschedulable'])
+        def fn(state):
+            out = {}
+            for name in args['names']:
+                node = state['objects'].get(key_of('Node', '', None, name))
+                if node is None:
+                    raise common.ApiError(404, f'nodes "{name}" not found', 'NotFound')
+                out[name] = bool(node['spec'].get('unschedulable')) != wanted
+                taints = [t for t in node['spec'].get('taints') or [] if t['key'] != 'node.kubernetes.io/unschedulable']
+                if wanted:
+                    node['spec']['unschedulable'] = True
+                    taints.append({'key': 'node.kubernetes.io/unschedulable', 'effect': 'NoSchedule',
+                                   'timeAdded': common.rfc3339(common.now())})
+                else:
+                    node['spec'].pop('unschedulable', None)
+                if taints:
+                    node['spec']['taints'] = taints
+                else:
+                    node['spec'].pop('taints', None)
+            return out
+        return self._tx(fn)
+
     def op_node_pods(self, user, args):
         def fn(state):
             return [p for p in state['objects'].values() if p['kind'] == 'Pod' and p['spec'].get('nodeName') == args['node']]
@@ -1096,7 +1121,8 @@ class ApiServerApp:
                         del state['objects'][key]
             for pod in args['pods']:
                 key = key_of('Pod', '', pod['metadata']['namespace'], pod['metadata']['name'])
-                if key not in state['objects']:
+                # a changed manifest (kubeadm upgrade's new image) is a new mirror Pod
+                if key not in state['objects'] or state['objects'][key]['spec'] != pod['spec']:
                     pod['metadata']['creationTimestamp'] = common.rfc3339(common.now())
                     state['objects'][key] = pod
             return True
@@ -1214,9 +1240,18 @@ class HealthApp:
         return req._send(200, 'ok', 'text/plain; charset=utf-8')
 
 
+def manifest_version(path: str) -> str | None:
+    """The version the static Pod runs: its image's tag (registry.k8s.io/kube-apiserver:v1.35.0), as
+    the real API server's version is the image's."""
+    with open(path) as handle:
+        image = common.yaml.safe_load(handle)['spec']['containers'][0].get('image', '')
+    tag = image.rsplit(':', 1)[-1] if ':' in image.rsplit('/', 1)[-1] else ''
+    return tag if re.match(r'^v\d+\.\d+\.\d+', tag) else None
+
+
 def run_apiserver(manifest: str):
     args = manifest_args(manifest)
-    app = ApiServerApp(args)
+    app = ApiServerApp(args, version=manifest_version(manifest))
     context = server_context(args['tls-cert-file'], args['tls-private-key-file'], args['client-ca-file'], require=False)
     port = int(args.get('secure-port', '6443'))
     serve(args.get('bind-address', '0.0.0.0'), port, context, app)
