@@ -30,6 +30,14 @@ export const STANDIN_SOURCE = join(dirname(fileURLToPath(import.meta.url)), '..'
 /** Debian packages installed on every host (the stand-ins' own needs, then the real packages' dependencies). */
 export const STANDIN_APT_PACKAGES = ['python3-yaml', 'python3-cryptography', 'iptables', 'ethtool', 'socat', 'ebtables', 'conntrack'];
 
+/**
+ * The plugins of kubernetes-cni (containernetworking/plugins v1.x), which the pkgs.k8s.io kubelet
+ * package depends on: installed in /opt/cni/bin as copies of the stand-in plugin (cni-plugin.sh), so
+ * a CNI config naming `portmap` or `bridge` finds them as on a real node.
+ */
+export const KUBERNETES_CNI_PLUGINS = ['bandwidth', 'bridge', 'dhcp', 'dummy', 'firewall', 'host-device', 'host-local', 'ipvlan', 'loopback',
+  'macvlan', 'portmap', 'ptp', 'sbr', 'static', 'tap', 'tuning', 'vlan', 'vrf'];
+
 /** A file the stand-ins' installer puts on every host. */
 export const STANDIN_MARKER = '/usr/lib/capstan-standin/standin_servers.py';
 
@@ -43,6 +51,9 @@ const FILES: InstalledFile[] = [
   { source: 'standin_common.py', target: '/usr/lib/capstan-standin/standin_common.py', mode: '644' },
   { source: 'kubeadm_config.py', target: '/usr/lib/capstan-standin/kubeadm_config.py', mode: '644' },
   { source: 'kubeadm_preflight.py', target: '/usr/lib/capstan-standin/kubeadm_preflight.py', mode: '644' },
+  { source: 'pflag.py', target: '/usr/lib/capstan-standin/pflag.py', mode: '644' },
+  { source: 'kubelet_node.py', target: '/usr/lib/capstan-standin/kubelet_node.py', mode: '644' },
+  { source: 'cni-plugin.sh', target: '/usr/lib/capstan-standin/cni-plugin', mode: '755' },
   { source: 'standin_servers.py', target: STANDIN_MARKER, mode: '755' },
   { source: 'kubeadm.py', target: '/usr/bin/kubeadm', mode: '755' },
   { source: 'kubelet.py', target: '/usr/bin/kubelet', mode: '755' },
@@ -71,6 +82,7 @@ export function installScript(): string {
   }
   const defaults = readFileSync(join(STANDIN_SOURCE, 'systemd/kubelet.default')).toString('base64');
   lines.push(`[ -e /etc/default/kubelet ] || printf '%s' '${defaults}' | base64 -d > /etc/default/kubelet`);
+  lines.push(`mkdir -p /opt/cni/bin && for plugin in ${KUBERNETES_CNI_PLUGINS.join(' ')}; do cp /usr/lib/capstan-standin/cni-plugin /opt/cni/bin/$plugin; done`);
   lines.push('ln -sf /usr/lib/capstan-standin/standin_servers.py /usr/lib/capstan-standin/etcd-standin');
   lines.push('ln -sf /usr/lib/capstan-standin/standin_servers.py /usr/lib/capstan-standin/kube-apiserver-standin');
   lines.push('systemctl daemon-reload', 'systemctl enable kubelet.service >/dev/null 2>&1', 'systemctl start kubelet.service || true');
