@@ -301,6 +301,8 @@ describe('Kubernetes stand-ins on lab hosts (kubeadm, kubelet, kubectl)', functi
     const nodes = lines.slice(1).map((line) => line.split(/ +/));
     expect(nodes.map((cells) => cells[2])).to.deep.equal(['Running', 'Running', 'Running']);
     expect(new Set(nodes.map((cells) => cells[6]))).to.deep.equal(new Set(['node1', 'node2', 'node3']));
+    // The kubelets ran their pods' data plane without dying: a crash would be a Python traceback in the journal.
+    for (const host of ['node1', 'node2', 'node3']) expect(await ok(host, 'journalctl -u kubelet -o cat --no-pager | grep -c Traceback || true'), host).to.equal('0\n');
     expect(await ok('node1', `${admin} kubectl cluster-info`)).to.equal(
       `Kubernetes control plane is running at https://${ip('node1')}:6443\nCoreDNS is running at https://${ip('node1')}:6443/api/v1/namespaces/kube-system/services/kube-dns:dns/proxy\n\nTo further debug and diagnose cluster problems, use 'kubectl cluster-info dump'.\n`,
     );

@@ -83,7 +83,8 @@ class Runtime:
         self.pid = None
         self.settings = None
 
-    def current(self) -> dict | None:
+    def refresh(self) -> dict | None:
+        """Reads the settings again if containerd restarted since the last call; returns them."""
         pid = subprocess.run(['systemctl', 'show', '-p', 'MainPID', '--value', 'containerd'], capture_output=True, text=True).stdout.strip()
         if pid != self.pid:
             dump = containerd_dump()
@@ -94,13 +95,17 @@ class Runtime:
             self.pid = pid
         return self.settings
 
+    def current(self) -> dict:
+        """The settings last read (empty when containerd's config could not be read)."""
+        return self.settings or {}
+
 
 def cgroup_driver_error(kubelet_driver: str, runtime: Runtime, log_fallback: bool) -> str | None:
     """Kubelet 1.34's getCgroupDriverFromCRI, then the mismatch: containerd 2.x reports its driver and
     the kubelet takes it (never a mismatch); containerd 1.x cannot (RuntimeConfig is unimplemented),
     so the kubelet keeps its own cgroupDriver. The real kubelet then runs on while its pods'
     sandboxes fail or are re-created; the stand-in exits instead (see test/lab/README.md)."""
-    settings = runtime.current()
+    settings = runtime.refresh()
     if settings is None:
         return None
     runtime_driver = 'systemd' if settings['systemd_cgroup'] else 'cgroupfs'
@@ -125,7 +130,7 @@ def cni_not_ready(runtime: Runtime) -> str | None:
     """The NotReady message while containerd's CNI config directory has no network whose plugins are
     all in its CNI bin directories (containerd's conf_dir / bin_dir, /etc/cni/net.d and /opt/cni/bin
     by default); None when the network is ready."""
-    settings = runtime.current() or {}
+    settings = runtime.current()
     conf_dir = settings.get('cni_conf_dir', node_checks.DEFAULT_CNI_CONF_DIR)
     bin_dirs = settings.get('cni_bin_dirs', [node_checks.DEFAULT_CNI_BIN_DIR])
     configs = {}
@@ -230,7 +235,7 @@ def play_cni_pods(pods: list[dict], runtime: Runtime) -> None:
     (once, when the config is missing: a plugin removed later stays missing, as it would until the
     pod restarts). The config names the plugin and portmap (kubernetes-cni's, which the kubelet
     package depends on)."""
-    settings = runtime.current() or {}
+    settings = runtime.current()
     conf_dir = settings.get('cni_conf_dir', node_checks.DEFAULT_CNI_CONF_DIR)
     bin_dir = settings.get('cni_bin_dirs', [node_checks.DEFAULT_CNI_BIN_DIR])[0]
     for pod in pods:
@@ -585,12 +590,12 @@ def main():
             mismatch = cgroup_driver_error(kubelet_driver, runtime, log_fallback=False)
             if mismatch:
                 fail(f'failed to run Kubelet: {mismatch}')
-        network = cni_not_ready(runtime) if cri is None else None
-        ready = cri is None and network is None
+        network_error = cni_not_ready(runtime) if cri is None else None
+        ready = cri is None and network_error is None
         if cri:
             reason, message = 'KubeletNotReady', f'container runtime is down, PLEG is not healthy: {cri}'
-        elif network:
-            reason, message = 'KubeletNotReady', network
+        elif network_error:
+            reason, message = 'KubeletNotReady', network_error
         else:
             reason, message = 'KubeletReady', 'kubelet is posting ready status'
         try:
