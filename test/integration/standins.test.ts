@@ -216,6 +216,8 @@ describe('Kubernetes stand-ins on lab hosts (kubeadm, kubelet, kubectl)', functi
     expect([kubectl.code, kubectl.stdout, kubectl.stderr]).to.deep.equal([1, '', "error: unknown flag: --foo\nSee 'kubectl get --help' for usage.\n"]);
     const short = await run('node1', `${admin} kubectl get nodes -x`);
     expect([short.code, short.stderr]).to.deep.equal([1, "error: unknown shorthand flag: 'x' in -x\nSee 'kubectl get --help' for usage.\n"]);
+    const afterValue = await run('node1', 'kubectl --kubeconfig /etc/kubernetes/admin.conf wait --bogus nodes');
+    expect([afterValue.code, afterValue.stderr]).to.deep.equal([1, "error: unknown flag: --bogus\nSee 'kubectl wait --help' for usage.\n"]);
     expect(await ok('node1', `kubectl --kubeconfig /etc/kubernetes/admin.conf get node node2 --output jsonpath={.metadata.name}`)).to.equal('node2');
     expect(await ok('node1', `kubectl --kubeconfig=/etc/kubernetes/admin.conf get node node2 -ojsonpath={.metadata.name}`)).to.equal('node2');
     const kubelet = await run('node1', 'kubelet --foo=1');

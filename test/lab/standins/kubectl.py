@@ -569,13 +569,29 @@ SHORT = {'n': 'namespace', 'o': 'output', 'f': 'filename', 'l': 'selector', 'A':
          's': 'server', 'w': 'watch', 'h': 'help', 'R': 'recursive'}
 
 
+def command_of(argv: list[str]) -> str:
+    """The subcommand in an argument list pflag refused (the first argument that is not a flag or a
+    flag's value), for kubectl's `See 'kubectl <command> --help'` line."""
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == '--':
+            break
+        if not arg.startswith('-') or arg == '-':
+            return arg
+        takes_value = (arg.startswith('--') and '=' not in arg and arg[2:] in VALUE_FLAGS) or \
+            (len(arg) == 2 and SHORT.get(arg[1]) in VALUE_FLAGS)
+        i += 2 if takes_value else 1
+    return ''
+
+
 def parse(argv):
     """pflag's parsing (pflag.py); an unknown flag fails like kubectl's: `error: unknown flag: --foo`
     then `See 'kubectl <command> --help' for usage.`, exit 1."""
     try:
         flags, positionals = pflag.parse(argv, VALUE_FLAGS, BOOL_FLAGS, SHORT, repeated={'filename'})
     except pflag.FlagError as error:
-        command = next((a for a in argv if not a.startswith('-')), '')
+        command = command_of(argv)
         raise Fail(f'error: {error}\nSee \'kubectl{" " + command if command else ""} --help\' for usage.')
     OPTS.update(flags)
     return positionals
