@@ -564,9 +564,9 @@ VALUE_FLAGS = {'kubeconfig', 'namespace', 'output', 'filename', 'selector', 'for
                'tls-server-name', 'as', 'as-group', 'cache-dir', 'v', 'request-timeout', 'raw', 'field-selector',
                'sort-by', 'field-manager', 'grace-period', 'port'}
 BOOL_FLAGS = {'all', 'all-namespaces', 'no-headers', 'client', 'show-labels', 'watch', 'ignore-not-found', 'overwrite',
-              'insecure-skip-tls-verify', 'wait', 'force', 'help', 'recursive', 'server-side'}
+              'insecure-skip-tls-verify', 'wait', 'force', 'recursive', 'server-side'}
 SHORT = {'n': 'namespace', 'o': 'output', 'f': 'filename', 'l': 'selector', 'A': 'all-namespaces', 'v': 'v',
-         's': 'server', 'w': 'watch', 'h': 'help', 'R': 'recursive'}
+         's': 'server', 'w': 'watch', 'R': 'recursive'}
 
 
 def command_of(argv: list[str]) -> str:

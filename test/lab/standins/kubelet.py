@@ -2,12 +2,14 @@
 """kubelet stand-in (a lab test double; see standin_common.py).
 
 Like the real kubelet under kubelet.service it exits 1 (and systemd restarts it every 10 s)
-while /var/lib/kubelet/config.yaml is missing or the CRI runtime does not answer; once
-configured it TLS-bootstraps with bootstrap-kubelet.conf when needed, registers its Node,
-posts Ready only while a CNI config exists in /etc/cni/net.d (NotReady otherwise), runs the
-static Pods of /etc/kubernetes/manifests (as the etcd-standin and kube-apiserver-standin
-services), plays CNI DaemonSet pods by writing their CNI config, and serves
-127.0.0.1:10248/healthz and :10250.
+while /var/lib/kubelet/config.yaml is missing or the CRI runtime does not answer, on an unknown
+flag (pflag.py), on active swap with failSwapOn, and on a cgroup driver mismatch with
+containerd (kubelet_node.py; test/lab/README.md says how that differs from the real one); once
+configured it TLS-bootstraps with bootstrap-kubelet.conf when needed, registers its Node, posts
+Ready only while containerd's CNI directory holds a network whose plugin binaries exist
+(NotReady otherwise), runs the static Pods of /etc/kubernetes/manifests (as the etcd-standin and
+kube-apiserver-standin services), plays CNI DaemonSet pods by installing their plugin and
+writing their CNI config, and serves 127.0.0.1:10248/healthz and :10250.
 
 It also plays the node's data plane, so a Service answers through its ClusterIP and cluster DNS
 resolves as on a real node (see PodNetwork, proxy_rules and the pod servers below):
@@ -43,8 +45,8 @@ STATIC_SERVICES = {'etcd.yaml': 'etcd-standin.service', 'kube-apiserver.yaml': '
 VALUE_FLAGS = {'bootstrap-kubeconfig', 'kubeconfig', 'config', 'container-runtime-endpoint', 'node-ip', 'hostname-override',
                'pod-infra-container-image', 'v', 'node-labels', 'cgroup-driver', 'register-with-taints', 'cloud-provider',
                'resolv-conf', 'max-pods', 'provider-id', 'root-dir', 'runtime-request-timeout', 'pod-manifest-path'}
-BOOL_FLAGS = {'fail-swap-on', 'register-node', 'rotate-certificates', 'help'}
-SHORTHANDS = {'v': 'v', 'h': 'help'}
+BOOL_FLAGS = {'fail-swap-on', 'register-node', 'rotate-certificates'}
+SHORTHANDS = {'v': 'v'}
 
 
 def fail(message: str) -> None:
