@@ -25,7 +25,7 @@ import { join, normalize, sep } from 'node:path';
 import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
 import semver from 'semver';
-import { STANDIN_FILES, STANDIN_SOURCE, type InstalledFile } from './standins.js';
+import { KUBERNETES_CNI_PLUGINS, STANDIN_FILES, STANDIN_SOURCE, type InstalledFile } from './standins.js';
 
 const exec = promisify(execFile);
 
@@ -155,14 +155,31 @@ export function kubernetesPackageSpecs(kubernetesVersion: string): PackageSpec[]
       name: 'kubelet',
       version,
       architecture: 'amd64',
-      // The real package's dependencies (less kubernetes-cni, which the stand-in does not use).
-      depends: [common, 'iptables (>= 1.4.21)', 'iproute2', 'socat', 'util-linux', 'mount', 'ebtables', 'ethtool', 'conntrack'],
+      // The real package's dependencies; kubernetes-cni brings the plugins a node needs to be Ready.
+      depends: [common, 'iptables (>= 1.4.21)', `${KUBERNETES_CNI_PACKAGE} (>= 1.2.0)`, 'iproute2', 'socat', 'util-linux', 'mount', 'ebtables', 'ethtool', 'conntrack'],
       description: 'Capstan lab STAND-IN for the kubelet (a test double, not Kubernetes)',
       files: filesOf('kubelet'),
       postinst: KUBELET_POSTINST,
     },
     { name: 'kubectl', version, architecture: 'amd64', depends: [common], description: 'Capstan lab STAND-IN for kubectl (a test double, not Kubernetes)', files: filesOf('kubectl') },
   ];
+}
+
+/** The CNI plugins package the kubelet depends on, as pkgs.k8s.io ships it beside each minor. */
+export const KUBERNETES_CNI_PACKAGE = 'kubernetes-cni';
+/** Its version in the v1.34 and v1.35 repositories (the plugins' release 1.7.1). */
+const KUBERNETES_CNI_VERSION = '1.7.1-1.1';
+
+/** kubernetes-cni: the standard plugins in /opt/cni/bin, each a copy of the stand-in plugin (pure but for reading nothing). */
+export function kubernetesCniPackageSpec(): PackageSpec {
+  return {
+    name: KUBERNETES_CNI_PACKAGE,
+    version: KUBERNETES_CNI_VERSION,
+    architecture: 'amd64',
+    depends: [],
+    description: 'Capstan lab STAND-IN for the CNI plugins (test doubles, not the containernetworking plugins)',
+    files: KUBERNETES_CNI_PLUGINS.map((plugin) => ({ target: `/opt/cni/bin/${plugin}`, mode: '755', source: 'cni-plugin.sh' })),
+  };
 }
 
 /** The common package (shared modules, static-Pod units). */
@@ -236,7 +253,7 @@ export async function buildKubernetesRepo(dir: string, versions: readonly string
   for (const [minor, minorVersions] of byMinor) {
     const repo = join(dir, repositoryPath(minor));
     rmSync(repo, { recursive: true, force: true });
-    for (const spec of [common, ...minorVersions.flatMap((version) => kubernetesPackageSpecs(version))]) {
+    for (const spec of [common, kubernetesCniPackageSpec(), ...minorVersions.flatMap((version) => kubernetesPackageSpecs(version))]) {
       mkdirSync(join(repo, spec.architecture), { recursive: true });
       await buildDeb(spec, stage, join(repo, spec.architecture, debFileName(spec)));
     }

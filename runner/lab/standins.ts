@@ -10,6 +10,7 @@
  *   /usr/lib/systemd/system/kubelet.service (Restart=always, RestartSec=10) and its drop-in
  *   /usr/lib/systemd/system/kubelet.service.d/10-kubeadm.conf (EnvironmentFile=-/etc/default/kubelet)
  *   /etc/default/kubelet (KUBELET_EXTRA_ARGS=, only when absent); kubelet.service enabled and started
+ *   /opt/cni/bin/{bridge,portmap,...}: kubernetes-cni's plugins (the kubelet package's dependency), stand-ins
  * plus the stand-ins' own parts: /usr/lib/capstan-standin/*.py and the etcd-standin /
  * kube-apiserver-standin units that the kubelet stand-in starts for the static Pod manifests.
  * Debian packages the stand-ins need (python3-yaml, python3-cryptography) and the ones the real
@@ -30,6 +31,14 @@ export const STANDIN_SOURCE = join(dirname(fileURLToPath(import.meta.url)), '..'
 /** Debian packages installed on every host (the stand-ins' own needs, then the real packages' dependencies). */
 export const STANDIN_APT_PACKAGES = ['python3-yaml', 'python3-cryptography', 'iptables', 'ethtool', 'socat', 'ebtables', 'conntrack'];
 
+/**
+ * The plugins of kubernetes-cni (containernetworking/plugins v1.x), which the pkgs.k8s.io kubelet
+ * package depends on: installed in /opt/cni/bin as copies of the stand-in plugin (cni-plugin.sh), so
+ * a CNI config naming `portmap` or `bridge` finds them as on a real node.
+ */
+export const KUBERNETES_CNI_PLUGINS = ['bandwidth', 'bridge', 'dhcp', 'dummy', 'firewall', 'host-device', 'host-local', 'ipvlan', 'loopback',
+  'macvlan', 'portmap', 'ptp', 'sbr', 'static', 'tap', 'tuning', 'vlan', 'vrf'];
+
 /** A file the stand-ins' installer puts on every host. */
 export const STANDIN_MARKER = '/usr/lib/capstan-standin/standin_servers.py';
 
@@ -47,6 +56,9 @@ export const STANDIN_FILES: readonly InstalledFile[] = [
   { source: 'kubeadm_preflight.py', target: '/usr/lib/capstan-standin/kubeadm_preflight.py', mode: '644' },
   { source: 'kubeadm_versions.py', target: '/usr/lib/capstan-standin/kubeadm_versions.py', mode: '644' },
   { source: 'kubeadm_upgrade.py', target: '/usr/lib/capstan-standin/kubeadm_upgrade.py', mode: '644' },
+  { source: 'pflag.py', target: '/usr/lib/capstan-standin/pflag.py', mode: '644' },
+  { source: 'kubelet_node.py', target: '/usr/lib/capstan-standin/kubelet_node.py', mode: '644' },
+  { source: 'cni-plugin.sh', target: '/usr/lib/capstan-standin/cni-plugin', mode: '755' },
   { source: 'standin_servers.py', target: STANDIN_MARKER, mode: '755' },
   { source: 'kubeadm.py', target: '/usr/bin/kubeadm', mode: '755' },
   { source: 'kubelet.py', target: '/usr/bin/kubelet', mode: '755' },
@@ -75,6 +87,7 @@ export function installScript(): string {
   }
   const defaults = readFileSync(join(STANDIN_SOURCE, 'systemd/kubelet.default')).toString('base64');
   lines.push(`[ -e /etc/default/kubelet ] || printf '%s' '${defaults}' | base64 -d > /etc/default/kubelet`);
+  lines.push(`mkdir -p /opt/cni/bin && for plugin in ${KUBERNETES_CNI_PLUGINS.join(' ')}; do cp /usr/lib/capstan-standin/cni-plugin /opt/cni/bin/$plugin; done`);
   lines.push('ln -sf /usr/lib/capstan-standin/standin_servers.py /usr/lib/capstan-standin/etcd-standin');
   lines.push('ln -sf /usr/lib/capstan-standin/standin_servers.py /usr/lib/capstan-standin/kube-apiserver-standin');
   lines.push('systemctl daemon-reload', 'systemctl enable kubelet.service >/dev/null 2>&1', 'systemctl start kubelet.service || true');

@@ -221,6 +221,32 @@ describe('playbooks end to end (lab, Kubernetes stand-ins)', function () {
       expect(result.code, result.stderr).to.equal(0);
       expectNothingChanged(result.stdout, lab.hosts.map((h) => h.name));
     });
+
+    it('containerd back on cgroupfs on a worker: its kubelet crash-loops and the node goes NotReady; a re-run restores SystemdCgroup = true and the node is Ready', async () => {
+      // What a user's hand edit (or a config management tool) would do to a converged node.
+      await sh(lab, 'k8s-02', "sed -i 's/SystemdCgroup = true/SystemdCgroup = false/' /etc/containerd/config.toml && systemctl restart containerd");
+      const ready = `kubectl get node k8s-02 -o jsonpath='{.status.conditions[?(@.type=="Ready")].status} {.status.conditions[?(@.type=="Ready")].reason} {.status.conditions[?(@.type=="Ready")].message}'`;
+      // The kubelet exits, systemd restarts it every 10 s, it exits again; after the node monitor's grace period the node is NotReady.
+      expect(await until('k8s-02 NotReady', 120_000, async () => (await nodesReady(lab, 'k8s-01')).includes('k8s-02 NotReady'))).to.equal(true);
+      expect(await sh(lab, 'k8s-01', ready)).to.equal('Unknown NodeStatusUnknown Kubelet stopped posting node status.');
+      const journal = await sh(lab, 'k8s-02', 'journalctl -u kubelet -o cat --no-pager -n 200');
+      expect(journal).to.include('"CRI implementation should be updated to support RuntimeConfig when KubeletCgroupDriverFromCRI feature gate has been enabled. Falling back to using cgroupDriver from kubelet config."');
+      expect(journal).to.include('"Pod sandbox changed, it will be killed and re-created."');
+      expect(journal).to.include('"command failed" err="failed to run Kubelet: cgroup driver mismatch (stand-in): the kubelet uses \\"systemd\\", containerd\'s runc runtime \\"cgroupfs\\" (SystemdCgroup = false); pods cannot run on this node"');
+      expect(await sh(lab, 'k8s-02', 'curl -s -o /dev/null -w "%{http_code}" http://127.0.0.1:10248/healthz || true')).to.equal('000');
+
+      const check = await capstan([...args, '--check']);
+      expect(check.code, check.stderr).to.equal(0);
+      expect([...changed(check.stdout)].filter((t) => t.includes('containerd-cgroup'))).to.deep.equal(['k8s-02 containerd-cgroup:/etc/containerd/config.toml']);
+      const result = await capstan(args);
+      expect(result.code, result.stdout.slice(-3000) + result.stderr).to.equal(0);
+      expect([...changed(result.stdout)].filter((t) => t.includes('containerd-cgroup'))).to.deep.equal(['k8s-02 containerd-cgroup:/etc/containerd/config.toml']);
+      expect(recapOf(result.stdout)['k8s-03']!.changed).to.equal(0);
+      expect(await sh(lab, 'k8s-02', 'grep -c "SystemdCgroup = true" /etc/containerd/config.toml')).to.equal('1\n');
+      await until('k8s-02 Ready', 120_000, async () => (await nodesReady(lab, 'k8s-01')).includes('k8s-02 Ready'));
+      expect(await nodesReady(lab, 'k8s-01')).to.deep.equal(['k8s-01 Ready', 'k8s-02 Ready', 'k8s-03 Ready']);
+      expect(await sh(lab, 'k8s-01', ready)).to.equal('True KubeletReady kubelet is posting ready status');
+    });
   });
 
   describe('pi-cluster.ts: the memory cgroup where it is missing (cmdline.txt, reboot), the rest untouched', () => {

@@ -33,7 +33,8 @@ describe('Kubernetes stand-ins on lab hosts (kubeadm, kubelet, kubectl)', functi
     await installKubernetesStandIns(lab);
     await Promise.all(
       ['node1', 'node2', 'node3'].map((host) =>
-        ok(host, 'DEBIAN_FRONTEND=noninteractive apt-get install -y -qq containerd >/dev/null && systemctl start containerd && sysctl -qw net.ipv4.ip_forward=1'),
+        // The seeds' containerd setup: the default config with SystemdCgroup = true (kubeadm's kubelet uses systemd; the stand-in refuses a mismatch).
+        ok(host, 'DEBIAN_FRONTEND=noninteractive apt-get install -y -qq containerd >/dev/null && containerd config default | sed "s/SystemdCgroup = false/SystemdCgroup = true/" > /etc/containerd/config.toml && systemctl restart containerd && sysctl -qw net.ipv4.ip_forward=1'),
       ),
     );
   });
@@ -193,6 +194,55 @@ describe('Kubernetes stand-ins on lab hosts (kubeadm, kubelet, kubectl)', functi
     expect(await ok('node1', `${admin} kubectl apply -f - <<'EOF'\n${cni}EOF`)).to.equal('daemonset.apps/weave-net unchanged\n');
   });
 
+  it('keeps a node NotReady while a plugin its CNI config names is missing from /opt/cni/bin', async function () {
+    const readyMessage = `${admin} kubectl get node node2 -o jsonpath='{.status.conditions[?(@.type=="Ready")].status} {.status.conditions[?(@.type=="Ready")].message}'`;
+    expect(await ok('node2', 'ls /opt/cni/bin | tr "\\n" " "')).to.equal(
+      'bandwidth bridge dhcp dummy firewall host-device host-local ipvlan loopback macvlan portmap ptp sbr static tap tuning vlan vrf weave-net ',
+    );
+    await ok('node2', 'mv /opt/cni/bin/weave-net /root/weave-net');
+    try {
+      await ok('node1', `for i in $(seq 30); do ${readyMessage} | grep -q ^False && break; sleep 1; done`);
+      expect(await ok('node1', readyMessage)).to.equal(
+        'False container runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady message:Network plugin returns error: cni plugin not initialized',
+      );
+    } finally {
+      await ok('node2', 'mv /root/weave-net /opt/cni/bin/weave-net');
+    }
+    expect(await ok('node1', `${admin} kubectl wait --for=condition=Ready node/node2 --timeout=60s`)).to.equal('node/node2 condition met\n');
+  });
+
+  it('rejects unknown flags as kubectl and kubelet do, and takes --flag value as well as --flag=value', async function () {
+    const kubectl = await run('node1', `${admin} kubectl get nodes --foo`);
+    expect([kubectl.code, kubectl.stdout, kubectl.stderr]).to.deep.equal([1, '', "error: unknown flag: --foo\nSee 'kubectl get --help' for usage.\n"]);
+    const short = await run('node1', `${admin} kubectl get nodes -x`);
+    expect([short.code, short.stderr]).to.deep.equal([1, "error: unknown shorthand flag: 'x' in -x\nSee 'kubectl get --help' for usage.\n"]);
+    const afterValue = await run('node1', 'kubectl --kubeconfig /etc/kubernetes/admin.conf wait --bogus nodes');
+    expect([afterValue.code, afterValue.stderr]).to.deep.equal([1, "error: unknown flag: --bogus\nSee 'kubectl wait --help' for usage.\n"]);
+    expect(await ok('node1', `kubectl --kubeconfig /etc/kubernetes/admin.conf get node node2 --output jsonpath={.metadata.name}`)).to.equal('node2');
+    expect(await ok('node1', `kubectl --kubeconfig=/etc/kubernetes/admin.conf get node node2 -ojsonpath={.metadata.name}`)).to.equal('node2');
+    const kubelet = await run('node1', 'kubelet --foo=1');
+    expect(kubelet.code).to.equal(1);
+    expect(kubelet.stderr).to.match(/^E\d{4} [\d:.]+ +\d+ run\.go:72\] "command failed" err="failed to parse kubelet flag: unknown flag: --foo"\n$/);
+    const needs = await run('node1', 'kubelet --config');
+    expect(needs.stderr).to.match(/"command failed" err="failed to parse kubelet flag: flag needs an argument: --config"\n$/);
+  });
+
+  it('kubelet refuses active swap with failSwapOn (the default) and crash-loops until swap is off', async function () {
+    // The lab shares the machine's kernel: /proc/swaps is replaced by a bind mount, as the pi-cluster test does with /proc/cgroups.
+    const swaps = 'Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n/swapfile                               file\t\t1048572\t\t0\t\t-2\n';
+    await ok('node2', `printf '${swaps}' > /run/standin-swaps && mount --bind /run/standin-swaps /proc/swaps && systemctl restart kubelet`);
+    try {
+      const journal = await ok('node2', 'for i in $(seq 30); do journalctl -u kubelet -o cat --no-pager --since=-30s | grep -q "swap on" && break; sleep 1; done; journalctl -u kubelet -o cat --no-pager --since=-30s');
+      expect(journal).to.match(
+        /E\d{4} [\d:.]+ +\d+ run\.go:72\] "command failed" err="failed to run Kubelet: running with swap on is not supported, please disable swap! or set --fail-swap-on flag to false\. \/proc\/swaps contained: \[Filename\\t\\t\\t\\tType\\t\\tSize\\t\\tUsed\\t\\tPriority \/swapfile +file\\t\\t1048572\\t\\t0\\t\\t-2\]"\n/,
+      );
+      expect(await ok('node2', 'curl -s -o /dev/null -w "%{http_code}" http://127.0.0.1:10248/healthz || true')).to.equal('000');
+    } finally {
+      await ok('node2', 'umount /proc/swaps && systemctl restart kubelet');
+    }
+    expect(await ok('node1', `${admin} kubectl wait --for=condition=Ready node/node2 --timeout=60s`)).to.equal('node/node2 condition met\n');
+  });
+
   it('refuses an expired token with the real discovery error', async function () {
     const token = (await ok('node1', 'kubeadm token create --ttl 1s')).trim();
     await new Promise((resolve) => setTimeout(resolve, 2500));
@@ -253,6 +303,8 @@ describe('Kubernetes stand-ins on lab hosts (kubeadm, kubelet, kubectl)', functi
     const nodes = lines.slice(1).map((line) => line.split(/ +/));
     expect(nodes.map((cells) => cells[2])).to.deep.equal(['Running', 'Running', 'Running']);
     expect(new Set(nodes.map((cells) => cells[6]))).to.deep.equal(new Set(['node1', 'node2', 'node3']));
+    // The kubelets ran their pods' data plane without dying: a crash would be a Python traceback in the journal.
+    for (const host of ['node1', 'node2', 'node3']) expect(await ok(host, 'journalctl -u kubelet -o cat --no-pager | grep -c Traceback || true'), host).to.equal('0\n');
     expect(await ok('node1', `${admin} kubectl cluster-info`)).to.equal(
       `Kubernetes control plane is running at https://${ip('node1')}:6443\nCoreDNS is running at https://${ip('node1')}:6443/api/v1/namespaces/kube-system/services/kube-dns:dns/proxy\n\nTo further debug and diagnose cluster problems, use 'kubectl cluster-info dump'.\n`,
     );

@@ -56,7 +56,9 @@ describe('Kubernetes upgrades with the stand-ins installed from the lab package 
           host,
           // The lab's repository is fetched directly, not through apt-cacher-ng (which only knows Debian's mirror).
           `printf '%s\\n' 'Acquire::http::Proxy::${GATEWAY} "DIRECT";' > /etc/apt/apt.conf.d/99capstan-lab-repo && ` +
-            'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq containerd >/dev/null && systemctl start containerd && sysctl -qw net.ipv4.ip_forward=1',
+            // The seeds' containerd setup: SystemdCgroup = true, as kubeadm's kubelet uses systemd (the stand-in refuses a mismatch).
+            'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq containerd >/dev/null && ' +
+            'containerd config default | sed "s/SystemdCgroup = false/SystemdCgroup = true/" > /etc/containerd/config.toml && systemctl restart containerd && sysctl -qw net.ipv4.ip_forward=1',
         ),
       ),
     );

@@ -36,7 +36,7 @@ const BINARIES: { name: StandInBinary['name']; main: string; modules: string[] }
   { name: 'kube-apiserver', main: 'import hardway_apiserver\nhardway_apiserver.main()\n', modules: ['hardway_apiserver.py', 'hardway_common.py', 'standin_servers.py', 'standin_common.py'] },
   { name: 'kube-controller-manager', main: 'import hardway_components\nhardway_components.main("kube-controller-manager")\n', modules: ['hardway_components.py', 'hardway_common.py', 'standin_servers.py', 'standin_common.py'] },
   { name: 'kube-scheduler', main: 'import hardway_components\nhardway_components.main("kube-scheduler")\n', modules: ['hardway_components.py', 'hardway_common.py', 'standin_servers.py', 'standin_common.py'] },
-  { name: 'kubectl', main: 'import kubectl\nkubectl.main()\n', modules: ['kubectl.py', 'standin_common.py'] },
+  { name: 'kubectl', main: 'import kubectl\nkubectl.main()\n', modules: ['kubectl.py', 'pflag.py', 'standin_common.py'] },
 ];
 
 /** The version the binaries report unless built with another (the other stand-ins' default). */

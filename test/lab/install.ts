@@ -8,6 +8,7 @@
  *   /usr/lib/systemd/system/kubelet.service (Restart=always, RestartSec=10) and its drop-in
  *   /usr/lib/systemd/system/kubelet.service.d/10-kubeadm.conf (EnvironmentFile=-/etc/default/kubelet)
  *   /etc/default/kubelet (KUBELET_EXTRA_ARGS=, only when absent); kubelet.service enabled and started
+ *   /opt/cni/bin/{bridge,portmap,...}: kubernetes-cni's plugins (the kubelet package's dependency), stand-ins
  * plus the stand-ins' own parts: /usr/lib/capstan-standin/*.py and the etcd-standin /
  * kube-apiserver-standin units that the kubelet stand-in starts for the static Pod manifests.
  * Debian packages the stand-ins need (python3-yaml, python3-cryptography) and the ones the real

@@ -6,6 +6,7 @@ import {
   debFileName,
   debianVersion,
   kubernetesPackageSpecs,
+  kubernetesCniPackageSpec,
   minorOf,
   repositoryPath,
 } from '../../runner/lab/kubernetes-repo.js';
@@ -32,6 +33,10 @@ describe('lab Kubernetes package repository layout (runner/lab/kubernetes-repo.t
       '/usr/lib/capstan-standin/versions/kubelet',
     ]);
     expect(kubelet!.postinst).to.include('if [ "$1" = configure ] && [ -z "$2" ]');
+    expect(kubelet!.depends).to.include('kubernetes-cni (>= 1.2.0)');
+    const cni = kubernetesCniPackageSpec();
+    expect([cni.name, cni.version]).to.deep.equal(['kubernetes-cni', '1.7.1-1.1']);
+    expect(cni.files.map((f) => f.target)).to.include.members(['/opt/cni/bin/bridge', '/opt/cni/bin/portmap', '/opt/cni/bin/loopback', '/opt/cni/bin/host-local']);
     expect(kubectl!.files.map((f) => f.target)).to.deep.equal(['/usr/bin/kubectl', '/usr/lib/capstan-standin/versions/kubectl']);
     const common = commonPackageSpec();
     expect(common.files.map((f) => f.target)).to.include.members([

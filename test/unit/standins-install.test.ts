@@ -26,7 +26,7 @@ describe('Kubernetes stand-ins installer script', function () {
         .split('\n')
         .filter((line) => !/apt-get|systemctl/.test(line))
         .join('\n')
-        .replace(/(^|[ >])\/(usr|etc|var)\//gm, `$1${root}/$2/`);
+        .replace(/(^|[ >])\/(usr|etc|var|opt)\//gm, `$1${root}/$2/`);
       for (const dir of ['usr/bin', 'etc/default']) mkdirSync(join(root, dir), { recursive: true });
       execFileSync('sh', ['-s'], { input: body });
       const unit = readFileSync(join(root, 'usr/lib/systemd/system/kubelet.service.d/10-kubeadm.conf'), 'utf8');
@@ -34,6 +34,9 @@ describe('Kubernetes stand-ins installer script', function () {
       expect(readFileSync(join(root, 'usr/bin/kubeadm'))).to.deep.equal(readFileSync(new URL('../lab/standins/kubeadm.py', import.meta.url)));
       expect(statSync(join(root, 'usr/bin/kubeadm')).mode & 0o777).to.equal(0o755);
       expect(readFileSync(join(root, 'etc/default/kubelet'), 'utf8')).to.equal('KUBELET_EXTRA_ARGS=\n');
+      // kubernetes-cni's plugins, which the kubelet package depends on: the stand-in plugin under each name.
+      expect(readFileSync(join(root, 'opt/cni/bin/portmap'))).to.deep.equal(readFileSync(new URL('../lab/standins/cni-plugin.sh', import.meta.url)));
+      expect(statSync(join(root, 'opt/cni/bin/bridge')).mode & 0o777).to.equal(0o755);
     } finally {
       rmSync(root, { recursive: true, force: true });
     }

@@ -12,6 +12,7 @@ import urllib.request
 
 sys.path.insert(0, '/usr/lib/capstan-standin')
 sys.path.insert(0, os.path.dirname(os.path.realpath(__file__)))
+import pflag  # noqa: E402
 import standin_common as common  # noqa: E402
 
 RESOURCES = {  # name/alias -> (kind, group, namespaced)
@@ -640,39 +641,44 @@ def cmd_cluster_info(args):
 
 
 OPTS: dict = {}
+# The flags of the commands the stand-in has (kubectl's global flags, then its commands' own): any
+# other is refused as the real kubectl refuses it.
 VALUE_FLAGS = {'kubeconfig', 'namespace', 'output', 'filename', 'selector', 'for', 'timeout', 'image', 'replicas', 'context',
-               'server', 'v', 'request-timeout', 'raw', 'grace-period', 'pod-selector'}
-SHORT = {'n': 'namespace', 'o': 'output', 'f': 'filename', 'l': 'selector', 'A': 'all-namespaces', 'v': 'v'}
+               'cluster', 'user', 'server', 'token', 'certificate-authority', 'client-certificate', 'client-key',
+               'tls-server-name', 'as', 'as-group', 'cache-dir', 'v', 'request-timeout', 'raw', 'field-selector',
+               'sort-by', 'field-manager', 'grace-period', 'port', 'pod-selector'}
+BOOL_FLAGS = {'all', 'all-namespaces', 'no-headers', 'client', 'show-labels', 'watch', 'ignore-not-found', 'overwrite',
+              'insecure-skip-tls-verify', 'wait', 'force', 'recursive', 'server-side',
+              'ignore-daemonsets', 'delete-emptydir-data', 'disable-eviction'}
+SHORT = {'n': 'namespace', 'o': 'output', 'f': 'filename', 'l': 'selector', 'A': 'all-namespaces', 'v': 'v',
+         's': 'server', 'w': 'watch', 'R': 'recursive'}
 
 
-def parse(argv):
-    positionals = []
+def command_of(argv: list[str]) -> str:
+    """The subcommand in an argument list pflag refused (the first argument that is not a flag or a
+    flag's value), for kubectl's `See 'kubectl <command> --help'` line."""
     i = 0
     while i < len(argv):
         arg = argv[i]
         if arg == '--':
-            positionals += argv[i + 1:]
             break
-        if arg.startswith('-') and arg != '-':
-            if arg.startswith('--'):
-                name, eq, value = arg[2:].partition('=')
-            else:
-                name, eq, value = SHORT.get(arg[1], arg[1]), ('=' if len(arg) > 2 else ''), arg[2:].lstrip('=')
-            if name in VALUE_FLAGS:
-                if not eq:
-                    i += 1
-                    if i >= len(argv):
-                        raise Fail(f'error: flag needs an argument: {arg}')
-                    value = argv[i]
-                if name == 'filename':
-                    OPTS.setdefault('filename', []).append(value)
-                else:
-                    OPTS[name] = value
-            else:
-                OPTS[name] = True
-        else:
-            positionals.append(arg)
-        i += 1
+        if not arg.startswith('-') or arg == '-':
+            return arg
+        takes_value = (arg.startswith('--') and '=' not in arg and arg[2:] in VALUE_FLAGS) or \
+            (len(arg) == 2 and SHORT.get(arg[1]) in VALUE_FLAGS)
+        i += 2 if takes_value else 1
+    return ''
+
+
+def parse(argv):
+    """pflag's parsing (pflag.py); an unknown flag fails like kubectl's: `error: unknown flag: --foo`
+    then `See 'kubectl <command> --help' for usage.`, exit 1."""
+    try:
+        flags, positionals = pflag.parse(argv, VALUE_FLAGS, BOOL_FLAGS, SHORT, repeated={'filename'})
+    except pflag.FlagError as error:
+        command = command_of(argv)
+        raise Fail(f'error: {error}\nSee \'kubectl{" " + command if command else ""} --help\' for usage.')
+    OPTS.update(flags)
     return positionals
 
 

@@ -2,12 +2,14 @@
 """kubelet stand-in (a lab test double; see standin_common.py).
 
 Like the real kubelet under kubelet.service it exits 1 (and systemd restarts it every 10 s)
-while /var/lib/kubelet/config.yaml is missing or the CRI runtime does not answer; once
-configured it TLS-bootstraps with bootstrap-kubelet.conf when needed, registers its Node,
-posts Ready only while a CNI config exists in /etc/cni/net.d (NotReady otherwise), runs the
-static Pods of /etc/kubernetes/manifests (as the etcd-standin and kube-apiserver-standin
-services), plays CNI DaemonSet pods by writing their CNI config, and serves
-127.0.0.1:10248/healthz and :10250.
+while /var/lib/kubelet/config.yaml is missing or the CRI runtime does not answer, on an unknown
+flag (pflag.py), on active swap with failSwapOn, and on a cgroup driver mismatch with
+containerd (kubelet_node.py; test/lab/README.md says how that differs from the real one); once
+configured it TLS-bootstraps with bootstrap-kubelet.conf when needed, registers its Node, posts
+Ready only while containerd's CNI directory holds a network whose plugin binaries exist
+(NotReady otherwise), runs the static Pods of /etc/kubernetes/manifests (as the etcd-standin and
+kube-apiserver-standin services), plays CNI DaemonSet pods by installing their plugin and
+writing their CNI config, and serves 127.0.0.1:10248/healthz and :10250.
 
 It also plays the node's data plane, so a Service answers through its ClusterIP and cluster DNS
 resolves as on a real node (see PodNetwork, proxy_rules and the pod servers below):
@@ -33,32 +35,116 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 sys.path.insert(0, '/usr/lib/capstan-standin')
 sys.path.insert(0, os.path.dirname(os.path.realpath(__file__)))
+import kubelet_node as node_checks  # noqa: E402
+import pflag  # noqa: E402
 import standin_common as common  # noqa: E402
 
 STATIC_SERVICES = {'etcd.yaml': 'etcd-standin.service', 'kube-apiserver.yaml': 'kube-apiserver-standin.service'}
-FLAGS = {'bootstrap-kubeconfig', 'kubeconfig', 'config', 'container-runtime-endpoint', 'node-ip', 'hostname-override',
-         'pod-infra-container-image', 'v', 'node-labels', 'cgroup-driver', 'fail-swap-on', 'register-with-taints',
-         'cloud-provider', 'resolv-conf', 'max-pods', 'provider-id', 'root-dir'}
+# The kubelet flags the stand-in knows (pflag syntax, pflag.py); any other is refused as the real
+# kubelet refuses it: `"command failed" err="failed to parse kubelet flag: unknown flag: --foo"`, exit 1.
+VALUE_FLAGS = {'bootstrap-kubeconfig', 'kubeconfig', 'config', 'container-runtime-endpoint', 'node-ip', 'hostname-override',
+               'pod-infra-container-image', 'v', 'node-labels', 'cgroup-driver', 'register-with-taints', 'cloud-provider',
+               'resolv-conf', 'max-pods', 'provider-id', 'root-dir', 'runtime-request-timeout', 'pod-manifest-path'}
+BOOL_FLAGS = {'fail-swap-on', 'register-node', 'rotate-certificates'}
+SHORTHANDS = {'v': 'v'}
 
 
 def fail(message: str) -> None:
-    common.klog('E', 'run.go:72', f'"command failed" err="{message}"')
+    common.klog('E', 'run.go:72', f'"command failed" err={node_checks.go_quote(message)}')
     sys.exit(1)
 
 
 def parse_args(argv):
-    args = {}
-    for item in argv:
-        if item in ('--version', '-version'):
-            print(f'Kubernetes {common.kube_version()}')
-            sys.exit(0)
-        if not item.startswith('--'):
-            continue
-        name, _, value = item[2:].partition('=')
-        if name not in FLAGS:
-            fail(f'failed to parse kubelet flag: unknown flag: --{name}')
-        args[name] = value
+    if any(item in ('--version', '-version') or item.startswith('--version=') for item in argv):
+        print(f'Kubernetes {common.kube_version()}')
+        sys.exit(0)
+    try:
+        args, positionals = pflag.parse(argv, VALUE_FLAGS, BOOL_FLAGS, SHORTHANDS)
+    except pflag.FlagError as error:
+        fail(f'failed to parse kubelet flag: {error}')
+    if positionals:
+        fail(f'unknown command {positionals[0]}')
     return args
+
+
+def containerd_dump() -> str | None:
+    """`containerd config dump`: the configuration containerd starts with (the file merged over the
+    defaults); None when containerd is not installed or refuses its config."""
+    try:
+        result = subprocess.run(['containerd', 'config', 'dump'], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout if result.returncode == 0 else None
+
+
+class Runtime:
+    """What the running containerd was started with, read again only when containerd (re)starts
+    (its MainPID changes): a config edited without a restart does not count yet, as for real."""
+
+    def __init__(self):
+        self.pid = None
+        self.settings = None
+
+    def refresh(self) -> dict | None:
+        """Reads the settings again if containerd restarted since the last call; returns them."""
+        pid = subprocess.run(['systemctl', 'show', '-p', 'MainPID', '--value', 'containerd'], capture_output=True, text=True).stdout.strip()
+        if pid != self.pid:
+            dump = containerd_dump()
+            try:
+                self.settings = node_checks.runtime_settings(dump) if dump else None
+            except ValueError:
+                self.settings = None
+            self.pid = pid
+        return self.settings
+
+    def current(self) -> dict:
+        """The settings last read (empty when containerd's config could not be read)."""
+        return self.settings or {}
+
+
+def cgroup_driver_error(kubelet_driver: str, runtime: Runtime, log_fallback: bool) -> str | None:
+    """Kubelet 1.34's getCgroupDriverFromCRI, then the mismatch: containerd 2.x reports its driver and
+    the kubelet takes it (never a mismatch); containerd 1.x cannot (RuntimeConfig is unimplemented),
+    so the kubelet keeps its own cgroupDriver. The real kubelet then runs on while its pods'
+    sandboxes fail or are re-created; the stand-in exits instead (see test/lab/README.md)."""
+    settings = runtime.refresh()
+    if settings is None:
+        return None
+    runtime_driver = 'systemd' if settings['systemd_cgroup'] else 'cgroupfs'
+    if node_checks.containerd_reports_cgroup_driver(common.containerd_version()):
+        if log_fallback:
+            common.klog('I', 'server.go:1358', f'"Using cgroup driver setting received from the CRI runtime" cgroupDriver="{runtime_driver}"')
+        return None
+    if log_fallback:
+        common.klog('E', 'log.go:32', '"RuntimeConfig from runtime service failed" err="rpc error: code = Unimplemented desc = '
+                    'unknown method RuntimeConfig for service runtime.v1.RuntimeService"')
+        common.klog('I', 'server.go:1350', '"CRI implementation should be updated to support RuntimeConfig when KubeletCgroupDriverFromCRI '
+                    'feature gate has been enabled. Falling back to using cgroupDriver from kubelet config."')
+    symptom = node_checks.cgroup_driver_mismatch(kubelet_driver, settings['systemd_cgroup'])
+    if symptom is None:
+        return None
+    common.klog('E', 'kuberuntime_sandbox.go:72', symptom)
+    return (f'cgroup driver mismatch (stand-in): the kubelet uses "{kubelet_driver}", containerd\'s {settings["runtime"]} runtime '
+            f'"{runtime_driver}" (SystemdCgroup = {str(settings["systemd_cgroup"]).lower()}); pods cannot run on this node')
+
+
+def cni_not_ready(runtime: Runtime) -> str | None:
+    """The NotReady message while containerd's CNI config directory has no network whose plugins are
+    all in its CNI bin directories (containerd's conf_dir / bin_dir, /etc/cni/net.d and /opt/cni/bin
+    by default); None when the network is ready."""
+    settings = runtime.current()
+    conf_dir = settings.get('cni_conf_dir', node_checks.DEFAULT_CNI_CONF_DIR)
+    bin_dirs = settings.get('cni_bin_dirs', [node_checks.DEFAULT_CNI_BIN_DIR])
+    configs = {}
+    try:
+        for name in os.listdir(conf_dir):
+            text = common.read_text(os.path.join(conf_dir, name))
+            if text is not None:
+                configs[name] = text
+    except OSError:
+        pass
+    missing = lambda types: [t for t in types if not any(os.access(os.path.join(d, t), os.X_OK) for d in bin_dirs)]
+    return node_checks.cni_not_ready(configs, missing)
 
 
 def health_server():
@@ -158,8 +244,19 @@ def sync_static_services() -> None:
             common.write_file(record, digest)
 
 
-def play_cni_pods(pods: list[dict]) -> None:
-    """A CNI DaemonSet pod (one mounting /etc/cni/net.d from the host) writes its CNI config, as weave/calico/flannel do."""
+# The stand-in CNI plugin binary the installer puts in /opt/cni/bin for kubernetes-cni's plugins.
+CNI_PLUGIN_STANDIN = '/usr/lib/capstan-standin/cni-plugin'
+
+
+def play_cni_pods(pods: list[dict], runtime: Runtime) -> None:
+    """A CNI DaemonSet pod (one mounting /etc/cni/net.d from the host) installs its plugin binary in
+    the CNI bin directory, then writes its CNI config, as weave/calico/flannel's install steps do
+    (once, when the config is missing: a plugin removed later stays missing, as it would until the
+    pod restarts). The config names the plugin and portmap (kubernetes-cni's, which the kubelet
+    package depends on)."""
+    settings = runtime.current()
+    conf_dir = settings.get('cni_conf_dir', node_checks.DEFAULT_CNI_CONF_DIR)
+    bin_dir = settings.get('cni_bin_dirs', [node_checks.DEFAULT_CNI_BIN_DIR])[0]
     for pod in pods:
         refs = pod['metadata'].get('ownerReferences') or []
         if not refs or refs[0]['kind'] != 'DaemonSet' or pod['status'].get('phase') != 'Running':
@@ -168,8 +265,10 @@ def play_cni_pods(pods: list[dict]) -> None:
         if not any((v.get('hostPath') or {}).get('path', '').rstrip('/') in ('/etc/cni/net.d', '/etc/cni') for v in volumes):
             continue
         name = refs[0]['name']
-        path = os.path.join(common.CNI_DIR, f'10-{name}.conflist')
+        path = os.path.join(conf_dir, f'10-{name}.conflist')
         if not os.path.exists(path):
+            with open(CNI_PLUGIN_STANDIN, 'rb') as plugin:
+                common.write_file(os.path.join(bin_dir, name), plugin.read(), 0o755)
             common.write_file(path, json.dumps({'cniVersion': '1.0.0', 'name': name,
                                                 'plugins': [{'type': name, 'standin': True}, {'type': 'portmap', 'capabilities': {'portMappings': True}}]}, indent=2) + '\n')
 
@@ -478,6 +577,17 @@ def main():
                 fail(f'failed to run Kubelet: unable to load bootstrap kubeconfig: {err}')
         else:
             fail(f'failed to run Kubelet: unable to load bootstrap kubeconfig: stat {bootstrap}: no such file or directory')
+    # As run() does after the client certificate: the cgroup driver from the CRI (or the kubelet's
+    # own, cgroupfs by default; kubeadm writes systemd), then the container manager's swap check.
+    kubelet_driver = args.get('cgroup-driver') or (config or {}).get('cgroupDriver') or 'cgroupfs'
+    runtime = Runtime()
+    mismatch = cgroup_driver_error(kubelet_driver, runtime, log_fallback=True)
+    if mismatch:
+        fail(f'failed to run Kubelet: {mismatch}')
+    fail_swap_on = args['fail-swap-on'] if 'fail-swap-on' in args else (config or {}).get('failSwapOn', True) is not False
+    swap = node_checks.swap_error(common.read_text('/proc/swaps'), fail_swap_on)
+    if swap:
+        fail(f'failed to run Kubelet: {swap}')
     health_server()
     client = common.client_from_kubeconfig(kubeconfig_path)
     labels = {'beta.kubernetes.io/arch': 'amd64', 'beta.kubernetes.io/os': 'linux', 'kubernetes.io/arch': 'amd64',
@@ -494,13 +604,17 @@ def main():
         sync_static_services()
         ip = node_ip(args)
         cri = common.cri_error(endpoint)
-        cni = common.cni_config_present()
-        ready = cri is None and cni
+        if cri is None:
+            # containerd restarted with another cgroup driver: this kubelet's pods cannot run any more.
+            mismatch = cgroup_driver_error(kubelet_driver, runtime, log_fallback=False)
+            if mismatch:
+                fail(f'failed to run Kubelet: {mismatch}')
+        network_error = cni_not_ready(runtime) if cri is None else None
+        ready = cri is None and network_error is None
         if cri:
             reason, message = 'KubeletNotReady', f'container runtime is down, PLEG is not healthy: {cri}'
-        elif not cni:
-            reason, message = 'KubeletNotReady', ('container runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady '
-                                                  'message:Network plugin returns error: cni plugin not initialized')
+        elif network_error:
+            reason, message = 'KubeletNotReady', network_error
         else:
             reason, message = 'KubeletReady', 'kubelet is posting ready status'
         try:
@@ -522,7 +636,7 @@ def main():
                 last_beat, last_ready = time.time(), ready
             client.op('set_mirror_pods', node=node, pods=static_pods(node))
             pods = client.op('node_pods', node=node)
-            play_cni_pods(pods)
+            play_cni_pods(pods, runtime)
             state = client.op('proxy_state')
             network.sync(node, pods, state)
             servers.sync(pods, state)
