@@ -1,5 +1,6 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { resolve } from 'node:path';
+import { existsSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { CapstanError, InputError, PlaybookError, errorMessage } from './errors.js';
 import type { Reporter } from './events.js';
@@ -48,6 +49,8 @@ capstan run <playbook.ts> --lab [-i <inventory>] [options]
       --list-tasks           print the plays and their tasks, contact no host, exit
   -h, --help
 
+The playbook is type-checked before any host is contacted (cached in ~/.capstan/typecheck, or
+CAPSTAN_CACHE_DIR/typecheck, until a file it reads changes); a type error stops the run with file:line:col.
 Every run writes its JSON events (as --json, secrets redacted) to ~/.capstan/runs/<UTC time>-<playbook>.jsonl
 (CAPSTAN_RUNS_DIR overrides the directory; the newest 50 logs are kept), ends with "finished in N s",
 and prints the log's path when it failed.`;
@@ -428,6 +431,7 @@ async function writeRetryFile(playbookPath: string, hosts: string[]): Promise<vo
 
 async function loadPlaybook(path: string) {
   const { playbookFrom } = await import('./load.js');
+  if (existsSync(path)) await (await import('./typecheck.js')).typecheckPlaybook(path);
   return playbookFrom(resolve(path), pathToFileURL(resolve(path)).href);
 }
 
