@@ -1,15 +1,15 @@
 /**
  * Type-checks a playbook before any host is contacted. tsx loads playbooks by stripping their types,
- * so without this `content: 3 as unknown as string` aside, a misspelt option or a wrong argument
- * reaches the hosts and fails (or worse, half-works) there. The check asks the compiler for the
+ * so without this a misspelt option or a wrong argument (`content: 3`) reaches the hosts and fails
+ * (or worse, half-works) there. The check asks the compiler for the
  * diagnostics of the playbook and of the user's own files it imports — not of Capstan's runner, tasks
  * or node_modules, which our CI checks — so it types only what those files use: seconds, not
  * the whole project's check (bench/typecheck.ts measures both).
  *
  * A successful check is cached (`~/.capstan/typecheck/`, or `CAPSTAN_CACHE_DIR/typecheck`) under the
- * playbook's path, with the SHA-256 of every source file the program read (node_modules' declarations
- * included) and the compiler's version and options: a second run with nothing changed hashes those
- * files and compiles nothing. A failed check is never cached.
+ * playbook's path and the compiler's version, with the SHA-256 of every file the compiler read (the
+ * tsconfig.json and those it extends, node_modules' declarations included): a second run with nothing
+ * changed hashes those files and compiles nothing. A failed check is never cached.
  */
 import { createHash } from 'node:crypto';
 import { chmodSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
