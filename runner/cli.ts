@@ -244,7 +244,8 @@ async function runCommand(args: string[]): Promise<number> {
   const forks = forksOf(values.forks);
   const { planPlaybook } = await import('./run.js');
   const checkMode = values.check === true;
-  const settings = { inventory, checkMode, extraVars, ...(limit ? { limit } : {}) };
+  const { withExtraVars } = await import('./inventory/index.js');
+  const settings = { inventory: withExtraVars(inventory, extraVars), checkMode, extraVars, ...(limit ? { limit } : {}) };
   // A listing changes nothing, so it asks for no confirmation.
   if (listing.hosts || listing.tasks) return listPlan(playbook, { ...settings, confirmation: new Confirmation({ checkMode: true, extraVars }) }, listing);
   const confirmation = new Confirmation({ checkMode, extraVars }, askOnTerminal);
@@ -341,7 +342,8 @@ async function runOnLab(
   try {
     const inventory = await loadInventoryFile(lab.inventoryPath, RUN_HELP);
     const extraVars = { ...lab.extraVars, ...userVars };
-    const settings = { inventory, checkMode, extraVars, confirmation, ...(limit ? { limit } : {}) };
+    const { withExtraVars } = await import('./inventory/index.js');
+    const settings = { inventory: withExtraVars(inventory, extraVars), checkMode, extraVars, confirmation, ...(limit ? { limit } : {}) };
     await planPlaybook(playbook, settings);
     const connect = await connectionSettings(values);
     const exitCode = await executeRun(playbookPath, playbook, { ...settings, forks, connect }, values);

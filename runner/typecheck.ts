@@ -12,12 +12,13 @@
  * changed hashes those files and compiles nothing. A failed check is never cached.
  */
 import { createHash } from 'node:crypto';
-import { chmodSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { InputError } from './errors.js';
+import { writeLocalFileAtomic } from './local-file.js';
 
 /** The Capstan installation: its runner/, tasks/ and node_modules are the library, not the user's code. */
 const CAPSTAN_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -150,14 +151,12 @@ function cacheHit(cacheFile: string, key: string): boolean {
   }
 }
 
-/** Written to a temporary file and renamed, so that a concurrent run never reads half an entry. */
+/** Written atomically, so that a concurrent run never reads half an entry. */
 function saveCache(cacheFile: string, entry: CacheEntry): void {
   try {
     mkdirSync(dirname(cacheFile), { recursive: true, mode: 0o700 });
     chmodSync(dirname(cacheFile), 0o700);
-    const scratch = `${cacheFile}.${process.pid}.tmp`;
-    writeFileSync(scratch, JSON.stringify(entry), { mode: 0o600 });
-    renameSync(scratch, cacheFile);
+    writeLocalFileAtomic(cacheFile, JSON.stringify(entry), 0o600);
   } catch {
     // The cache only saves time: a directory we cannot write must not fail a run that type-checked.
   }

@@ -11,7 +11,7 @@ import { loadVarsDirs } from './vars-dirs.js';
 import { isYamlMapping, parseYamlInventory } from './yaml.js';
 
 export type { Inventory, InventoryGroup, InventoryHost } from './model.js';
-export { inventoryFromHosts, toAnsibleList, toGraph } from './model.js';
+export { inventoryFromHosts, toAnsibleList, toGraph, withExtraVars } from './model.js';
 
 /**
  * Reads an inventory file and the group_vars/ and host_vars/ directories beside it.

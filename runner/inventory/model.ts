@@ -273,6 +273,22 @@ function byCodePoint(a: string, b: string): number {
 }
 
 /**
+ * The inventory as a run sees it with `-e` vars: on every host, over every inventory var, as
+ * Ansible's extra vars are (the highest precedence) — connection vars included, so that
+ * `-e ansible_user=admin` or `-e ansible_ssh_private_key_file=…` reach the SSH connection too.
+ */
+export function withExtraVars(inventory: Inventory, extraVars: Vars): Inventory {
+  if (Object.keys(extraVars).length === 0) return inventory;
+  const hosts = new Map([...inventory.hosts].map(([name, host]) => [name, { ...host, vars: { ...host.vars, ...structuredClone(extraVars) } }]));
+  return {
+    source: inventory.source,
+    hosts,
+    groups: inventory.groups,
+    select: (pattern) => inventory.select(pattern).map((host) => hosts.get(host.name)!),
+  };
+}
+
+/**
  * Builds an inventory in code (used by the lab): each host's `groups` become flat groups under
  * 'all', hosts without groups land in 'ungrouped', `vars` are host vars.
  */

@@ -104,6 +104,17 @@ describe('CLI: bad inventories and connection settings, named by file:line or ho
     expect(result.stdout).to.equal('');
   });
 
+  it('-e connection vars win over the inventory, as Ansible extra vars do: the identity file and port of -e are the ones used', async function () {
+    this.timeout(30_000);
+    const path = write('plain.ini', '[web]\nweb1 ansible_host=127.0.0.1 ansible_port=1\n');
+    const missing = await run(path, ['-e', `ansible_ssh_private_key_file=${join(dir, 'missing_-e_key')}`]);
+    expect(missing.code, missing.stdout + missing.stderr).to.equal(1);
+    expect(missing.stderr).to.equal(`capstan: host web1: identity file ${join(dir, 'missing_-e_key')} does not exist (ansible_ssh_private_key_file)\n`);
+    const port = await run(path, ['-e', 'ansible_port=9', '-e', 'ansible_user=nobody', '--json']);
+    expect(port.code).to.equal(4);
+    expect(port.stdout).to.include('"message":"host web1 (127.0.0.1:9): '); // no credentials or refused: either way, port 9
+  });
+
   it('an unreadable known_hosts: exit 1 before any host is contacted, naming host and file', async function () {
     this.timeout(30_000);
     const key = write('id_ed25519', ssh2.utils.generateKeyPairSync('ed25519').private);
