@@ -64,10 +64,25 @@ argv, each quoted. Exit code 2 when any host's command failed, 4 when a host was
   -i, --inventory FILE, -l/--limit, -f/--forks, -u/--user, -b/--become, -K, --accept-new-host-keys, --timeout`;
 
 const INVENTORY_HELP = `capstan inventory -i <inventory> (--list | --graph) [--host NAME]
+       capstan inventory init --topology T --control-plane ADDR[,…] [--workers …] [-o FILE]   (see init --help)
 
   --list    JSON in the shape of ansible-inventory --list (groups, _meta.hostvars with merged vars)
   --graph   the group tree, like ansible-inventory --graph
   --host    the merged vars of one host`;
+
+const INVENTORY_INIT_HELP = `capstan inventory init --topology TOPOLOGY --control-plane [NAME=]ADDRESS[,…] [options]
+
+Writes a first inventory for a topology from its example (inventory/*.yaml, every variable documented
+there), with your hosts in it; \`capstan run\` accepts it as is.
+
+  --topology T            single-node | pi-cluster | stacked-ha | hard-way
+  --control-plane LIST    control planes (hard-way: controllers), comma-separated [NAME=]ADDRESS;
+                          names default to cp-1, cp-2, … (hard-way: controller-0, …)
+  --workers LIST          workers, the same way (worker-1, …)
+  --balancer [NAME=]ADDR  the HAProxy machine: stacked-ha's balancer variant, hard-way
+  --vip ADDRESS           stacked-ha's keepalived variant: the control-plane VIP
+  --user NAME             ansible_user (the example's otherwise)
+  -o, --output FILE       write FILE (mode 0600; an existing file only with --force), else print`;
 
 const LAB_HELP = `capstan lab up [--hosts N] [--kind nspawn|vm] [--inventory-out FILE] | down | status
 
@@ -476,6 +491,7 @@ async function execCommand(args: string[]): Promise<number> {
 }
 
 async function inventoryCommand(args: string[]): Promise<number> {
+  if (args[0] === 'init') return inventoryInitCommand(args.slice(1));
   const { values } = parse(
     args,
     { inventory: { type: 'string', short: 'i' }, list: { type: 'boolean' }, graph: { type: 'boolean' }, host: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
@@ -498,6 +514,52 @@ async function inventoryCommand(args: string[]): Promise<number> {
   } else {
     throw new InputError(`inventory needs --list, --graph or --host\n\n${INVENTORY_HELP}`);
   }
+  return 0;
+}
+
+/** `capstan inventory init`: a first inventory for a topology, from its documented example. */
+async function inventoryInitCommand(args: string[]): Promise<number> {
+  const { values } = parse(
+    args,
+    {
+      topology: { type: 'string' },
+      'control-plane': { type: 'string', multiple: true },
+      workers: { type: 'string', multiple: true },
+      balancer: { type: 'string' },
+      vip: { type: 'string' },
+      user: { type: 'string' },
+      output: { type: 'string', short: 'o' },
+      force: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    INVENTORY_INIT_HELP,
+  );
+  if (values.help) {
+    process.stdout.write(`${INVENTORY_INIT_HELP}\n`);
+    return 0;
+  }
+  if (values.topology === undefined) throw new InputError(`inventory init needs --topology\n\n${INVENTORY_INIT_HELP}`);
+  const list = (items: string[] | undefined) => (items ?? []).flatMap((item) => item.split(',')).map((item) => item.trim()).filter(Boolean);
+  const output = values.output;
+  if (output !== undefined && !values.force && existsSync(output)) throw new InputError(`${output} exists: inventory init does not overwrite a file without --force`);
+  const { initInventory } = await import('./inventory/init.js');
+  const text = initInventory({
+    topology: values.topology,
+    controlPlanes: list(values['control-plane']),
+    workers: list(values.workers),
+    ...(values.balancer !== undefined ? { balancer: values.balancer } : {}),
+    ...(values.vip !== undefined ? { vip: values.vip } : {}),
+    ...(values.user !== undefined ? { user: values.user } : {}),
+    ...(output !== undefined ? { output } : {}),
+    commandLine: ['capstan', 'inventory', 'init', ...args].map((arg) => (/^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`)).join(' '),
+  });
+  if (output === undefined) {
+    process.stdout.write(text);
+    return 0;
+  }
+  const { writeLocalFileAtomic } = await import('./local-file.js');
+  writeLocalFileAtomic(output, text, 0o600);
+  process.stderr.write(`wrote ${output}; next: capstan run playbooks/${values.topology}.ts -i ${output} --check\n`);
   return 0;
 }
 
