@@ -68,7 +68,8 @@ const INVENTORY_HELP = `capstan inventory -i <inventory> (--list | --graph) [--h
 
   --list    JSON in the shape of ansible-inventory --list (groups, _meta.hostvars with merged vars)
   --graph   the group tree, like ansible-inventory --graph
-  --host    the merged vars of one host`;
+  --host    the merged vars of one host
+  --show-secrets  print credential values (passwords, tokens, keys) instead of ***`;
 
 const INVENTORY_INIT_HELP = `capstan inventory init --topology TOPOLOGY --control-plane [NAME=]ADDRESS[,…] [options]
 
@@ -494,7 +495,14 @@ async function inventoryCommand(args: string[]): Promise<number> {
   if (args[0] === 'init') return inventoryInitCommand(args.slice(1));
   const { values } = parse(
     args,
-    { inventory: { type: 'string', short: 'i' }, list: { type: 'boolean' }, graph: { type: 'boolean' }, host: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+    {
+      inventory: { type: 'string', short: 'i' },
+      list: { type: 'boolean' },
+      graph: { type: 'boolean' },
+      host: { type: 'string' },
+      'show-secrets': { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
     INVENTORY_HELP,
   );
   if (values.help) {
@@ -503,14 +511,15 @@ async function inventoryCommand(args: string[]): Promise<number> {
   }
   const inventory = await loadInventoryFile(values.inventory, INVENTORY_HELP);
   const { toAnsibleList, toGraph } = await import('./inventory/index.js');
+  const shown = (vars: unknown) => (values['show-secrets'] ? vars : redactSecretVars(vars));
   if (values.host !== undefined) {
     const host = inventory.hosts.get(values.host);
     if (!host) throw new InputError(`no host ${values.host} in ${inventory.source}`);
-    process.stdout.write(`${JSON.stringify(redactSecretVars(host.vars), null, 4)}\n`);
+    process.stdout.write(`${JSON.stringify(shown(host.vars), null, 4)}\n`);
   } else if (values.graph) {
     process.stdout.write(`${toGraph(inventory)}\n`);
   } else if (values.list) {
-    process.stdout.write(`${JSON.stringify(redactSecretVars(toAnsibleList(inventory)), null, 4)}\n`);
+    process.stdout.write(`${JSON.stringify(shown(toAnsibleList(inventory)), null, 4)}\n`);
   } else {
     throw new InputError(`inventory needs --list, --graph or --host\n\n${INVENTORY_HELP}`);
   }

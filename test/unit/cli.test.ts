@@ -155,6 +155,25 @@ describe('CLI: help and inventory', () => {
     expect((list._meta.hostvars.bastion as Record<string, unknown>).ansible_port).to.equal(2222);
   });
 
+  it('inventory --list and --host show credentials as *** unless --show-secrets', async function () {
+    this.timeout(30_000);
+    const dir = mkdtempSync(join(tmpdir(), 'capstan-inventory-secrets-'));
+    try {
+      const path = join(dir, 'inv.yaml');
+      writeFileSync(path, 'all:\n  vars:\n    ansible_become_password: s3cret-become\n    vip_auth_pass: Vrrp1234\n    cni: flannel\n  hosts:\n    cp1:\n      ansible_host: 10.0.0.1\n');
+      for (const view of [['--list'], ['--host', 'cp1']]) {
+        const redacted = await capstan(['inventory', '-i', path, ...view]);
+        expect(redacted.code, redacted.stderr).to.equal(0);
+        expect(redacted.stdout).to.include('"ansible_become_password": "***"').and.include('"vip_auth_pass": "***"').and.include('"cni": "flannel"');
+        expect(redacted.stdout).not.to.include('s3cret-become').and.not.include('Vrrp1234');
+        const shown = await capstan(['inventory', '-i', path, ...view, '--show-secrets']);
+        expect(shown.stdout).to.include('"ansible_become_password": "s3cret-become"').and.include('"vip_auth_pass": "Vrrp1234"');
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('inventory --graph draws the group tree', async function () {
     this.timeout(30_000);
     const result = await capstan(['inventory', '-i', INV, '--graph']);
