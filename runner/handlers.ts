@@ -1,6 +1,6 @@
 import { sh } from './quote.js';
 import type { Host } from './host.js';
-import type { Probe } from './probe.js';
+import type { Probe } from './contract.js';
 
 /** Where a host remembers handlers that were notified but have not run yet. */
 export const PENDING_HANDLERS_FILE = '/var/lib/capstan/pending-handlers';

@@ -6,42 +6,9 @@ import { FACTS_COMMAND, parseFacts, type Facts } from './facts.js';
 import type { ExecOptions, ExecResult, Transport } from './transport/types.js';
 import { SudoPrompt } from './transport/sudo-prompt.js';
 import { isPosixShellAnswer, LOGIN_SHELL_QUERY, nonPosixShellMessage, POSIX_SHELL_PROBE } from './login-shell.js';
-import { parseProbeOutput, probeKey, probeScript, type Probe, type ProbeAnswer } from './probe.js';
-
-/** Output of a command on a host, decoded, with secrets already redacted from stdout/stderr text. */
-export interface RunResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-  /** The raw bytes of stdout (for binary file reads); not redacted. */
-  bytes: Buffer;
-}
-
-export interface RunOptions {
-  stdin?: string | Buffer | Secret;
-  timeoutMs?: number;
-  /** Run as root through sudo when the login user is not root. Defaults to the host's become setting. */
-  become?: boolean;
-}
-
-export interface FileStat {
-  type: 'file' | 'directory' | 'symlink' | 'other';
-  /** Octal permission bits, four digits: "0644". */
-  mode: string;
-  owner: string;
-  group: string;
-  size: number;
-}
-
-export interface WriteOptions {
-  /** "0644"; default: keep the existing file's mode, or 0644 for a new file. */
-  mode?: string;
-  /** Default: keep the existing file's owner, or the (become) user for a new file. */
-  owner?: string;
-  group?: string;
-  /** Copy the current file to `<path>.<timestamp>.capstan-backup` first. */
-  backup?: boolean;
-}
+import { parseProbeOutput, probeKey, probeScript } from './probe.js';
+import type { FileStat, Probe, ProbeAnswer, RunOptions, RunResult, WriteOptions } from './contract.js';
+import { parseStat, STAT_FORMAT } from './stat.js';
 
 export interface BecomeSettings {
   enabled: boolean;
@@ -234,7 +201,7 @@ export class Host {
   /** lstat: a symlink is reported as such, not followed. */
   async stat(path: string): Promise<FileStat | null> {
     const result = await this.exec(
-      sh`if [ -e ${path} ] || [ -L ${path} ]; then exec stat -c '%F|%a|%U|%G|%s' -- ${path}; else exit ${MISSING}; fi`,
+      sh`if [ -e ${path} ] || [ -L ${path} ]; then exec stat -c ${STAT_FORMAT} -- ${path}; else exit ${MISSING}; fi`,
     );
     if (result.code === MISSING) return null;
     if (result.code !== 0) throw new CommandError(`cannot stat ${path}: ${result.stderr.trim()}`, `stat ${path}`, result.code, result.stderr, { host: this.name });
@@ -281,12 +248,4 @@ export class Host {
       .then((result) => result.code !== 0);
     return this.#sudoNeedsPassword;
   }
-}
-
-/** Parses `stat -c '%F|%a|%U|%G|%s'` (pure). */
-export function parseStat(line: string): FileStat {
-  const [kind = '', mode = '', owner = '', group = '', size = '0'] = line.trim().split('|');
-  const type: FileStat['type'] =
-    kind === 'regular file' || kind === 'regular empty file' ? 'file' : kind === 'directory' ? 'directory' : kind === 'symbolic link' ? 'symlink' : 'other';
-  return { type, mode: mode.padStart(4, '0'), owner, group, size: Number(size) };
 }

@@ -6,4 +6,5 @@ export type { Task, TaskSpec, TaskOptions, Drift, CheckContext, ApplyContext, Ho
 export { sh, raw, quote, Command } from './quote.js';
 export { Secret } from './secret.js';
 export type { Facts } from './facts.js';
+export type { FileStat, Probe, ProbeAnswer, RunOptions, RunResult, WriteOptions } from './contract.js';
 export { CapstanError, InputError, TransportError, CommandError, TaskError, PlaybookError } from './errors.js';

@@ -1,16 +1,7 @@
+/** The probe batcher: the reads that tasks declared (contract.ts's Probe), answered by one script per host. */
 import { Command, sh } from './quote.js';
-import { parseStat, type FileStat, type RunResult } from './host.js';
-
-/**
- * A read a task's check will make, declared up front so the engine can make the reads of all of a
- * host's tasks in ONE round trip (a converged run then costs about one round trip per host).
- */
-export type Probe = { kind: 'read'; path: string } | { kind: 'stat'; path: string } | { kind: 'exec'; command: Command };
-
-export type ProbeAnswer =
-  | { kind: 'read'; content: Buffer | null }
-  | { kind: 'stat'; stat: FileStat | null }
-  | { kind: 'exec'; result: RunResult };
+import type { Probe, ProbeAnswer } from './contract.js';
+import { parseStat, STAT_FORMAT } from './stat.js';
 
 export function probeKey(probe: Probe): string {
   return probe.kind === 'exec' ? `exec:${probe.command.text}` : `${probe.kind}:${probe.path}`;
@@ -29,7 +20,7 @@ export function probeScript(probes: readonly Probe[]): Command {
     if (probe.kind === 'read') {
       parts.push(sh`${head}; if [ -e ${probe.path} ]; then if base64 -w0 < ${probe.path} > "$t/o" 2>/dev/null; then printf 'ok '; cat "$t/o"; else printf 'error'; fi; else printf 'missing'; fi`);
     } else if (probe.kind === 'stat') {
-      parts.push(sh`${head}; if [ -e ${probe.path} ] || [ -L ${probe.path} ]; then printf 'ok '; stat -c '%F|%a|%U|%G|%s' -- ${probe.path} | tr -d '\n'; else printf 'missing'; fi`);
+      parts.push(sh`${head}; if [ -e ${probe.path} ] || [ -L ${probe.path} ]; then printf 'ok '; stat -c ${STAT_FORMAT} -- ${probe.path} | tr -d '\n'; else printf 'missing'; fi`);
     } else {
       // The probe's own text runs in a subshell, so its exit or cd cannot end or move the batch.
       parts.push(sh`${head}; ( ${probe.command} ) > "$t/o" 2> "$t/e" < /dev/null; printf 'exit %d ' $?; base64 -w0 < "$t/o"; printf ' '; base64 -w0 < "$t/e"`);

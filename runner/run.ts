@@ -6,7 +6,7 @@ import type { Host } from './host.js';
 import type { Inventory, InventoryHost } from './inventory/index.js';
 import { PlayResult, serialBatches, type HostPlayResult, type PlayOptions, type Playbook, type PlaybookContext } from './playbook.js';
 import type { BoundTask, HostView, Task } from './task.js';
-import type { Probe } from './probe.js';
+import type { Probe } from './contract.js';
 import { Confirmation } from './confirm.js';
 import { HandlerLedger, PENDING_HANDLERS_FILE, PENDING_HANDLERS_PROBE } from './handlers.js';
 import { acquireLock, describeHolder, lockHolderOf, type HeldLock, type LockHolder } from './lock.js';

@@ -1,9 +1,8 @@
 import type { Facts } from './facts.js';
-import type { FileStat, RunOptions, RunResult, WriteOptions } from './host.js';
+import type { FileStat, Probe, RunOptions, RunResult, WriteOptions } from './contract.js';
 import type { Command } from './quote.js';
 import type { Secret } from './secret.js';
 import { InputError } from './errors.js';
-import type { Probe } from './probe.js';
 
 /** What a task sees of the host it is bound to: its name, merged inventory vars and facts. */
 export interface HostView {

@@ -2,7 +2,7 @@ import { posix } from 'node:path';
 import semver from 'semver';
 import { raw, sh, type Command } from '../runner/quote.js';
 import { defineTask, type ApplyContext, type CheckContext, type Drift, type HostView, type PerHost, type PerHostParams, type Task, type TaskOptions } from '../runner/task.js';
-import type { RunResult } from '../runner/host.js';
+import type { RunResult } from '../runner/index.js';
 import { requireAbsolutePath, requireString } from './validate.js';
 
 /*

@@ -1,7 +1,7 @@
 import { sh } from '../runner/quote.js';
 import { isSecret, Secret } from '../runner/secret.js';
 import { defineTask, type ApplyContext, type CheckContext, type Drift, type PerHostParams, type Task, type TaskOptions } from '../runner/task.js';
-import type { FileStat } from '../runner/host.js';
+import type { FileStat } from '../runner/index.js';
 import { normaliseMode, requireAbsolutePath, requireAccountName, requireString } from './validate.js';
 
 /* ------------------------------------------------------------------ ensureFile */

@@ -13,7 +13,7 @@ import {
   ruleSpec,
 } from '../../tasks/firewall.js';
 import { parseFacts } from '../../runner/facts.js';
-import type { RunResult } from '../../runner/host.js';
+import type { RunResult } from '../../runner/contract.js';
 import type { ApplyContext } from '../../runner/task.js';
 
 const FIXTURES = fileURLToPath(new URL('../fixtures/firewall/', import.meta.url));

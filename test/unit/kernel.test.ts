@@ -29,7 +29,7 @@ import {
 } from '../../tasks/kernel.js';
 import { TransportError } from '../../runner/errors.js';
 import { parseFacts } from '../../runner/facts.js';
-import type { FileStat, RunResult } from '../../runner/host.js';
+import type { FileStat, RunResult } from '../../runner/contract.js';
 import { parseInventory } from '../../runner/inventory/index.js';
 import { playbook } from '../../runner/playbook.js';
 import type { Command } from '../../runner/quote.js';

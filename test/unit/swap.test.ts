@@ -17,7 +17,7 @@ import {
 } from '../../tasks/swap.js';
 import type { Command } from '../../runner/quote.js';
 import type { ApplyContext, CheckContext, Drift } from '../../runner/task.js';
-import type { RunResult } from '../../runner/host.js';
+import type { RunResult } from '../../runner/contract.js';
 import { parseFacts } from '../../runner/facts.js';
 
 const FIXTURES = fileURLToPath(new URL('../fixtures/swap/', import.meta.url));
