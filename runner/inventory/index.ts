@@ -6,11 +6,12 @@ import { readFile } from 'node:fs/promises';
 import { dirname, extname } from 'node:path';
 import { InputError, errorMessage } from '../errors.js';
 import { parseIniInventory } from './ini.js';
-import { buildInventory, type Inventory, type InventoryData } from './model.js';
+import { buildInventory, type InventoryData } from './model.js';
+import type { Inventory } from './types.js';
 import { loadVarsDirs } from './vars-dirs.js';
 import { isYamlMapping, parseYamlInventory } from './yaml.js';
 
-export type { Inventory, InventoryGroup, InventoryHost } from './model.js';
+export type { Inventory, InventoryGroup, InventoryHost } from './types.js';
 export { inventoryFromHosts, toAnsibleList, toGraph, withExtraVars } from './model.js';
 
 /**

@@ -4,7 +4,7 @@
  * (`k8s_cluster:&etcd:!node3`, matched by selectHosts).
  */
 import { InputError } from '../errors.js';
-import type { Inventory, InventoryHost } from './model.js';
+import type { Inventory, InventoryHost } from './types.js';
 
 /** Host names an inventory entry stands for, and the port it carries (`host:port`), if any. */
 export interface ExpandedHosts {

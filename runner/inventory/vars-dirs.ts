@@ -11,7 +11,8 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import { extname, join } from 'node:path';
 import { isMap, isScalar } from 'yaml';
 import { InputError } from '../errors.js';
-import type { FileVars, Vars } from './model.js';
+import type { FileVars } from './model.js';
+import type { Vars } from './types.js';
 import { readYaml } from './yaml.js';
 
 const EXTENSIONS = ['.yml', '.yaml', '.json'];
