@@ -9,7 +9,6 @@ import { InputError } from '../errors.js';
 import { selectHosts } from './pattern.js';
 import type { Inventory, InventoryGroup, InventoryHost, Vars } from './types.js';
 
-
 /** Vars read from group_vars/ and host_vars/ files, per group and host name. */
 export interface FileVars {
   groups: Map<string, Vars>;
