@@ -2,7 +2,8 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { resolve } from 'node:path';
 import { existsSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
-import { CapstanError, InputError, PlaybookError, errorMessage } from './errors.js';
+import { CapstanError, InputError, errorMessage } from './errors.js';
+import { EXIT, exitCodeOfError } from './exit-codes.js';
 import type { Reporter } from './events.js';
 import type { Playbook } from './playbook.js';
 import type { RunLog } from './report/run-log.js';
@@ -131,7 +132,7 @@ export async function main(argv: string[]): Promise<number> {
     }
   } catch (error) {
     process.stderr.write(`capstan: ${describeError(error)}\n`);
-    return exitCodeOf(error);
+    return exitCodeOfError(error);
   }
 }
 
@@ -143,11 +144,6 @@ function describeError(error: unknown): string {
   return errorMessage(error);
 }
 
-function exitCodeOf(error: unknown): number {
-  if (error instanceof InputError || error instanceof PlaybookError) return 1;
-  if ((error as { code?: string }).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' || (error as { code?: string }).code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') return 1;
-  return 2;
-}
 
 function parse<T extends NonNullable<ParseArgsConfig['options']>>(args: string[], options: T, help: string) {
   try {
@@ -383,13 +379,13 @@ function interruptOnSigint(): { signal: AbortSignal; dispose: () => void } {
   const controller = new AbortController();
   const onSigint = () => {
     if (controller.signal.aborted) {
-      void stopAndExit('aborted at once (second Ctrl-C); a file being written is left as it was', 130);
+      void stopAndExit('aborted at once (second Ctrl-C); a file being written is left as it was', EXIT.sigint);
       return;
     }
     process.stderr.write('\ncapstan: interrupting: finishing the tasks in flight, starting no others (Ctrl-C again to abort at once)\n');
     controller.abort();
   };
-  const onSigterm = () => void stopAndExit('terminated (SIGTERM)', 143);
+  const onSigterm = () => void stopAndExit('terminated (SIGTERM)', EXIT.sigterm);
   process.on('SIGINT', onSigint);
   process.on('SIGTERM', onSigterm);
   return {
@@ -403,8 +399,8 @@ function interruptOnSigint(): { signal: AbortSignal; dispose: () => void } {
 
 /** Ctrl-C or SIGTERM during `capstan exec`: stop the commands on the hosts, then exit. */
 function stopOnSignals(): () => void {
-  const onSigint = () => void stopAndExit('interrupted (Ctrl-C)', 130);
-  const onSigterm = () => void stopAndExit('terminated (SIGTERM)', 143);
+  const onSigint = () => void stopAndExit('interrupted (Ctrl-C)', EXIT.sigint);
+  const onSigterm = () => void stopAndExit('terminated (SIGTERM)', EXIT.sigterm);
   process.on('SIGINT', onSigint);
   process.on('SIGTERM', onSigterm);
   return () => {
@@ -641,7 +637,7 @@ async function promptSecret(prompt: string): Promise<Secret> {
             resolveLine(typed);
             return;
           }
-          if (char === '\u0003') process.exit(130);
+          if (char === '\u0003') process.exit(EXIT.sigint);
           typed = char === '\u007f' ? typed.slice(0, -1) : typed + char;
         }
       };

@@ -1,5 +1,6 @@
 import pLimit from 'p-limit';
 import { TransportError, errorMessage } from './errors.js';
+import { exitCodeOf } from './exit-codes.js';
 import type { Host } from './host.js';
 import type { InventoryHost } from './inventory/index.js';
 import { raw, sh, type Command } from './quote.js';
@@ -46,7 +47,7 @@ export async function execOnHosts(hosts: InventoryHost[], words: string[], setti
       }),
     ),
   );
-  return unreachable ? 4 : failed ? 2 : 0;
+  return exitCodeOf({ anyUnreachable: unreachable, anyFailed: failed });
 }
 
 function print(settings: ExecSettings, host: string, status: string, code: number | null, stdout: string, stderr: string): void {

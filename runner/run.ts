@@ -1,5 +1,6 @@
 import pLimit from 'p-limit';
 import { CapstanError, InputError, PlaybookError, TransportError, errorMessage } from './errors.js';
+import { exitCodeOf } from './exit-codes.js';
 import { runTask, type HostRunState, type TaskOutcome } from './engine.js';
 import type { HostRecap, Reporter, RunEvent } from './events.js';
 import type { Host } from './host.js';
@@ -204,13 +205,11 @@ class PlaybookRun {
     const durationMs = elapsedSince(started);
     await emit({ type: 'recap', hosts: this.#recap, durationMs });
     const values = Object.values(this.#recap);
-    const exitCode = this.settings.signal?.aborted
-      ? 99 // Ansible's code for "User interrupted execution"
-      : values.some((h) => h.unreachable)
-        ? 4
-        : values.some((h) => h.failed > 0) || aborted
-          ? 2
-          : 0;
+    const exitCode = exitCodeOf({
+      interrupted: this.settings.signal?.aborted === true,
+      anyUnreachable: values.some((h) => h.unreachable),
+      anyFailed: values.some((h) => h.failed > 0) || aborted,
+    });
     const failedHosts = Object.entries(this.#recap).filter(([, h]) => h.unreachable || h.failed > 0).map(([name]) => name);
     return { recap: this.#recap, exitCode, failedHosts, durationMs };
   }
