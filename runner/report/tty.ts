@@ -2,6 +2,7 @@ import { Listr, type ListrTaskWrapper } from 'listr2';
 import type { Reporter, RunEvent } from '../events.js';
 import { driftLines, escapeControl, finishedLine, recapTable, statusWord } from './format.js';
 import { profileLines } from './profile.js';
+import { tableLines } from './table.js';
 
 interface Row {
   ok: number;
@@ -73,6 +74,9 @@ export class TtyReporter implements Reporter {
         }
         break;
       }
+      case 'report':
+        this.#write(`\n${tableLines(event).join('\n')}\n`);
+        break;
       case 'unreachable':
         this.#rows.get(event.host)?.fail(escapeControl(`UNREACHABLE: ${event.message}`));
         break;
