@@ -105,12 +105,15 @@ def yes_no(value: bool) -> str:
 
 
 def read_configuration(kubeadm, values: dict, prefix: str) -> None:
-    """getInternalCfg: the kubeadm-config ConfigMap through --kubeconfig, or kubeadm's fallback line."""
+    """getInternalCfg: the kubeadm-config ConfigMap through --kubeconfig; kubeadm's fallback line when the
+    cluster does not answer; nothing when there is no usable kubeconfig (a worker): defaults, silently."""
     if values.get('config'):
         return
     try:
-        client = kubeadm.admin_client(values.get('kubeconfig') or kubeadm.ADMIN_CONF)
-        client.timeout = 5
+        client = common.client_from_kubeconfig(values.get('kubeconfig') or kubeadm.ADMIN_CONF, timeout=5)
+    except (common.KubeconfigError, OSError, KeyError, ValueError):
+        return
+    try:
         client.op('get_kubeadm_config')
     except (common.ApiError, common.KubeconfigError, OSError, KeyError):
         kubeadm.out(f'[{prefix}] Error reading configuration from the Cluster. Falling back to default configuration')
