@@ -26,13 +26,15 @@ export const MANIFESTS_DIR = '/etc/kubernetes/manifests';
 export const MANIFESTS_HOLD_DIR = '/etc/kubernetes/capstan-manifests-restarting';
 const CONTROL_PLANE_MANIFESTS = ['etcd.yaml', 'kube-apiserver.yaml', 'kube-controller-manager.yaml', 'kube-scheduler.yaml'];
 const KUBEADM_CA = '/etc/kubernetes/pki/ca.crt';
+/** A control plane's: workers have kubeadm's CA certificate too, never the API server's. */
+const KUBEADM_APISERVER_CERT = '/etc/kubernetes/pki/apiserver.crt';
 
 /**
- * One read-only command: `kubeadm certs check-expiration` where kubeadm's CA is (a control plane),
+ * One read-only command: `kubeadm certs check-expiration` on a control plane (it has apiserver.crt),
  * the kubelet client certificate's end date, and the host's clock, in marked sections.
  */
 export const READ_CERTIFICATES: Command = sh`echo '## now'; date -u +%s
-if [ -e ${KUBEADM_CA} ]; then echo '## kubeadm'; kubeadm certs check-expiration 2>&1 || echo "## kubeadm failed $?"; fi
+if [ -e ${KUBEADM_APISERVER_CERT} ]; then echo '## kubeadm'; kubeadm certs check-expiration 2>&1 || echo "## kubeadm failed $?"; fi
 if [ -e ${KUBELET_CLIENT_CERT} ]; then echo '## kubelet'; openssl x509 -noout -enddate -in ${KUBELET_CLIENT_CERT} 2>&1; fi; true`;
 
 /** READ_CERTIFICATES' output, split and parsed (pure). */
@@ -110,26 +112,45 @@ export function certificateReport(params: CertificateReportParams, options?: Tas
   );
 }
 
+/** What {@link warnExpiringCertificates} found: kubeadm certificates expiring soon, or why they could not be read. */
+export interface ExpiryWarning {
+  expiring: CertificateLifetime[];
+  unreadable?: string;
+}
+
+/** The warning line for the operator, or nothing when all is well (pure). */
+export function expiryWarningText(found: ExpiryWarning, withinDays: number): string | undefined {
+  if (found.unreadable) return `WARNING: could not read the kubeadm certificates' lifetimes: ${found.unreadable}`;
+  if (found.expiring.length === 0) return undefined;
+  return `WARNING: ${found.expiring.map((c) => `${c.name} (${c.residual})`).join(', ')} expire${found.expiring.length === 1 ? 's' : ''} within ${withinDays} day${withinDays === 1 ? '' : 's'}: ` +
+    'renew with capstan run playbooks/certs.ts -e renew=true';
+}
+
 /**
- * A warning, not a failure: kubeadm certificates on this control plane that expire within
- * `withinDays` (default 30), shown beside the task; in sync either way. Nothing on hosts kubeadm
- * has not set up.
+ * A warning, never a failure: kubeadm certificates on this host that expire within `withinDays`
+ * (default 30), shown beside the task, which is in sync either way (so is a host kubeadm has not
+ * set up, and one whose lifetimes cannot be read: that is said, not failed). For preflights.
  *
- * @example await play('preflight', 'control_plane', [warnExpiringCertificates()]);
+ * @example await play('preflight', 'all', [warnExpiringCertificates({ withinDays: 30 })]);
  */
-export function warnExpiringCertificates(params: { withinDays?: number } = {}, options?: TaskOptions): Task<CertificateLifetime[]> {
-  return defineTask<{ withinDays?: number }, CertificateLifetime[]>(
+export function warnExpiringCertificates(params: { withinDays?: number } = {}, options?: TaskOptions): Task<ExpiryWarning> {
+  return defineTask<{ withinDays?: number }, ExpiryWarning>(
     {
       kind: 'certificates',
       id: () => 'certificates:expiry-warning',
-      title: () => 'kubeadm certificates not about to expire',
+      title: (p) => `kubeadm certificates valid for ${p.withinDays ?? 30} more days`,
+      desired: () => 'read-only probe',
       probes: () => [{ kind: 'exec', command: READ_CERTIFICATES }],
       check: async () => [],
       apply: async () => undefined,
-      result: async (ctx, p) => expiringWithin((await readCertificatesOn(ctx)).kubeadm?.certificates ?? [], p.withinDays ?? 30),
-      report: (expiring, p) =>
-        expiring.length === 0 ? undefined
-          : `WARNING: ${expiring.map((c) => `${c.name} (${c.residual})`).join(', ')} expire within ${p.withinDays ?? 30} days: renew with capstan run playbooks/certs.ts -e renew=true`,
+      async result(ctx, p) {
+        try {
+          return { expiring: expiringWithin((await readCertificatesOn(ctx)).kubeadm?.certificates ?? [], p.withinDays ?? 30) };
+        } catch (error) {
+          return { expiring: [], unreadable: error instanceof Error ? error.message : String(error) };
+        }
+      },
+      report: (found, p) => expiryWarningText(found, p.withinDays ?? 30),
     },
     params,
     options,
@@ -231,7 +252,7 @@ export function renewCertificates(params: RenewCertificatesParams = {}, options?
         const drift: Drift[] = [];
         if (await ctx.stat(MANIFESTS_HOLD_DIR)) drift.push({ subject: 'control-plane manifests', current: `in ${MANIFESTS_HOLD_DIR} (a restart was interrupted)`, desired: `in ${MANIFESTS_DIR}` });
         const kubeadm = (await readCertificatesOn(ctx)).kubeadm;
-        if (!kubeadm) throw new Error(`${KUBEADM_CA} is missing: not a kubeadm control plane`);
+        if (!kubeadm) throw new Error(`${KUBEADM_APISERVER_CERT} is missing: not a kubeadm control plane`);
         const due = p.force ? kubeadm.certificates.filter((c) => !c.missing && !c.externallyManaged) : expiringWithin(kubeadm.certificates, p.withinDays ?? 30);
         for (const c of due) drift.push({ subject: `certificate ${c.name}`, current: `expires ${formatExpiry(c.expires!)} (${c.residual})`, desired: 'renewed for one year' });
         return drift;
