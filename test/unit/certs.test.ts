@@ -17,7 +17,7 @@ import {
   renderCertificateTable,
   shortHumanDuration,
 } from '../../tasks/certs-parse.js';
-import { apiserverEndpoint, listeningPorts, parseReadCertificates } from '../../tasks/certs.js';
+import { apiserverEndpoint, expiryWarningText, listeningPorts, parseReadCertificates } from '../../tasks/certs.js';
 
 const fixture = (name: string) => readFileSync(new URL(`../fixtures/certs/${name}`, import.meta.url), 'utf8');
 const DAY = 86_400;
@@ -104,5 +104,21 @@ describe('certificate lifetimes (tasks/certs-parse.ts)', () => {
     expect(() => apiserverEndpoint('- kube-apiserver\n')).to.throw(/no --advertise-address/);
     const ss = 'LISTEN 0      4096       127.0.0.1:2379       0.0.0.0:*\nLISTEN 0      4096               *:6443             *:*\nLISTEN 0      128           [::]:22            [::]:*\n';
     expect(listeningPorts(ss, [6443, 2379, 10257, 10259])).to.deep.equal([6443, 2379]);
+  });
+});
+
+describe('the preflight warning (tasks/certs.ts)', () => {
+  it('names what expires, says when lifetimes could not be read, and is silent otherwise', () => {
+    const parsed = parseCheckExpiration(readFileSync(new URL('../fixtures/certs/check-expiration-expiring.txt', import.meta.url), 'utf8'));
+    expect(expiryWarningText({ expiring: expiringWithin(parsed.certificates, 30) }, 30)).to.equal(
+      'WARNING: admin.conf (<invalid>), apiserver-etcd-client (23h) expire within 30 days: renew with capstan run playbooks/certs.ts -e renew=true',
+    );
+    expect(expiryWarningText({ expiring: expiringWithin(parsed.certificates, 1) }, 1)).to.equal(
+      'WARNING: admin.conf (<invalid>), apiserver-etcd-client (23h) expire within 1 day: renew with capstan run playbooks/certs.ts -e renew=true',
+    );
+    expect(expiryWarningText({ expiring: [] }, 30)).to.equal(undefined);
+    expect(expiryWarningText({ expiring: [], unreadable: 'kubeadm certs check-expiration failed (exit 1): boom' }, 30)).to.equal(
+      "WARNING: could not read the kubeadm certificates' lifetimes: kubeadm certs check-expiration failed (exit 1): boom",
+    );
   });
 });
