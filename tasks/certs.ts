@@ -214,7 +214,12 @@ async function restartControlPlane(ctx: ApplyContext, readyTimeoutSeconds: numbe
   ctx.log(`moving ${present.join(', ')} out of ${MANIFESTS_DIR}; listening before: ${wasListening.join(', ')}`);
   if (present.length) {
     await ctx.run(sh`mkdir -p -m 0700 ${MANIFESTS_HOLD_DIR} && cd ${MANIFESTS_DIR} && mv ${present} ${MANIFESTS_HOLD_DIR}/`);
-    await waitFor(ctx, `the kubelet to stop the control plane's Pods (ports ${wasListening.join(', ')} closed)`, 120, async () => listeningPorts(await ss(), wasListening).length === 0);
+    try {
+      await waitFor(ctx, `the kubelet to stop the control plane's Pods (ports ${wasListening.join(', ')} closed)`, 120, async () => listeningPorts(await ss(), wasListening).length === 0);
+    } catch (error) {
+      await moveManifestsBack(ctx); // a kubelet that stops nothing would start nothing either: leave the node as it was
+      throw error;
+    }
   }
   await moveManifestsBack(ctx);
   await waitFor(ctx, `the control plane to listen again (ports ${wasListening.join(', ')})`, readyTimeoutSeconds, async () => listeningPorts(await ss(), wasListening).length === wasListening.length);

@@ -138,4 +138,19 @@ describe('certs.ts: certificate lifetimes and renewal (lab, Kubernetes stand-ins
     expect(result.code, result.stderr).to.equal(0);
     expectNothingChanged(result.stdout, ['cp1', 'w1', 'localhost']);
   });
+
+  it('a restart interrupted with manifests moved out is finished by the next run', async () => {
+    await sh(lab, 'cp1', 'mkdir -m 0700 /etc/kubernetes/capstan-manifests-restarting && mv /etc/kubernetes/manifests/kube-scheduler.yaml /etc/kubernetes/capstan-manifests-restarting/');
+    const check = await capstan([...certs, '-e', 'renew=true', '--check']);
+    expect(task(check.stdout, 'cp1', 'certificates:renew').drift).to.deep.equal([
+      { subject: 'control-plane manifests', current: 'in /etc/kubernetes/capstan-manifests-restarting (a restart was interrupted)', desired: 'in /etc/kubernetes/manifests' },
+    ]);
+    const result = await capstan([...certs, '-e', 'renew=true']);
+    expect(result.code, result.stdout.slice(-2000) + result.stderr).to.equal(0);
+    expect(task(result.stdout, 'cp1', 'certificates:renew').status).to.equal('changed');
+    expect(await sh(lab, 'cp1', 'ls /etc/kubernetes/manifests; ls -d /etc/kubernetes/capstan-manifests-restarting 2>&1 | grep -c "No such"')).to.equal(
+      'etcd.yaml\nkube-apiserver.yaml\nkube-controller-manager.yaml\nkube-scheduler.yaml\n1\n',
+    );
+    expectNothingChanged((await capstan([...certs, '-e', 'renew=true'])).stdout, ['cp1', 'w1', 'localhost']);
+  });
 });
