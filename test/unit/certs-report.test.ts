@@ -1,7 +1,7 @@
 /**
  * How a certificate table reaches the operator: TaskSpec.report turns an in-sync task's result into
  * its event's message (a real run on a local host), which the plain reporter prints under the task
- * and the TTY reporter prints when the play ends, as it does a change.
+ * and the TTY reporter prints when the play ends, as it does a change. And the playbook's plan.
  */
 import { expect } from 'chai';
 import { hostFactory } from '../../runner/connect.js';
@@ -13,6 +13,11 @@ import { TtyReporter } from '../../runner/report/tty.js';
 import { runPlaybook } from '../../runner/run.js';
 import { certificateReport } from '../../tasks/certs.js';
 import type { HostCertificates } from '../../tasks/certs-parse.js';
+import { fileURLToPath } from 'node:url';
+import { InputError } from '../../runner/errors.js';
+import { loadInventory } from '../../runner/inventory/index.js';
+import certs from '../../playbooks/certs.js';
+import { plays, type RecordedPlay } from '../helpers/plays.js';
 
 const HOSTS: HostCertificates[] = [
   { host: 'w1', kubeletClient: { name: 'kubelet-client', expires: new Date('2027-12-04T10:15:00Z'), residualSeconds: 20 * 86_400, residual: '20d', externallyManaged: false, missing: false } },
@@ -48,5 +53,34 @@ describe('certificate report: a task\'s findings shown beside its status', () =>
     await tty.emit({ type: 'play-end', title: 'certificates', durationMs: 1 });
     await tty.close();
     expect(text).to.include(`here\n  ok | certificates of 1 host(s): \n${TABLE.join('\n')}\n`);
+  });
+});
+
+describe('playbooks/certs.ts: its plan (no host contacted)', () => {
+  const inventory = (name: string) => loadInventory(fileURLToPath(new URL(`../../inventory/${name}.yaml`, import.meta.url)));
+  const summary = (recorded: RecordedPlay[]) => recorded.map((p) => `${p.title} @ ${p.pattern}${Object.keys(p.options).length ? ` ${JSON.stringify(p.options)}` : ''}: ${p.tasks.join(' ')}`);
+
+  it('reads every node, one table on localhost; renews the control planes one at a time only with renew', async () => {
+    const ha = await inventory('ha');
+    const nodes = [...ha.select('control_plane'), ...(ha.groups.has('workers') ? ha.select('workers') : [])].map((h) => h.name);
+    expect(nodes.length).to.be.greaterThan(2);
+    const read = `read certificates @ ${nodes.join(',')}: certificates:read`;
+    expect(summary(await plays(certs, ha))).to.deep.equal([read, 'certificates @ localhost: certificates:report']);
+    expect(summary(await plays(certs, ha, { renew: 'true' }))).to.deep.equal([
+      read,
+      'certificates @ localhost: certificates:report',
+      ...ha.select('control_plane').map((h) => `renew ${h.name} @ ${h.name} {"anyErrorsFatal":true}: certificates:renew`),
+    ]);
+  });
+
+  it('refuses a bad variable and an inventory without control planes before contacting any host', async () => {
+    const single = await inventory('single');
+    const bad = await plays(certs, single, { renew: 'yes' }).catch((error: unknown) => error);
+    expect(bad).to.be.instanceOf(InputError);
+    expect((bad as Error).message).to.match(/renew.*true, false or force/);
+    const days = await plays(certs, single, { renew: 'true', renew_within_days: '400' }).catch((error: unknown) => error);
+    expect((days as Error).message).to.match(/renew_within_days/);
+    const hard = await plays(certs, await inventory('hard-way')).catch((error: unknown) => error);
+    expect((hard as Error).message).to.match(/^certs\.ts reads kubeadm clusters, whose inventories have a control_plane group; .*hard-way\.yaml has none/);
   });
 });
