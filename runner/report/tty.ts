@@ -53,7 +53,8 @@ export class TtyReporter implements Reporter {
         if (event.status === 'ok' || event.status === 'skipped') row.ok++;
         if (event.status === 'changed') row.changed++;
         if (event.status === 'failed') row.failed++;
-        if (event.status === 'changed' || event.status === 'failed') {
+        // An ok task's message is what it found for the operator (TaskSpec.report): shown as a change is.
+        if (event.status === 'changed' || event.status === 'failed' || event.message) {
           const message = event.message ? `: ${event.message}` : '';
           row.details.push(`  ${statusWord(event.status, this.#checkMode)} | ${event.title}${message}`, ...driftLines(event, this.options.diff));
         }
