@@ -8,6 +8,8 @@ import { mountOverlay } from './mounts.js';
 import { sshdAnswers } from './probe.js';
 import { inotifyReport } from './inotify.js';
 import { generateHostKeys } from './keys.js';
+import { hostCgroupProcs, removeHostCgroups } from './cgroup.js';
+import { quote } from '../quote.js';
 import { processMatches, run, systemEnv, tail, terminate, waitUntil } from './proc.js';
 import type { HostRecord } from './state.js';
 
@@ -71,7 +73,9 @@ export function bootContainer(host: HostRecord, record: (pid: number) => void): 
   const output = openSync(host.console, 'a');
   // A header per boot, so an empty console still shows that nspawn started and printed nothing.
   writeSync(output, `--- capstan lab: systemd-nspawn ${nspawnArgs(host).join(' ')} (${new Date().toISOString()})\n`);
-  const child = spawn('systemd-nspawn', nspawnArgs(host), {
+  // The shell moves itself into the host's own control groups, then becomes nspawn (same PID).
+  const enter = hostCgroupProcs(host.netns).map((procs) => `echo $$ > ${quote(procs)} && `).join('');
+  const child = spawn('sh', ['-c', `${enter}exec systemd-nspawn "$@"`, 'sh', ...nspawnArgs(host)], {
     detached: true,
     stdio: ['ignore', output, output],
     // Writable /proc/sys (with the capabilities and syscalls below) lets hosts set sysctls and
@@ -152,6 +156,7 @@ async function bootDiagnosis(host: HostRecord): Promise<string> {
  */
 export async function stopContainer(host: HostRecord): Promise<void> {
   await terminate(host.pid, marker(host), 15_000);
+  removeHostCgroups(host.netns);
 }
 
 /** PID of the container's init (systemd), as the machine sees it: nspawn's child. */
