@@ -5,7 +5,7 @@
  *
  *   read certificates     `kubeadm certs check-expiration` on each control plane, `openssl x509
  *                         -enddate` of /var/lib/kubelet/pki/kubelet-client-current.pem on every node
- *   certificates          the table (on this machine), expiring ones noted
+ *   (table)               one table of every host's certificates, expiring ones noted (data in --json)
  *   renew <control plane> with renew=true, one control plane at a time, only where a certificate
  *                         expires within renew_within_days: `kubeadm certs renew all`, the static
  *                         Pods restarted as kubeadm's documentation says (manifests out of
@@ -23,7 +23,7 @@
  * @example capstan run playbooks/certs.ts -i inventory/ha.yaml -e renew=true -e renew_within_days=60
  */
 import { InputError, playbook } from '../runner/index.js';
-import { certificateReport, readCertificates, renewCertificates, type HostCertificates } from '../tasks/index.js';
+import { certificateTable, readCertificates, renewCertificates, type HostCertificates } from '../tasks/index.js';
 import { clusterSource } from './vars.js';
 
 /** The example inventory this playbook is written for (any kubeadm topology's inventory will do). */
@@ -49,7 +49,7 @@ export default playbook('certs', async (ctx) => {
     const value = lifetimes.value(read, name);
     return value && typeof value === 'object' && 'host' in value ? [value as HostCertificates] : [];
   });
-  await play('certificates', 'localhost', [certificateReport({ hosts, withinDays })]);
+  ctx.report(certificateTable(hosts, withinDays));
 
   if (renew === 'false') return;
   // One control plane at a time: while one restarts its API server and etcd, the others serve.

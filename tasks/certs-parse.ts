@@ -7,6 +7,7 @@
  * file); `openssl x509 -noout -enddate` prints `notAfter=Dec  3 07:32:00 2027 GMT` (OpenSSL's
  * ASN1_TIME_print).
  */
+import type { ReportTable } from '../runner/index.js';
 
 /** One row of a certificate table. */
 export interface CertificateLifetime {
@@ -139,19 +140,12 @@ export interface HostCertificates {
   kubeletClient?: CertificateLifetime;
 }
 
-/** Columns padded as tabwriter pads them (padding 3); the last column is not padded. */
-export function tabulate(rows: readonly string[][]): string {
-  const widths: number[] = [];
-  for (const row of rows) row.slice(0, -1).forEach((cell, i) => (widths[i] = Math.max(widths[i] ?? 0, cell.length + 3)));
-  return rows.map((row) => row.map((cell, i) => (i < row.length - 1 ? cell.padEnd(widths[i]!) : cell)).join('').trimEnd()).join('\n');
-}
-
 /**
  * One table of every host's certificates: kubeadm's (CAs included) on control planes, the kubelet
- * client certificate on every node; NOTE says what expires within `withinDays` and who renews it.
+ * client certificate on every node (for ctx.report); NOTE says what expires within `withinDays` and who renews it.
  */
-export function renderCertificateTable(hosts: readonly HostCertificates[], withinDays: number): string {
-  const rows = [['HOST', 'CERTIFICATE', 'EXPIRES', 'RESIDUAL TIME', 'CERTIFICATE AUTHORITY', 'NOTE']];
+export function certificateTable(hosts: readonly HostCertificates[], withinDays: number): ReportTable {
+  const rows: string[][] = [];
   const soon = (c: CertificateLifetime) => (c.residualSeconds ?? 0) < withinDays * DAY;
   for (const { host, kubeadm, kubeletClient } of hosts) {
     for (const c of kubeadm?.certificates ?? []) {
@@ -167,5 +161,5 @@ export function renderCertificateTable(hosts: readonly HostCertificates[], withi
       rows.push([host, kubeletClient.name, kubeletClient.expires ? formatExpiry(kubeletClient.expires) : '', kubeletClient.residual ?? '', 'ca', note]);
     }
   }
-  return tabulate(rows);
+  return { title: 'Certificates', columns: ['HOST', 'CERTIFICATE', 'EXPIRES', 'RESIDUAL TIME', 'CERTIFICATE AUTHORITY', 'NOTE'], rows };
 }

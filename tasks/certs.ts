@@ -15,7 +15,6 @@ import {
   lifetimeFromEndDate,
   parseCheckExpiration,
   parseOpensslEndDate,
-  renderCertificateTable,
   type CertificateLifetime,
   type HostCertificates,
 } from './certs-parse.js';
@@ -63,7 +62,7 @@ async function readCertificatesOn(ctx: Pick<CheckContext, 'probe' | 'host'>): Pr
 
 /**
  * Reads a host's certificate lifetimes (read-only, never drifts): kubeadm's on a control plane, the
- * kubelet client certificate on every node. Its value feeds {@link certificateReport}.
+ * kubelet client certificate on every node. Its values make the playbook's table ({@link certificateTable}).
  *
  * @example const read = readCertificates(); const result = await play('read certificates', 'all', [read]); result.value(read, 'cp1');
  */
@@ -79,35 +78,6 @@ export function readCertificates(options?: TaskOptions): Task<HostCertificates> 
       result: (ctx) => readCertificatesOn(ctx),
     },
     {},
-    options,
-  );
-}
-
-export interface CertificateReportParams {
-  /** Every host's lifetimes, from {@link readCertificates}. */
-  hosts: HostCertificates[];
-  /** Certificates expiring within this many days are flagged (default 30). */
-  withinDays?: number;
-}
-
-/**
- * Shows one table of every host's certificates (read-only; run it once, on localhost): host,
- * certificate, expiry, residual time, CA, and a note on what expires within `withinDays`.
- *
- * @example await play('certificates', 'localhost', [certificateReport({ hosts: [], withinDays: 30 })]);
- */
-export function certificateReport(params: CertificateReportParams, options?: TaskOptions): Task<string> {
-  return defineTask<CertificateReportParams, string>(
-    {
-      kind: 'certificates',
-      id: () => 'certificates:report',
-      title: (p) => `certificates of ${p.hosts.length} host(s)`,
-      check: async () => [],
-      apply: async () => undefined,
-      result: async (_ctx, p) => renderCertificateTable(p.hosts, p.withinDays ?? 30),
-      report: (table) => `\n${table}`,
-    },
-    params,
     options,
   );
 }
@@ -238,7 +208,7 @@ async function moveManifestsBack(ctx: ApplyContext): Promise<void> {
  * certificate that expires soon, so `--check` is the list of what would be renewed. A renewal
  * interrupted while the manifests were moved out is finished by the next run (they are put back).
  *
- * @example for (const cp of controlPlanes) await play(`renew ${cp}`, cp, [renewCertificates({ withinDays: 30 })]);
+ * @example await play('renew cp1', 'cp1', [renewCertificates({ withinDays: 30 })]); // one control plane per play
  */
 export function renewCertificates(params: RenewCertificatesParams = {}, options?: TaskOptions): Task<void> {
   return defineTask<RenewCertificatesParams>(

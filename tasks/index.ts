@@ -46,7 +46,7 @@ export { kubeadmReset, removeCniState, removeKubernetesNetfilter, removeCniInter
 export type { KubernetesNetfilter, KubeconfigCopiesParams } from './reset.js';
 
 // Day 2: kubeadm's certificates, their lifetimes and renewal
-export { readCertificates, certificateReport, warnExpiringCertificates, expiryWarningText, renewCertificates, READ_CERTIFICATES, parseReadCertificates, apiserverEndpoint, listeningPorts } from './certs.js';
-export type { RenewCertificatesParams, CertificateReportParams, ExpiryWarning } from './certs.js';
-export { parseCheckExpiration, parseOpensslEndDate, parseShortHumanDuration, shortHumanDuration, formatExpiry, expiringWithin, renderCertificateTable } from './certs-parse.js';
+export { readCertificates, warnExpiringCertificates, expiryWarningText, renewCertificates, READ_CERTIFICATES, parseReadCertificates, apiserverEndpoint, listeningPorts } from './certs.js';
+export type { RenewCertificatesParams, ExpiryWarning } from './certs.js';
+export { parseCheckExpiration, parseOpensslEndDate, parseShortHumanDuration, shortHumanDuration, formatExpiry, expiringWithin, certificateTable } from './certs-parse.js';
 export type { CertificateLifetime, CheckExpiration, HostCertificates } from './certs-parse.js';

@@ -14,7 +14,7 @@ import {
   parseCheckExpiration,
   parseOpensslEndDate,
   parseShortHumanDuration,
-  renderCertificateTable,
+  certificateTable,
   shortHumanDuration,
 } from '../../tasks/certs-parse.js';
 import { apiserverEndpoint, expiryWarningText, listeningPorts, parseReadCertificates } from '../../tasks/certs.js';
@@ -78,17 +78,18 @@ describe('certificate lifetimes (tasks/certs-parse.ts)', () => {
     const cp = parseReadCertificates('cp1', `## now\n${Date.UTC(2026, 11, 4, 10, 15) / 1000}\n## kubeadm\n${fixture('check-expiration-expiring.txt')}## kubelet\nnotAfter=Dec 10 10:15:00 2026 GMT\n`);
     const worker = parseReadCertificates('w1', `## now\n${Date.UTC(2026, 11, 4, 10, 15) / 1000}\n## kubelet\nnotAfter=Dec  4 10:15:00 2027 GMT\n`);
     expect(worker).to.deep.equal({ host: 'w1', kubeletClient: { name: 'kubelet-client', expires: new Date('2027-12-04T10:15:00Z'), residualSeconds: 365 * DAY, residual: '1y', externallyManaged: false, missing: false } });
-    expect(renderCertificateTable([cp, worker], 30).split('\n')).to.deep.equal([
-      'HOST   CERTIFICATE             EXPIRES                  RESIDUAL TIME   CERTIFICATE AUTHORITY   NOTE',
-      'cp1    admin.conf              Dec 01, 2026 10:15 UTC   <invalid>       ca                      expires within 30 days: kubeadm certs renew',
-      'cp1    apiserver               Dec 20, 2026 10:15 UTC   16d             ca                      externally managed',
-      'cp1    apiserver-etcd-client   Dec 05, 2026 08:00 UTC   23h             etcd-ca                 expires within 30 days: kubeadm certs renew',
-      'cp1    front-proxy-client                                                                       missing',
-      'cp1    scheduler.conf          Jan 03, 2027 10:15 UTC   30d             ca',
-      'cp1    ca                      Dec 20, 2026 10:15 UTC   16d                                     CA expires within 30 days: kubeadm does not renew CAs',
-      'cp1    etcd-ca                                                                                  missing',
-      'cp1    kubelet-client          Dec 10, 2026 10:15 UTC   6d              ca                      expires within 30 days: the kubelet rotates it; is rotation failing?',
-      'w1     kubelet-client          Dec 04, 2027 10:15 UTC   1y              ca',
+    const table = certificateTable([cp, worker], 30);
+    expect(table.columns).to.deep.equal(['HOST', 'CERTIFICATE', 'EXPIRES', 'RESIDUAL TIME', 'CERTIFICATE AUTHORITY', 'NOTE']);
+    expect(table.rows).to.deep.equal([
+      ['cp1', 'admin.conf', 'Dec 01, 2026 10:15 UTC', '<invalid>', 'ca', 'expires within 30 days: kubeadm certs renew'],
+      ['cp1', 'apiserver', 'Dec 20, 2026 10:15 UTC', '16d', 'ca', 'externally managed'],
+      ['cp1', 'apiserver-etcd-client', 'Dec 05, 2026 08:00 UTC', '23h', 'etcd-ca', 'expires within 30 days: kubeadm certs renew'],
+      ['cp1', 'front-proxy-client', '', '', '', 'missing'],
+      ['cp1', 'scheduler.conf', 'Jan 03, 2027 10:15 UTC', '30d', 'ca', ''],
+      ['cp1', 'ca', 'Dec 20, 2026 10:15 UTC', '16d', '', 'CA expires within 30 days: kubeadm does not renew CAs'],
+      ['cp1', 'etcd-ca', '', '', '', 'missing'],
+      ['cp1', 'kubelet-client', 'Dec 10, 2026 10:15 UTC', '6d', 'ca', 'expires within 30 days: the kubelet rotates it; is rotation failing?'],
+      ['w1', 'kubelet-client', 'Dec 04, 2027 10:15 UTC', '1y', 'ca', ''],
     ]);
   });
 
