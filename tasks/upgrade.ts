@@ -43,11 +43,12 @@ function validateStep(p: UpgradeStepParams): void {
   if (typeof p.adminHost !== 'string' || p.adminHost === '') throw new Error('adminHost must name the first control plane');
 }
 
-/** The pending note of a check-mode drift: earlier changes on this host, or the other host's change it follows. */
+/** The pending note of a check-mode drift: the last earlier change on this host, or the other host's change it follows. */
 function pendingOf(ctx: CheckContext, p: { after?: string }): { pending?: string } {
   if (!ctx.checkMode) return {};
-  const reasons = [...(p.after ? [p.after] : []), ...ctx.pendingChanges];
-  return reasons.length ? { pending: reasons.join('; ') } : {};
+  // The nearest cause is enough to read: the change just before on this host, else the other host's.
+  const reason = ctx.pendingChanges.at(-1) ?? p.after;
+  return reason ? { pending: reason } : {};
 }
 
 const admin = (args: ReturnType<typeof sh>) => sh`kubectl --kubeconfig=${ADMIN_CONF} ${args}`;
