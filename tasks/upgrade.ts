@@ -43,11 +43,11 @@ function validateStep(p: UpgradeStepParams): void {
   if (typeof p.adminHost !== 'string' || p.adminHost === '') throw new Error('adminHost must name the first control plane');
 }
 
-/** The pending note of a check-mode drift: the last earlier change on this host, or the other host's change it follows. */
+/** The pending note of a check-mode drift: the other host's change it follows, else the last earlier change on this host. */
 function pendingOf(ctx: CheckContext, p: { after?: string }): { pending?: string } {
   if (!ctx.checkMode) return {};
-  // The nearest cause is enough to read: the change just before on this host, else the other host's.
-  const reason = ctx.pendingChanges.at(-1) ?? p.after;
+  // One cause is enough to read: the other host's change this node waits for, else the change just before on this host.
+  const reason = p.after ?? ctx.pendingChanges.at(-1);
   return reason ? { pending: reason } : {};
 }
 
