@@ -53,7 +53,7 @@ export function upstreamVersion(debianVersion: string): string {
 
 /** The image tag of a static Pod manifest (`image: registry.k8s.io/kube-apiserver:v1.34.1` → `v1.34.1`); null without one (pure). */
 export function manifestImageTag(manifest: string | null): string | null {
-  const image = manifest ? /^\s*image:\s*["']?(\S+?)["']?\s*$/m.exec(manifest)?.[1] : undefined;
+  const image = manifest ? /^[\s-]*image:\s*["']?(\S+?)["']?\s*$/m.exec(manifest)?.[1] : undefined;
   if (!image) return null;
   const last = image.slice(image.lastIndexOf('/') + 1);
   return last.includes(':') ? last.slice(last.lastIndexOf(':') + 1) : null;
