@@ -268,7 +268,7 @@ export function drainForUpgrade(params: PerHostParams<DrainParams>, options?: Ta
         if (drain.code === 0) return;
         const uncordon = await other.exec(admin(sh`uncordon ${p.node}`));
         if (uncordon.code === 0) await ctx.exec(sh`rm -f -- ${UPGRADE_CORDON_MARKER}`);
-        const state = uncordon.code === 0 ? `${p.node} was uncordoned and nothing on it was upgraded` : `${p.node} is STILL CORDONED (kubectl uncordon failed: ${uncordon.stderr.trim()})`;
+        const state = uncordon.code === 0 ? `${p.node} was uncordoned; its kubelet was not upgraded` : `${p.node} is STILL CORDONED (kubectl uncordon failed: ${uncordon.stderr.trim()})`;
         throw new Error(
           `kubectl drain ${p.node} failed (exit ${drain.code}):\n${tail(drain.stderr || drain.stdout)}\n` +
             `${state}. Make the drain possible (a PodDisruptionBudget that allows an eviction, a controller for bare pods, or a longer drain_timeout), then run the same command again.`,

@@ -11,8 +11,9 @@ import { skipUnlessLabSupported, sshToLab } from '../helpers/lab.js';
  * `playbooks/upgrade.ts` end to end on ONE two-node lab cluster (k8s-01 control plane, k8s-02
  * worker) built once at 1.34 with `capstan run playbooks/single-node.ts --lab`: the upgrade's
  * --check (the plan, nothing changed, nothing cordoned), a skipped minor refused with exit 1, the
- * upgrade to 1.35 (the steps' order from the JSON events, every node at v1.35.1, packages held),
- * and a second run that changes nothing. The packages come from the lab's pkgs.k8s.io-shaped
+ * upgrade to 1.35 stopped at the worker's drain by a pod without a controller (the node uncordoned,
+ * the run saying what to do), the same command finishing it once the pod is gone (the steps' order
+ * from the JSON events, every node at v1.35.1, packages held), and a run that changes nothing. The packages come from the lab's pkgs.k8s.io-shaped
  * repository (stand-ins, test/lab/README.md), which `--lab` serves.
  */
 describe('playbooks/upgrade.ts on a lab cluster built at 1.34 (one control plane, one worker)', function () {
@@ -96,24 +97,50 @@ describe('playbooks/upgrade.ts on a lab cluster built at 1.34 (one control plane
     expect(await etcHashes()).to.deep.equal(before);
   });
 
-  it('upgrades to 1.35: the control plane, then the worker, each cordoned, drained, upgraded, restarted and uncordoned in order', async function () {
+  it('upgrades the control plane; a drain that cannot finish stops the run at the worker, uncordoned, saying what to do', async function () {
+    // A pod without a controller: kubectl drain refuses it without --force, which the upgrade never passes.
+    await ok('k8s-01', "kubectl apply -f - <<'EOF'\napiVersion: v1\nkind: Pod\nmetadata:\n  name: bare\n  namespace: default\nspec:\n  nodeName: k8s-02\n  containers:\n  - name: nginx\n    image: nginx\nEOF");
     const started = Date.now();
     const apply = await upgrade('-e', 'kubernetes_version=1.35');
-    expect(apply.code, apply.stdout + apply.stderr).to.equal(0);
-    console.log(`      upgrade apply: ${((Date.now() - started) / 1000).toFixed(1)} s`);
-    const changed = events(apply).filter((e): e is Extract<RunEvent, { type: 'task' }> => e.type === 'task' && e.status === 'changed');
-    const steps = changed.map((e) => `${e.host} ${e.title}`).filter((line) => !/apt (key|repository)|apt-get update/.test(line));
+    console.log(`      upgrade stopped at the drain: ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    expect(apply.code, apply.stdout + apply.stderr).to.equal(2);
+    const tasks = events(apply).filter((e): e is Extract<RunEvent, { type: 'task' }> => e.type === 'task' && e.status !== 'ok');
+    const steps = tasks.map((e) => `${e.host} ${e.status} ${e.title}`).filter((line) => !/apt (key|repository)|apt-get update/.test(line));
     expect(steps).to.deep.equal([
-      'k8s-01 kubeadm 1.35.1-1.1 (held)', 'k8s-01 kubeadm upgrade apply v1.35.1', 'k8s-01 cordon k8s-01', 'k8s-01 drain k8s-01',
-      'k8s-01 kubelet + kubectl 1.35.1-1.1 (held)', 'k8s-01 restart kubelet (v1.35.1)', 'k8s-01 uncordon k8s-01',
-      'k8s-02 kubeadm 1.35.1-1.1 (held)', 'k8s-02 kubeadm upgrade node', 'k8s-02 cordon k8s-02', 'k8s-02 drain k8s-02',
-      'k8s-02 kubelet + kubectl 1.35.1-1.1 (held)', 'k8s-02 restart kubelet (v1.35.1)', 'k8s-02 uncordon k8s-02',
+      'k8s-01 changed kubeadm 1.35.1-1.1 (held)', 'k8s-01 changed kubeadm upgrade apply v1.35.1', 'k8s-01 changed cordon k8s-01', 'k8s-01 changed drain k8s-01',
+      'k8s-01 changed kubelet + kubectl 1.35.1-1.1 (held)', 'k8s-01 changed restart kubelet (v1.35.1)', 'k8s-01 changed uncordon k8s-01',
+      'k8s-02 changed kubeadm 1.35.1-1.1 (held)', 'k8s-02 changed kubeadm upgrade node', 'k8s-02 changed cordon k8s-02', 'k8s-02 failed drain k8s-02',
     ]);
     // The repository switch, on every node, before the first package.
-    const firstPackage = changed.findIndex((e) => e.title === 'kubeadm 1.35.1-1.1 (held)');
-    expect(changed.slice(0, firstPackage).map((e) => `${e.host} ${e.title}`).sort()).to.deep.equal([
+    const firstPackage = tasks.findIndex((e) => e.title === 'kubeadm 1.35.1-1.1 (held)');
+    expect(tasks.slice(0, firstPackage).map((e) => `${e.host} ${e.title}`).sort()).to.deep.equal([
       'k8s-01 apt key /etc/apt/keyrings/kubernetes-apt-keyring.gpg', 'k8s-01 apt repository kubernetes', 'k8s-01 apt-get update',
       'k8s-02 apt key /etc/apt/keyrings/kubernetes-apt-keyring.gpg', 'k8s-02 apt repository kubernetes', 'k8s-02 apt-get update',
+    ]);
+    expect(tasks.at(-1)!.message).to.equal(
+      'kubectl drain k8s-02 failed (exit 1):\n' +
+        'error: unable to drain node "k8s-02" due to error: cannot delete Pods that declare no controller (use --force to override): default/bare, continuing command...\n' +
+        'There are pending nodes to be drained:\n k8s-02\ncannot delete Pods that declare no controller (use --force to override): default/bare\n' +
+        'k8s-02 was uncordoned; its kubelet was not upgraded. Make the drain possible (a PodDisruptionBudget that allows an eviction, a controller for bare pods, or a longer drain_timeout), then run the same command again.',
+    );
+    expect(await nodes()).to.equal('k8s-01 v1.35.1 \nk8s-02 v1.34.1 \n');
+    expect(await ok('k8s-02', 'ls /var/lib/capstan/upgrade-cordoned 2>&1 || true')).to.match(/No such file/);
+  });
+
+  it('the same command again finishes the worker: kubelet and kubectl, restart, uncordon; every node at v1.35.1, packages held', async function () {
+    await ok('k8s-01', 'kubectl delete pod bare');
+    const started = Date.now();
+    const resumed = await upgrade('-e', 'kubernetes_version=1.35');
+    console.log(`      the rest of the upgrade: ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    expect(resumed.code, resumed.stdout + resumed.stderr).to.equal(0);
+    expect(planLines(resumed.stderr)).to.deep.equal([
+      'upgrade to v1.35.1 (packages 1.35.1-1.1), one node at a time:',
+      '  1. k8s-02 (worker, kubelet v1.34.1): kubeadm upgrade node, cordon, drain, kubelet + kubectl 1.35.1-1.1, restart kubelet, wait Ready, uncordon',
+      '  already at v1.35.1, untouched: k8s-01',
+    ]);
+    const changed = events(resumed).filter((e): e is Extract<RunEvent, { type: 'task' }> => e.type === 'task' && e.status === 'changed');
+    expect(changed.map((e) => `${e.host} ${e.title}`)).to.deep.equal([
+      'k8s-02 kubeadm upgrade node', 'k8s-02 cordon k8s-02', 'k8s-02 drain k8s-02', 'k8s-02 kubelet + kubectl 1.35.1-1.1 (held)', 'k8s-02 restart kubelet (v1.35.1)', 'k8s-02 uncordon k8s-02',
     ]);
     expect(await nodes()).to.equal('k8s-01 v1.35.1 \nk8s-02 v1.35.1 \n');
     for (const host of hosts) {
