@@ -27,7 +27,6 @@
  * @example capstan run playbooks/upgrade.ts -i inventory/home.yaml -e kubernetes_version=1.35 --check
  * @example capstan run playbooks/upgrade.ts --lab -e kubernetes_version=1.35
  */
-import semver from 'semver';
 import { InputError, PlaybookError, playbook, type HostView, type PlaybookContext, type Task } from '../runner/index.js';
 import {
   cordonForUpgrade,
@@ -47,22 +46,11 @@ import {
 } from '../tasks/index.js';
 import { planUpgrade, type NodePlan, type NodeVersions } from './lib/upgrade-plan.js';
 import { formatRefusals, formatUpgradePlan } from './lib/upgrade-report.js';
+import { resolveTarget } from './lib/upgrade-target.js';
 import { clusterSource, groupsPattern, hostIp, hostsOf, readKubernetesRepository, requireHostIps } from './vars.js';
 
 /** The example inventory; `capstan run playbooks/upgrade.ts --lab` upgrades lab hosts shaped like it. */
 export const exampleInventory = new URL('../inventory/single.yaml', import.meta.url);
-
-/** The version to reach, from `kubernetes_version` and what the repository carries (pure). */
-export function resolveTarget(requested: string, debianVersions: readonly string[]): { target: string; debian?: string } {
-  const wanted = requested.trim().replace(/^v/, '');
-  const minor = kubernetesMinor(wanted);
-  const carried = debianVersions.filter((version) => semver.valid(upstreamVersion(version)) && kubernetesMinor(upstreamVersion(version)) === minor);
-  const exact = /^\d+\.\d+\.\d+$/.test(wanted);
-  const matching = carried.filter((version) => !exact || upstreamVersion(version) === wanted);
-  const newest = matching.sort((a, b) => semver.compare(upstreamVersion(a), upstreamVersion(b)) || a.localeCompare(b)).pop();
-  if (newest) return { target: `v${upstreamVersion(newest)}`, debian: newest };
-  return { target: exact ? `v${wanted}` : `${minor}.0` };
-}
 
 export default playbook('upgrade', async (ctx) => {
   const { play, inventory } = ctx;

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { resolveTarget } from '../../playbooks/upgrade.js';
+import { resolveTarget } from '../../playbooks/lib/upgrade-target.js';
 import { planUpgrade, type NodeVersions } from '../../playbooks/lib/upgrade-plan.js';
 import { formatRefusals, formatUpgradePlan } from '../../playbooks/lib/upgrade-report.js';
 import { manifestImageTag, parseClusterNodes, parsePackagesIndex, upstreamVersion } from '../../tasks/upgrade-facts.js';
