@@ -112,7 +112,7 @@ export function upgradePackages(params: PerHostParams<UpgradePackagesParams>, op
             result = await ctx.exec(install);
           }
           if (result.code !== 0) throw new Error(`apt-get install ${specs.join(' ')} failed (exit ${result.code}):\n${tail(`${result.stdout}\n${result.stderr}`)}`);
-          for (const line of result.stdout.split('\n').filter((l) => /^(Setting up|Unpacking) /.test(l))) ctx.log(line);
+          for (const line of result.stdout.replace(/\r/g, '').split('\n').filter((l) => /^(Setting up|Unpacking) /.test(l))) ctx.log(line);
         } catch (error) {
           const message = error instanceof Error ? error.message : String(error);
           throw new Error(p.cordonedNode ? `${message}\n${stillCordoned(p.cordonedNode)}` : message);
