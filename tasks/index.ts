@@ -48,3 +48,9 @@ export type { EtcdMemberParams } from './etcd.js';
 // Day 2: a node back to before kubeadm init/join
 export { kubeadmReset, removeCniState, removeKubernetesNetfilter, removeCniInterfaces, removeAdminKubeconfigCopies, kubernetesNetfilter, withoutKubernetesNetfilter } from './reset.js';
 export type { KubernetesNetfilter, KubeconfigCopiesParams } from './reset.js';
+
+// Day 2: kubeadm's certificates, their lifetimes and renewal
+export { readCertificates, certificateReport, warnExpiringCertificates, expiryWarningText, renewCertificates, READ_CERTIFICATES, parseReadCertificates, apiserverEndpoint, listeningPorts } from './certs.js';
+export type { RenewCertificatesParams, CertificateReportParams, ExpiryWarning } from './certs.js';
+export { parseCheckExpiration, parseOpensslEndDate, parseShortHumanDuration, shortHumanDuration, formatExpiry, expiringWithin, renderCertificateTable } from './certs-parse.js';
+export type { CertificateLifetime, CheckExpiration, HostCertificates } from './certs-parse.js';
