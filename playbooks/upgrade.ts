@@ -45,7 +45,7 @@ import {
   type UpgradeHostFacts,
 } from '../tasks/index.js';
 import { planUpgrade, type NodePlan, type NodeVersions } from './lib/upgrade-plan.js';
-import { formatRefusals, formatUpgradePlan } from './lib/upgrade-report.js';
+import { formatRefusals, upgradePlanTable } from './lib/upgrade-report.js';
 import { resolveTarget } from './lib/upgrade-target.js';
 import { clusterSource, groupsPattern, hostIp, hostsOf, readKubernetesRepository, requireHostIps } from './vars.js';
 
@@ -117,7 +117,7 @@ export default playbook('upgrade', async (ctx) => {
     );
     throw new InputError(formatRefusals(target, refusals));
   }
-  process.stderr.write(`${formatUpgradePlan(plan.target, debian!, plan.batches, nodeVersions, workerBatchSize).join('\n')}\n`);
+  ctx.report(upgradePlanTable(plan.target, debian!, plan.batches, nodeVersions, workerBatchSize));
 
   await play(`kubernetes repository ${minor}`, nodes, ensureAptSource(kubernetesRepo(minor, repository)));
   const nodeName = (host: HostView) => read.get(host.name)!.node;

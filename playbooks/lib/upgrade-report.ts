@@ -1,10 +1,11 @@
 /**
- * What the upgrade playbook says before it changes anything: the plan, node by node in order, or
- * the refusals that stop it. Pure text from the planner's answer.
+ * What the upgrade playbook says before it changes anything: the plan as a table, node by node in
+ * order (shown with ctx.report), or the refusals that stop it. Pure, from the planner's answer.
  */
+import type { ReportTable } from '../../runner/index.js';
 import type { NodePlan, NodeVersions, Refusal, UpgradeAction } from './upgrade-plan.js';
 
-/** Each planned action as the plan line names it; `debian` is the packages' exact version. */
+/** Each planned action as the plan names it; `debian` is the packages' exact version. */
 function actionText(action: UpgradeAction, target: string, debian: string): string[] {
   switch (action) {
     case 'kubeadm-package':
@@ -27,29 +28,29 @@ function actionText(action: UpgradeAction, target: string, debian: string): stri
 }
 
 /**
- * The plan as lines (pure):
+ * The plan as a table (pure): one row per node in the order the upgrade takes them (the workers of
+ * one batch share a step number), then the nodes already at the target, untouched.
  *
- *   upgrade to v1.35.1 (packages 1.35.1-1.1), one node at a time:
- *     1. k8s-01 (control plane, kubelet v1.34.2): kubeadm 1.35.1-1.1, kubeadm upgrade apply v1.35.1, cordon, …
- *     2. k8s-02 (worker, kubelet v1.34.2): …
- *
- * Nodes of one worker batch share a number. Nodes already at the target are named as untouched.
+ *   UPGRADE PLAN: V1.35.1 (PACKAGES 1.35.1-1.1), ONE NODE AT A TIME
+ *   STEP  NODE    ROLE           KUBELET  ACTIONS
+ *   1     k8s-01  control plane  v1.34.1  kubeadm 1.35.1-1.1, kubeadm upgrade apply v1.35.1, cordon, …
  */
-export function formatUpgradePlan(target: string, debian: string, batches: readonly NodePlan[][], nodes: readonly NodeVersions[], workerBatchSize: number): string[] {
+export function upgradePlanTable(target: string, debian: string, batches: readonly NodePlan[][], nodes: readonly NodeVersions[], workerBatchSize: number): ReportTable {
   const planned = new Set(batches.flat().map((plan) => plan.node));
-  const untouched = nodes.filter((node) => !planned.has(node.name)).map((node) => node.name);
-  if (batches.length === 0) return [`upgrade to ${target}: every node is at ${target}, nothing to do`];
+  const role = (node: NodeVersions) => (node.controlPlane ? 'control plane' : 'worker');
   const pace = workerBatchSize > 1 ? `control planes one at a time, workers ${workerBatchSize} at a time` : 'one node at a time';
-  const lines = [`upgrade to ${target} (packages ${debian}), ${pace}:`];
-  batches.forEach((batch, index) => {
-    for (const plan of batch) {
-      const node = nodes.find((candidate) => candidate.name === plan.node);
-      const role = plan.controlPlane ? 'control plane' : 'worker';
-      lines.push(`  ${index + 1}. ${plan.node} (${role}, kubelet ${node?.kubelet ?? '?'}): ${plan.actions.flatMap((action) => actionText(action, target, debian)).join(', ')}`);
-    }
-  });
-  if (untouched.length) lines.push(`  already at ${target}, untouched: ${untouched.join(', ')}`);
-  return lines;
+  const rows = batches.flatMap((batch, index) =>
+    batch.map((plan) => {
+      const node = nodes.find((candidate) => candidate.name === plan.node)!;
+      return [String(index + 1), plan.node, role(node), node.kubelet, plan.actions.flatMap((action) => actionText(action, target, debian)).join(', ')];
+    }),
+  );
+  const untouched = nodes.filter((node) => !planned.has(node.name)).map((node) => ['-', node.name, role(node), node.kubelet, `untouched: at ${target}`]);
+  return {
+    title: batches.length ? `upgrade plan: ${target} (packages ${debian}), ${pace}` : `upgrade plan: every node is at ${target}, nothing to do`,
+    columns: ['STEP', 'NODE', 'ROLE', 'KUBELET', 'ACTIONS'],
+    rows: [...rows, ...untouched],
+  };
 }
 
 /** The refusal message: what was refused, that nothing changed, then one line per rule (pure). */

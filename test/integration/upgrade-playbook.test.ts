@@ -33,7 +33,11 @@ describe('playbooks/upgrade.ts on a lab cluster built at 1.34 (one control plane
   const nodes = () => ok('k8s-01', "kubectl get nodes -o jsonpath='{range .items[*]}{.metadata.name} {.status.nodeInfo.kubeletVersion} {.spec.unschedulable}{\"\\n\"}{end}'");
   const events = (result: CliResult) => result.stdout.split('\n').filter(Boolean).map((line) => JSON.parse(line) as RunEvent);
   const recap = (result: CliResult) => events(result).find((e) => e.type === 'recap') as Extract<RunEvent, { type: 'recap' }>;
-  const planLines = (stderr: string) => stderr.split('\n').filter((line) => /^upgrade to |^ {2}\d+\. |^ {2}already at /.test(line));
+  /** The plan the run reported (ctx.report): its title, then one line per row, cells joined by " | ". */
+  const planOf = (result: CliResult) =>
+    events(result)
+      .filter((e): e is Extract<RunEvent, { type: 'report' }> => e.type === 'report')
+      .flatMap((table) => [table.title, ...table.rows.map((row) => row.join(' | '))]);
 
   before(async function () {
     skipUnlessLabSupported(this);
@@ -63,10 +67,10 @@ describe('playbooks/upgrade.ts on a lab cluster built at 1.34 (one control plane
     const before = await etcHashes();
     const check = await upgrade('-e', 'kubernetes_version=1.35', '--check');
     expect(check.code, check.stderr).to.equal(0);
-    expect(planLines(check.stderr)).to.deep.equal([
-      'upgrade to v1.35.1 (packages 1.35.1-1.1), one node at a time:',
-      '  1. k8s-01 (control plane, kubelet v1.34.1): kubeadm 1.35.1-1.1, kubeadm upgrade apply v1.35.1, cordon, drain, kubelet + kubectl 1.35.1-1.1, restart kubelet, wait Ready, uncordon',
-      '  2. k8s-02 (worker, kubelet v1.34.1): kubeadm 1.35.1-1.1, kubeadm upgrade node, cordon, drain, kubelet + kubectl 1.35.1-1.1, restart kubelet, wait Ready, uncordon',
+    expect(planOf(check)).to.deep.equal([
+      'upgrade plan: v1.35.1 (packages 1.35.1-1.1), one node at a time',
+      '1 | k8s-01 | control plane | v1.34.1 | kubeadm 1.35.1-1.1, kubeadm upgrade apply v1.35.1, cordon, drain, kubelet + kubectl 1.35.1-1.1, restart kubelet, wait Ready, uncordon',
+      '2 | k8s-02 | worker | v1.34.1 | kubeadm 1.35.1-1.1, kubeadm upgrade node, cordon, drain, kubelet + kubectl 1.35.1-1.1, restart kubelet, wait Ready, uncordon',
     ]);
     const tasks = events(check).filter((e): e is Extract<RunEvent, { type: 'task' }> => e.type === 'task' && e.host === 'k8s-02');
     const worker = tasks.slice(tasks.findIndex((t) => t.title === 'kubeadm 1.35.1-1.1 (held)'));
@@ -87,6 +91,7 @@ describe('playbooks/upgrade.ts on a lab cluster built at 1.34 (one control plane
     const before = await etcHashes();
     const refused = await upgrade('-e', 'kubernetes_version=1.36');
     expect(refused.code).to.equal(1);
+    expect(planOf(refused)).to.deep.equal([]);
     const error = events(refused).find((e) => e.type === 'error') as Extract<RunEvent, { type: 'error' }>;
     expect(error.message.split('\n')).to.deep.equal([
       'upgrade to v1.36.0 refused before any change:',
@@ -133,10 +138,10 @@ describe('playbooks/upgrade.ts on a lab cluster built at 1.34 (one control plane
     const resumed = await upgrade('-e', 'kubernetes_version=1.35');
     console.log(`      the rest of the upgrade: ${((Date.now() - started) / 1000).toFixed(1)} s`);
     expect(resumed.code, resumed.stdout + resumed.stderr).to.equal(0);
-    expect(planLines(resumed.stderr)).to.deep.equal([
-      'upgrade to v1.35.1 (packages 1.35.1-1.1), one node at a time:',
-      '  1. k8s-02 (worker, kubelet v1.34.1): kubeadm upgrade node, cordon, drain, kubelet + kubectl 1.35.1-1.1, restart kubelet, wait Ready, uncordon',
-      '  already at v1.35.1, untouched: k8s-01',
+    expect(planOf(resumed)).to.deep.equal([
+      'upgrade plan: v1.35.1 (packages 1.35.1-1.1), one node at a time',
+      '1 | k8s-02 | worker | v1.34.1 | kubeadm upgrade node, cordon, drain, kubelet + kubectl 1.35.1-1.1, restart kubelet, wait Ready, uncordon',
+      '- | k8s-01 | control plane | v1.35.1 | untouched: at v1.35.1',
     ]);
     const changed = events(resumed).filter((e): e is Extract<RunEvent, { type: 'task' }> => e.type === 'task' && e.status === 'changed');
     expect(changed.map((e) => `${e.host} ${e.title}`)).to.deep.equal([
@@ -155,7 +160,11 @@ describe('playbooks/upgrade.ts on a lab cluster built at 1.34 (one control plane
   it('a second run plans nothing and changes nothing', async function () {
     const again = await upgrade('-e', 'kubernetes_version=1.35');
     expect(again.code, again.stderr).to.equal(0);
-    expect(planLines(again.stderr)).to.deep.equal(['upgrade to v1.35.1: every node is at v1.35.1, nothing to do']);
+    expect(planOf(again)).to.deep.equal([
+      'upgrade plan: every node is at v1.35.1, nothing to do',
+      '- | k8s-01 | control plane | v1.35.1 | untouched: at v1.35.1',
+      '- | k8s-02 | worker | v1.35.1 | untouched: at v1.35.1',
+    ]);
     expect(Object.values(recap(again).hosts).map((h) => [h.changed, h.failed])).to.deep.equal([[0, 0], [0, 0]]);
   });
 });

@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { resolveTarget } from '../../playbooks/lib/upgrade-target.js';
 import { planUpgrade, type NodeVersions } from '../../playbooks/lib/upgrade-plan.js';
-import { formatRefusals, formatUpgradePlan } from '../../playbooks/lib/upgrade-report.js';
+import { formatRefusals, upgradePlanTable } from '../../playbooks/lib/upgrade-report.js';
 import { manifestImageTag, parseClusterNodes, parsePackagesIndex, upstreamVersion } from '../../tasks/upgrade-facts.js';
 
 const node = (name: string, version: string, extra: Partial<NodeVersions> = {}): NodeVersions => ({
@@ -50,14 +50,22 @@ describe('upgrade playbook: target, facts and report (pure)', function () {
     const plan = planUpgrade({ nodes, target: '1.35.1', available: ['1.35.1'], workerBatchSize: 2 });
     expect(plan.ok).to.equal(true);
     if (!plan.ok) return;
-    expect(formatUpgradePlan(plan.target, '1.35.1-1.1', plan.batches, nodes, 2)).to.deep.equal([
-      'upgrade to v1.35.1 (packages 1.35.1-1.1), control planes one at a time, workers 2 at a time:',
-      '  1. cp1 (control plane, kubelet v1.34.1): kubeadm 1.35.1-1.1, kubeadm upgrade apply v1.35.1, cordon, drain, kubelet + kubectl 1.35.1-1.1, restart kubelet, wait Ready, uncordon',
-      '  2. w1 (worker, kubelet v1.34.1): kubeadm 1.35.1-1.1, kubeadm upgrade node, cordon, drain, kubelet + kubectl 1.35.1-1.1, restart kubelet, wait Ready, uncordon',
-      '  2. w2 (worker, kubelet v1.34.1): kubeadm 1.35.1-1.1, kubeadm upgrade node, cordon, drain, kubelet + kubectl 1.35.1-1.1, restart kubelet, wait Ready, uncordon',
-      '  already at v1.35.1, untouched: w3',
-    ]);
-    expect(formatUpgradePlan('v1.35.1', '1.35.1-1.1', [], nodes, 1)).to.deep.equal(['upgrade to v1.35.1: every node is at v1.35.1, nothing to do']);
+    const steps = 'kubeadm upgrade node, cordon, drain, kubelet + kubectl 1.35.1-1.1, restart kubelet, wait Ready, uncordon';
+    expect(upgradePlanTable(plan.target, '1.35.1-1.1', plan.batches, nodes, 2)).to.deep.equal({
+      title: 'upgrade plan: v1.35.1 (packages 1.35.1-1.1), control planes one at a time, workers 2 at a time',
+      columns: ['STEP', 'NODE', 'ROLE', 'KUBELET', 'ACTIONS'],
+      rows: [
+        ['1', 'cp1', 'control plane', 'v1.34.1', 'kubeadm 1.35.1-1.1, kubeadm upgrade apply v1.35.1, cordon, drain, kubelet + kubectl 1.35.1-1.1, restart kubelet, wait Ready, uncordon'],
+        ['2', 'w1', 'worker', 'v1.34.1', `kubeadm 1.35.1-1.1, ${steps}`],
+        ['2', 'w2', 'worker', 'v1.34.1', `kubeadm 1.35.1-1.1, ${steps}`],
+        ['-', 'w3', 'worker', 'v1.35.1', 'untouched: at v1.35.1'],
+      ],
+    });
+    expect(upgradePlanTable('v1.35.1', '1.35.1-1.1', [], nodes.slice(3), 1)).to.deep.equal({
+      title: 'upgrade plan: every node is at v1.35.1, nothing to do',
+      columns: ['STEP', 'NODE', 'ROLE', 'KUBELET', 'ACTIONS'],
+      rows: [['-', 'w3', 'worker', 'v1.35.1', 'untouched: at v1.35.1']],
+    });
   });
 
   it('refuses an API server that is not ready; a node an interrupted run left cordoned is only uncordoned', function () {
