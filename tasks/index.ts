@@ -32,7 +32,8 @@ export { untaintControlPlanes, waitForNodesReady, smokeTest } from './cluster.js
 
 // Day 2: kubeadm upgrades, one node at a time
 export { upgradeFacts, parseClusterNodes, parsePackagesIndex, upstreamVersion, manifestImageTag, UPGRADE_CORDON_MARKER, type UpgradeHostFacts, type ClusterNode } from './upgrade-facts.js';
-export { upgradePackages, kubeadmUpgrade, cordonForUpgrade, drainForUpgrade, restartKubeletForUpgrade, nodeReadyAtVersion, uncordonAfterUpgrade } from './upgrade.js';
+export { upgradePackages, kubeadmUpgrade } from './upgrade.js';
+export { cordonForUpgrade, drainForUpgrade, restartKubeletForUpgrade, nodeReadyAtVersion, uncordonAfterUpgrade } from './upgrade-node.js';
 
 // The hard way (seed 003): PKI made on this machine, binaries downloaded once and checked
 export { ensurePki, installPkiFiles, renderKubeconfig, renderEncryptionConfig, pkiFileNames } from './pki.js';

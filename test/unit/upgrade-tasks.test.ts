@@ -4,7 +4,8 @@ import { parseFacts } from '../../runner/facts.js';
 import type { Command } from '../../runner/quote.js';
 import type { ApplyContext, RunResult } from '../../runner/index.js';
 import upgradePlaybook from '../../playbooks/upgrade.js';
-import { cordonForUpgrade, drainForUpgrade, kubeadmUpgrade, uncordonAfterUpgrade, upgradePackages } from '../../tasks/upgrade.js';
+import { kubeadmUpgrade, upgradePackages } from '../../tasks/upgrade.js';
+import { cordonForUpgrade, drainForUpgrade, uncordonAfterUpgrade } from '../../tasks/upgrade-node.js';
 import { plays } from '../helpers/plays.js';
 
 const result = (code: number, stdout = '', stderr = ''): RunResult => ({ code, stdout, stderr, bytes: Buffer.from(stdout) });
@@ -45,7 +46,7 @@ function fakeNode(answer: (where: string, command: string) => RunResult = () => 
 
 const step = { node: 'k8s-02', version: 'v1.35.1', adminHost: 'k8s-01' };
 
-describe('upgrade tasks (tasks/upgrade.ts): exact commands', function () {
+describe('upgrade tasks (tasks/upgrade.ts, upgrade-node.ts): exact commands', function () {
   it('packages: unhold, install the exact version, hold; held again when the install fails, the error saying the node stays cordoned', async function () {
     const { ctx, commands } = fakeNode();
     await upgradePackages({ packages: ['kubelet', 'kubectl'], debianVersion: '1.35.1-1.1' }).static!.apply(ctx, []);
