@@ -1,6 +1,6 @@
 import pLimit from 'p-limit';
 import { CapstanError, InputError, PlaybookError, TransportError, errorMessage } from './errors.js';
-import { exitCodeOf } from './exit-codes.js';
+import { EXIT, exitCodeOf } from './exit-codes.js';
 import { runTask, type HostRunState, type TaskOutcome } from './engine.js';
 import type { HostRecap, ReportTable, Reporter, RunEvent } from './events.js';
 import type { Host } from './host.js';
@@ -197,10 +197,13 @@ class PlaybookRun {
     const started = performance.now();
     await emit({ type: 'start', playbook: this.playbook.name, check: this.settings.checkMode, hosts: this.settings.inventory.hosts.size });
     let aborted = false;
+    let refused = false;
     try {
       await this.playbook.body(this.#context());
     } catch (error) {
       aborted = true;
+      // Bad input the playbook found on the hosts (an upgrade's refused target) is exit 1, like bad input found before them.
+      refused = error instanceof InputError;
       await emit({ type: 'error', message: errorMessage(error) });
     } finally {
       // An unreachable host's lock stays (reconnecting would only delay the end); the next run from
@@ -212,11 +215,12 @@ class PlaybookRun {
     const durationMs = elapsedSince(started);
     await emit({ type: 'recap', hosts: this.#recap, durationMs });
     const values = Object.values(this.#recap);
-    const exitCode = exitCodeOf({
+    let exitCode = exitCodeOf({
       interrupted: this.settings.signal?.aborted === true,
       anyUnreachable: values.some((h) => h.unreachable),
       anyFailed: values.some((h) => h.failed > 0) || aborted,
     });
+    if (refused && !values.some((h) => h.changed > 0 || h.failed > 0 || h.unreachable)) exitCode = EXIT.badInput;
     const failedHosts = Object.entries(this.#recap).filter(([, h]) => h.unreachable || h.failed > 0).map(([name]) => name);
     return { recap: this.#recap, exitCode, failedHosts, durationMs };
   }

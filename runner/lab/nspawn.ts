@@ -1,4 +1,4 @@
-import { APT_PROXY_URL } from './paths.js';
+import { APT_PROXY_URL, GATEWAY } from './paths.js';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
@@ -44,10 +44,12 @@ export async function prepareRoot(host: HostRecord, rootfs: string): Promise<voi
   // apt goes through apt-cacher-ng on this lab's bridge (its address depends on CAPSTAN_LAB_NET).
   // Without pipelining: seen here, a pipelined response that apt-cacher-ng cut short (another host
   // fetching the same InRelease) left apt-get update waiting forever; one request per connection
-  // and a read timeout make it fail or retry instead.
+  // and a read timeout make it fail or retry instead. The gateway's own services (the lab's
+  // Kubernetes package repository, runner/lab/kubernetes-repo.ts) are fetched directly: apt-cacher-ng
+  // knows Debian's mirror only.
   writeFileSync(
     join(host.root, 'etc/apt/apt.conf.d/01capstan-lab-proxy'),
-    `Acquire::http::Proxy "${APT_PROXY_URL}";\nAcquire::http::Pipeline-Depth "0";\nAcquire::http::Timeout "30";\nAcquire::Retries "3";\n`,
+    `Acquire::http::Proxy "${APT_PROXY_URL}";\nAcquire::http::Proxy::${GATEWAY} "DIRECT";\nAcquire::http::Pipeline-Depth "0";\nAcquire::http::Timeout "30";\nAcquire::Retries "3";\n`,
   );
   // The lab has no DNS (hosts reach their bridge only), but mmdebstrap left the machine's resolver in
   // the rootfs, unreachable from here: every lookup (apt, curl, ssh) would wait for its timeouts.
