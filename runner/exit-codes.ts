@@ -25,12 +25,18 @@ export interface Outcome {
   anyUnreachable: boolean;
   /** A host failed, or the run stopped early (max_fail_percentage, any_errors_fatal). */
   anyFailed: boolean;
+  /**
+   * The playbook stopped on bad input it found on the hosts (an upgrade's refused target) before
+   * anything changed: exit 1, as for bad input found before contacting them.
+   */
+  refusedUnchanged?: boolean;
 }
 
 /** The exit code of a finished run or exec. */
 export function exitCodeOf(outcome: Outcome): number {
   if (outcome.interrupted) return EXIT.interrupted;
   if (outcome.anyUnreachable) return EXIT.unreachable;
+  if (outcome.refusedUnchanged) return EXIT.badInput;
   return outcome.anyFailed ? EXIT.failed : EXIT.ok;
 }
 

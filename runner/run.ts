@@ -1,6 +1,6 @@
 import pLimit from 'p-limit';
 import { CapstanError, InputError, PlaybookError, TransportError, errorMessage } from './errors.js';
-import { EXIT, exitCodeOf } from './exit-codes.js';
+import { exitCodeOf } from './exit-codes.js';
 import { runTask, type HostRunState, type TaskOutcome } from './engine.js';
 import type { HostRecap, ReportTable, Reporter, RunEvent } from './events.js';
 import type { Host } from './host.js';
@@ -215,12 +215,12 @@ class PlaybookRun {
     const durationMs = elapsedSince(started);
     await emit({ type: 'recap', hosts: this.#recap, durationMs });
     const values = Object.values(this.#recap);
-    let exitCode = exitCodeOf({
+    const exitCode = exitCodeOf({
       interrupted: this.settings.signal?.aborted === true,
       anyUnreachable: values.some((h) => h.unreachable),
       anyFailed: values.some((h) => h.failed > 0) || aborted,
+      refusedUnchanged: refused && !values.some((h) => h.changed > 0 || h.failed > 0),
     });
-    if (refused && !values.some((h) => h.changed > 0 || h.failed > 0 || h.unreachable)) exitCode = EXIT.badInput;
     const failedHosts = Object.entries(this.#recap).filter(([, h]) => h.unreachable || h.failed > 0).map(([name]) => name);
     return { recap: this.#recap, exitCode, failedHosts, durationMs };
   }
