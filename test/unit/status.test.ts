@@ -112,6 +112,11 @@ describe('status.ts plan', () => {
     const cps = single.select('control_plane').map((h) => h.name).join(',');
     expect((await summary('single'))[0]).to.equal(`read control planes @ ${cps}: status:nodes status:control-plane status:join-tokens`);
     expect(await summary('ha')).to.include.members([`read balancer @ ${(await inventory('ha')).select('balancer').map((h) => h.name).join(',')}: status:control-plane`]);
+    const vip = await summary('ha-vip');
+    expect(vip.map((line) => line.split(' @ ')[0])).to.deep.equal(['read control planes', 'read certificates']);
+    const badVip = await plays(status, await inventory('single'), { vip_address: '192.168.0.666' }).catch((error: unknown) => error);
+    expect(badVip).to.be.instanceOf(InputError);
+    expect((badVip as Error).message).to.include('vip_address');
     const hard = await plays(status, await inventory('hard-way')).catch((error: unknown) => error);
     expect(hard).to.be.instanceOf(InputError);
     expect((hard as Error).message).to.match(/status\.ts reads kubeadm clusters, whose inventories have a control_plane group; .*hard-way\.yaml has none/);
