@@ -50,7 +50,7 @@ export function parseNodes(json: string): NodeStatus[] {
   let list: { kind?: string; items?: NodeObject[] };
   try {
     list = JSON.parse(json) as typeof list;
-  } catch (error) {
+  } catch {
     throw new Error(`kubectl get nodes -o json printed no JSON: ${JSON.stringify(json.slice(0, 200))}`);
   }
   if (!Array.isArray(list.items)) throw new Error(`kubectl get nodes -o json printed no items (kind ${String(list.kind)})`);
