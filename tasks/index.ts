@@ -55,3 +55,7 @@ export { readCertificates, warnExpiringCertificates, expiryWarningText, renewCer
 export type { RenewCertificatesParams, ExpiryWarning } from './certs.js';
 export { parseCheckExpiration, parseOpensslEndDate, parseShortHumanDuration, shortHumanDuration, formatExpiry, expiringWithin, certificateTable } from './certs-parse.js';
 export type { CertificateLifetime, CheckExpiration, HostCertificates } from './certs-parse.js';
+export { readNodes, readJoinTokens, readControlPlaneStatus, holdsAddress, READ_NODES, READ_JOIN_TOKENS } from './status.js';
+export type { ControlPlaneStatusParams } from './status.js';
+export { parseNodes, nodeTable, parseTokenList, joinTokenTable, controlPlaneTable } from './status-parse.js';
+export type { NodeStatus, JoinToken, ControlPlaneStatus } from './status-parse.js';
