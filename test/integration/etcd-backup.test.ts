@@ -1,0 +1,89 @@
+import { expect } from 'chai';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { labDown, type LabState } from '../../runner/lab/index.js';
+import { capstan, eventsOf } from '../helpers/cli.js';
+import { skipUnlessLabSupported, sshToLab, withLab } from '../helpers/lab.js';
+import { installKubernetesStandIns } from '../lab/install.js';
+
+/**
+ * etcd backup and restore (playbooks/etcd-backup.ts, etcd-restore.ts) on a 2-control-plane kubeadm
+ * cluster of stand-ins whose etcd is the REAL one (Debian's etcd-server as the stacked members).
+ * One cluster for the whole describe: built once (init + control-plane join), then backed up,
+ * changed, restored.
+ */
+describe('etcd backup and restore on a stacked kubeadm cluster (real etcd members)', function () {
+  this.timeout(900_000);
+  let lab: LabState;
+  let backups: string;
+  const admin = 'KUBECONFIG=/etc/kubernetes/admin.conf';
+  const etcdctl = 'ETCDCTL_API=3 etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/kubernetes/pki/etcd/ca.crt --cert=/etc/kubernetes/pki/etcd/server.crt --key=/etc/kubernetes/pki/etcd/server.key';
+  const ip = (host: string) => lab.hosts.find((h) => h.name === host)!.address;
+  const ok = async (host: string, command: string) => {
+    const result = await sshToLab(lab, host, command);
+    expect(result.code, `${host}: ${command}\n${result.stdout}\n${result.stderr}`).to.equal(0);
+    return result.stdout;
+  };
+  const backup = (...extra: string[]) => capstan(['run', 'playbooks/etcd-backup.ts', '-i', lab.inventoryPath, '-e', `dir=${backups}`, ...extra]);
+
+  before(async function () {
+    skipUnlessLabSupported(this);
+    backups = mkdtempSync(join(tmpdir(), 'capstan-etcd-backups-'));
+    lab = await withLab([{ name: 'cp1', groups: ['control_plane'] }, { name: 'cp2', groups: ['control_plane'] }]);
+    await installKubernetesStandIns(lab);
+    await Promise.all(['cp1', 'cp2'].map((host) =>
+      ok(host, 'DEBIAN_FRONTEND=noninteractive apt-get install -y -qq containerd >/dev/null && containerd config default | sed "s/SystemdCgroup = false/SystemdCgroup = true/" > /etc/containerd/config.toml && systemctl restart containerd && sysctl -qw net.ipv4.ip_forward=1')));
+    await ok('cp1', `kubeadm init --control-plane-endpoint ${ip('cp1')}:6443 --apiserver-advertise-address ${ip('cp1')} --upload-certs > /root/init.log`);
+    const key = /\n([0-9a-f]{64})\n$/.exec(await ok('cp1', 'kubeadm init phase upload-certs --upload-certs'))![1];
+    const joinCommand = (await ok('cp1', 'kubeadm token create --print-join-command')).trim();
+    await ok('cp2', `${joinCommand} --control-plane --certificate-key ${key} --apiserver-advertise-address=${ip('cp2')}`);
+  });
+
+  after(async function () {
+    if (backups) rmSync(backups, { recursive: true, force: true });
+    if (lab && !process.env.CAPSTAN_LAB_REUSE) await labDown();
+  });
+
+  it('a control-plane join added its etcd member: both are started members of one cluster', async () => {
+    const list = await ok('cp2', `${etcdctl} member list`);
+    const rows = list.trim().split('\n').map((line) => line.split(', ').slice(1, 4)).sort();
+    expect(rows).to.deep.equal([['started', 'cp1', `https://${ip('cp1')}:2380`], ['started', 'cp2', `https://${ip('cp2')}:2380`]]);
+    expect(await ok('cp2', "sed -n 's/^ *- --initial-cluster-state=//p' /etc/kubernetes/manifests/etcd.yaml")).to.equal('existing\n');
+  });
+
+  it('backup --check says where it would save and writes nothing', async () => {
+    const result = await backup('--check', '--json');
+    expect(result.code, result.stdout + result.stderr).to.equal(0);
+    const task = eventsOf(result.stdout).find((e) => e.type === 'task' && String(e.task).startsWith('etcd-snapshot:')) as { host: string; status: string; drift: { subject: string; desired: string }[] };
+    expect([task.host, task.status, task.drift[0]!.subject]).to.deep.equal(['cp1', 'changed', 'snapshot']);
+    expect(task.drift[0]!.desired).to.match(new RegExp(`^${backups}/etcd-cp1-\\d{8}T\\d{6}Z\\.db$`));
+    expect(readdirSync(backups)).to.deep.equal([]);
+  });
+
+  it('backup → delete a ConfigMap → restore → the ConfigMap is back and the cluster healthy', async () => {
+    await ok('cp1', `${admin} kubectl create configmap capstan-keep --from-literal=answer=42 2>/dev/null || printf 'apiVersion: v1\\nkind: ConfigMap\\nmetadata: {name: capstan-keep, namespace: default}\\ndata: {answer: "42"}\\n' | ${admin} kubectl apply -f -`);
+    const saved = await backup();
+    expect(saved.code, saved.stdout + saved.stderr).to.equal(0);
+    const files = readdirSync(backups).sort();
+    expect(files).to.have.length(2);
+    const db = join(backups, files[0]!);
+    expect(saved.stdout).to.include(db);
+    expect(statSync(db).mode & 0o777).to.equal(0o600);
+    expect(readFileSync(`${db}.sha256`, 'utf8')).to.equal(`${createHash('sha256').update(readFileSync(db)).digest('hex')}  ${files[0]}\n`);
+
+    await ok('cp1', `${admin} kubectl delete configmap capstan-keep -n default`);
+    expect((await sshToLab(lab, 'cp1', `${admin} kubectl get configmap capstan-keep -n default`)).code).to.equal(1);
+
+    const refused = await capstan(['run', 'playbooks/etcd-restore.ts', '-i', lab.inventoryPath, '-e', `snapshot=${db}`]);
+    expect(refused.code).to.not.equal(0);
+    const restored = await capstan(['run', 'playbooks/etcd-restore.ts', '-i', lab.inventoryPath, '-e', `snapshot=${db}`, '-e', 'confirm=kubernetes']);
+    expect(restored.code, restored.stdout + restored.stderr).to.equal(0);
+    expect(await ok('cp2', `${admin} kubectl get configmap capstan-keep -n default -o jsonpath='{.data.answer}'`)).to.equal('42');
+    const health = await ok('cp1', `${etcdctl.replace('--endpoints=https://127.0.0.1:2379', `--endpoints=https://${ip('cp1')}:2379,https://${ip('cp2')}:2379`)} endpoint health 2>&1`);
+    expect(health.trim().split('\n').map((l) => l.split(' ').slice(0, 3).join(' ')).sort()).to.deep.equal([
+      `https://${ip('cp1')}:2379 is healthy:`, `https://${ip('cp2')}:2379 is healthy:`]);
+    expect(await ok('cp1', 'curl -sk https://127.0.0.1:6443/readyz')).to.equal('ok');
+  });
+});
