@@ -1,11 +1,13 @@
 /**
- * Restores a kubeadm cluster's stacked etcd from a snapshot (playbooks/etcd-backup.ts's), following
- * etcd's documented procedure, and asks first: every change since the snapshot is lost.
+ * Restores a cluster's etcd from a snapshot (playbooks/etcd-backup.ts's), following etcd's documented
+ * procedure, and asks first: every change since the snapshot is lost. kubeadm topologies (group
+ * control_plane): the stacked members, static Pods; the hard way (group controllers): etcd.service.
  *
  *   confirm         the cluster's name typed on a terminal, or -e confirm=<name>; nothing is
  *                   contacted before (the snapshot file and its .sha256 are checked first)
- *   etcd members    each control plane's member (--name, peer URL, data dir) from its etcd manifest
- *   stop            the etcd and kube-apiserver static Pods of every control plane (manifests parked)
+ *   etcd members    each member's --name, peer URL and data dir, from its etcd manifest (the hard
+ *                   way: /etc/systemd/system/etcd.service)
+ *   stop            etcd and kube-apiserver everywhere: static Pods (manifests parked), or units
  *   restore         on every member: `etcdutl snapshot restore` (etcd 3.4: `etcdctl snapshot
  *                   restore`) with its --name, --initial-advertise-peer-urls and the whole
  *                   --initial-cluster into a new data dir; the old one kept as <dir>.before-restore-<time>
@@ -16,6 +18,7 @@
  * default "kubernetes").
  *
  * @example capstan run playbooks/etcd-restore.ts -i inventory/ha.yaml -e snapshot=etcd-backups/etcd-cp1-20261203T080000Z.db
+ * @example capstan run playbooks/etcd-restore.ts -i inventory/hard-way.yaml -e snapshot=etcd-backups/etcd-controller-0-20261203T080000Z.db --check
  */
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
@@ -41,25 +44,27 @@ function readSnapshot(path: string): Buffer {
 
 export default playbook('etcd-restore', async (ctx) => {
   const { inventory, play } = ctx;
-  if (!inventory.groups.has('control_plane')) throw new InputError(`etcd-restore.ts restores kubeadm's stacked etcd; ${inventory.source} has no control_plane group`);
-  const vars = clusterSource(ctx);
+  const group = inventory.groups.has('control_plane') ? 'control_plane' : inventory.groups.has('controllers') ? 'controllers' : undefined;
+  if (!group) throw new InputError(`etcd-restore.ts needs a control_plane (kubeadm) or controllers (the hard way) group; ${inventory.source} has neither`);
+  const layout = group === 'control_plane' ? 'kubeadm' : 'hard-way';
+  const vars = clusterSource(ctx, group);
   const clusterName = vars.string('cluster_name', 'kubernetes', /^[A-Za-z0-9._-]+$/, 'a cluster name (letters, digits, . _ -)');
   if (!vars.has('snapshot')) throw new InputError('etcd-restore.ts needs -e snapshot=FILE (a snapshot saved by playbooks/etcd-backup.ts)');
   const path = vars.string('snapshot', '', /^[^\0]+$/, 'a file on this machine');
   const snapshot = readSnapshot(path);
-  const controlPlanes = ctx.selectHosts('control_plane').map((h) => h.name);
-  if (controlPlanes.length === 0) throw new InputError('no control plane is selected (check --limit): nothing to restore');
+  const controlPlanes = ctx.selectHosts(group).map((h) => h.name);
+  if (controlPlanes.length === 0) throw new InputError(`no host of ${group} is selected (check --limit): nothing to restore`);
   await ctx.confirm({
     action: `etcd restore of ${path} onto ${controlPlanes.join(', ')} of cluster "${clusterName}": every change since the snapshot is lost`,
     answer: clusterName,
   });
 
-  const read = etcdManifestMember();
-  const found = await play('etcd members', 'control_plane', [read]);
+  const read = etcdManifestMember({ layout });
+  const found = await play('etcd members', group, [read]);
   const members = controlPlanes.map((name) => found.value(read, name)).filter((m): m is EtcdManifestMember => typeof m === 'object' && m !== null && 'peerUrl' in m);
-  await play('stop etcd and API servers', 'control_plane', [stopEtcdStaticPods()]);
+  await play('stop etcd and API servers', group, [stopEtcdStaticPods({ layout })], { anyErrorsFatal: true });
   const clusterToken = `capstan-restore-${Date.now().toString(36)}`;
-  await play('restore etcd data', 'control_plane', [restoreEtcdData({ snapshot, members, clusterToken })], { anyErrorsFatal: true });
-  await play('start etcd', 'control_plane', [startStaticPod({ component: 'etcd' })], { anyErrorsFatal: true });
-  await play('start API servers', 'control_plane', [startStaticPod({ component: 'kube-apiserver' })]);
+  await play('restore etcd data', group, [restoreEtcdData({ snapshot, members, clusterToken, layout })], { anyErrorsFatal: true });
+  await play('start etcd', group, [startStaticPod({ component: 'etcd', layout })], { anyErrorsFatal: true });
+  await play('start API servers', group, [startStaticPod({ component: 'kube-apiserver', layout })]);
 });

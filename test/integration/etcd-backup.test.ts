@@ -1,12 +1,16 @@
 import { expect } from 'chai';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { labDown, type LabState } from '../../runner/lab/index.js';
 import { capstan, eventsOf } from '../helpers/cli.js';
 import { skipUnlessLabSupported, sshToLab, withLab } from '../helpers/lab.js';
 import { installKubernetesStandIns } from '../lab/install.js';
+import { makeTestPki } from '../lab/hardway.js';
+import { runTasks } from '../helpers/tasks.js';
+import type { HostView } from '../../runner/task.js';
+import { ensureEtcdMember } from '../../tasks/etcd.js';
 
 /**
  * etcd backup and restore (playbooks/etcd-backup.ts, etcd-restore.ts) on a 2-control-plane kubeadm
@@ -51,6 +55,9 @@ describe('etcd backup and restore on a stacked kubeadm cluster (real etcd member
     const rows = list.trim().split('\n').map((line) => line.split(', ').slice(1, 4)).sort();
     expect(rows).to.deep.equal([['started', 'cp1', `https://${ip('cp1')}:2380`], ['started', 'cp2', `https://${ip('cp2')}:2380`]]);
     expect(await ok('cp2', "sed -n 's/^ *- --initial-cluster-state=//p' /etc/kubernetes/manifests/etcd.yaml")).to.equal('existing\n');
+    // The static Pod is Debian's etcd with the manifest's flags; the package's own etcd.service never ran.
+    expect(await ok('cp2', 'readlink /proc/$(systemctl show -p MainPID --value etcd-pod)/exe; systemctl is-enabled etcd.service; systemctl is-active etcd.service; ls /var/lib/etcd'))
+      .to.equal('/usr/bin/etcd\ndisabled\ninactive\nmember\n');
   });
 
   it('backup --check says where it would save and writes nothing', async () => {
@@ -76,8 +83,18 @@ describe('etcd backup and restore on a stacked kubeadm cluster (real etcd member
     await ok('cp1', `${admin} kubectl delete configmap capstan-keep -n default`);
     expect((await sshToLab(lab, 'cp1', `${admin} kubectl get configmap capstan-keep -n default`)).code).to.equal(1);
 
-    const refused = await capstan(['run', 'playbooks/etcd-restore.ts', '-i', lab.inventoryPath, '-e', `snapshot=${db}`]);
-    expect(refused.code).to.not.equal(0);
+    const restore = (...extra: string[]) => capstan(['run', 'playbooks/etcd-restore.ts', '-i', lab.inventoryPath, '-e', `snapshot=${db}`, ...extra]);
+    const refused = await restore();
+    expect(refused.code).to.equal(1);
+    expect(refused.stdout + refused.stderr).to.include('cp1, cp2 of cluster "kubernetes": every change since the snapshot is lost');
+    const state = () => Promise.all(['cp1', 'cp2'].map((h) => ok(h, 'ls /etc/kubernetes/manifests /var/lib; sha256sum /etc/kubernetes/manifests/*')));
+    const before = await state();
+    const check = await restore('--check', '--json');
+    expect(check.code, check.stdout + check.stderr).to.equal(0);
+    const planned = eventsOf(check.stdout).filter((e) => e.type === 'task' && e.status === 'changed').map((e) => `${String(e.host)} ${String(e.task)}`).sort();
+    expect(planned).to.deep.equal(['cp1 etcd-restore:data', 'cp1 etcd-restore:start:etcd', 'cp1 etcd-restore:start:kube-apiserver', 'cp1 etcd-restore:stop',
+      'cp2 etcd-restore:data', 'cp2 etcd-restore:start:etcd', 'cp2 etcd-restore:start:kube-apiserver', 'cp2 etcd-restore:stop']);
+    expect(await state()).to.deep.equal(before);
     const restored = await capstan(['run', 'playbooks/etcd-restore.ts', '-i', lab.inventoryPath, '-e', `snapshot=${db}`, '-e', 'confirm=kubernetes']);
     expect(restored.code, restored.stdout + restored.stderr).to.equal(0);
     expect(await ok('cp2', `${admin} kubectl get configmap capstan-keep -n default -o jsonpath='{.data.answer}'`)).to.equal('42');
@@ -85,5 +102,87 @@ describe('etcd backup and restore on a stacked kubeadm cluster (real etcd member
     expect(health.trim().split('\n').map((l) => l.split(' ').slice(0, 3).join(' ')).sort()).to.deep.equal([
       `https://${ip('cp1')}:2379 is healthy:`, `https://${ip('cp2')}:2379 is healthy:`]);
     expect(await ok('cp1', 'curl -sk https://127.0.0.1:6443/readyz')).to.equal('ok');
+    // The previous data is kept beside the restored one.
+    expect(await ok('cp2', 'ls -d /var/lib/etcd.before-restore-* | wc -l')).to.equal('1\n');
+  });
+
+  it('a damaged snapshot is refused before any host is contacted', async () => {
+    const db = join(backups, readdirSync(backups).find((f) => f.endsWith('.db'))!);
+    const copy = `${db}.damaged.db`;
+    writeFileSync(copy, Buffer.concat([readFileSync(db), Buffer.from('x')]));
+    writeFileSync(`${copy}.sha256`, readFileSync(`${db}.sha256`, 'utf8').replace(/  .*/, `  ${basename(copy)}`));
+    const result = await capstan(['run', 'playbooks/etcd-restore.ts', '-i', lab.inventoryPath, '-e', `snapshot=${copy}`, '-e', 'confirm=kubernetes', '--json']);
+    expect(result.code).to.equal(1);
+    expect(result.stdout + result.stderr).to.include(`snapshot ${copy} does not match ${basename(copy)}.sha256`);
+    expect(eventsOf(result.stdout).filter((e) => e.type === 'task')).to.deep.equal([]);
+  });
+
+  it('kubeadm reset on a control plane removes its etcd member', async () => {
+    await ok('cp2', 'kubeadm reset -f');
+    const list = await ok('cp1', `${etcdctl} member list`);
+    expect(list.trim().split('\n').map((line) => line.split(', ').slice(1, 3).join(' '))).to.deep.equal(['started cp1']);
+    expect(await ok('cp1', `${admin} kubectl get configmap capstan-keep -n default -o jsonpath='{.data.answer}'`)).to.equal('42');
+  });
+});
+
+/**
+ * The hard way's etcd (etcd.service members over TLS, /etc/etcd certificates; tasks/etcd.ts) on 2
+ * controllers: backup → delete a key → restore → the key is back, both members healthy.
+ */
+describe('etcd backup and restore, the hard way (etcd.service members)', function () {
+  this.timeout(900_000);
+  let lab: LabState;
+  let backups: string;
+  let pki: string;
+  let members: { name: string; ip: string }[];
+  const files = { certFile: '/etc/etcd/kubernetes.pem', keyFile: '/etc/etcd/kubernetes-key.pem', trustedCaFile: '/etc/etcd/ca.pem' };
+  const etcdctl = `ETCDCTL_API=3 etcdctl --endpoints=https://127.0.0.1:2379 --cacert=${files.trustedCaFile} --cert=${files.certFile} --key=${files.keyFile}`;
+  const ok = async (host: string, command: string, input?: string) => {
+    const result = await sshToLab(lab, host, command, input === undefined ? {} : { input });
+    expect(result.code, `${host}: ${command}\n${result.stdout}\n${result.stderr}`).to.equal(0);
+    return result.stdout;
+  };
+
+  before(async function () {
+    skipUnlessLabSupported(this);
+    backups = mkdtempSync(join(tmpdir(), 'capstan-etcd-backups-'));
+    lab = await withLab([{ name: 'controller-0', groups: ['controllers'] }, { name: 'controller-1', groups: ['controllers'] }]);
+    members = lab.hosts.map((host) => ({ name: host.name, ip: host.address }));
+    pki = await makeTestPki(mkdtempSync(join(tmpdir(), 'capstan-etcd-pki-')), [
+      { name: 'kubernetes', commonName: 'kubernetes', organization: 'Kubernetes', ipAddresses: [...members.map((m) => m.ip), '127.0.0.1'], dnsNames: ['kubernetes'] },
+    ]);
+    await Promise.all(members.map(async ({ name }) => {
+      await ok(name, 'mkdir -p /etc/etcd');
+      for (const [file, mode] of [['ca.pem', '0644'], ['kubernetes.pem', '0644'], ['kubernetes-key.pem', '0600']] as const) {
+        await ok(name, `install -m ${mode} /dev/stdin /etc/etcd/${file}`, readFileSync(join(pki, file), 'utf8'));
+      }
+    }));
+    const formed = await runTasks(lab, 'all', [...ensureEtcdMember({
+      name: (host: HostView) => host.name,
+      ip: (host: HostView) => members.find((member) => member.name === host.name)!.ip,
+      members: () => members,
+      ...files,
+    })]);
+    expect(formed.exitCode, JSON.stringify(formed.tasks.filter((t) => t.status === 'failed'))).to.equal(0);
+  });
+
+  after(async function () {
+    for (const dir of [backups, pki]) if (dir) rmSync(dir, { recursive: true, force: true });
+    if (lab && !process.env.CAPSTAN_LAB_REUSE) await labDown();
+  });
+
+  it('backup → delete a key → restore → the key is back, both members healthy', async () => {
+    await ok('controller-0', `${etcdctl} put /registry/configmaps/default/capstan-keep 42`);
+    const saved = await capstan(['run', 'playbooks/etcd-backup.ts', '-i', lab.inventoryPath, '-e', `dir=${backups}`]);
+    expect(saved.code, saved.stdout + saved.stderr).to.equal(0);
+    const db = join(backups, readdirSync(backups).find((f) => f.endsWith('.db'))!);
+    expect(db).to.match(/\/etcd-controller-0-\d{8}T\d{6}Z\.db$/);
+    await ok('controller-1', `${etcdctl} del /registry/configmaps/default/capstan-keep`);
+    const restored = await capstan(['run', 'playbooks/etcd-restore.ts', '-i', lab.inventoryPath, '-e', `snapshot=${db}`, '-e', 'confirm=kubernetes']);
+    expect(restored.code, restored.stdout + restored.stderr).to.equal(0);
+    expect(await ok('controller-1', `${etcdctl} get /registry/configmaps/default/capstan-keep --print-value-only`)).to.equal('42\n');
+    const list = await ok('controller-0', `${etcdctl} member list`);
+    expect(list.trim().split('\n').map((line) => line.split(', ').slice(1, 3).join(' ')).sort()).to.deep.equal(['started controller-0', 'started controller-1']);
+    expect(await ok('controller-1', 'systemctl is-active etcd; ls -d /var/lib/etcd.before-restore-* | wc -l')).to.equal('active\n1\n');
   });
 });
