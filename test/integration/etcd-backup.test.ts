@@ -118,7 +118,10 @@ describe('etcd backup and restore on a stacked kubeadm cluster (real etcd member
   });
 
   it('kubeadm reset on a control plane removes its etcd member', async () => {
-    await ok('cp2', 'kubeadm reset -f');
+    const reset = await ok('cp2', 'kubeadm reset -f');
+    expect(reset).to.include('[reset] Reading configuration from the "kubeadm-config" ConfigMap in namespace "kube-system"...\n' +
+      "[reset] Use 'kubeadm init phase upload-config kubeadm --config your-config-file' to re-upload it.\n");
+    expect(reset).to.include('[reset] Deleted contents of the etcd data directory: /var/lib/etcd\n');
     const list = await ok('cp1', `${etcdctl} member list`);
     expect(list.trim().split('\n').map((line) => line.split(', ').slice(1, 3).join(' '))).to.deep.equal(['started cp1']);
     expect(await ok('cp1', `${admin} kubectl get configmap capstan-keep -n default -o jsonpath='{.data.answer}'`)).to.equal('42');

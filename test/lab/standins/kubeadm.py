@@ -1044,7 +1044,7 @@ def reset_cluster_config() -> dict | None:
     except (common.ApiError, OSError, ValueError):
         return None
     out('[reset] Reading configuration from the "kubeadm-config" ConfigMap in namespace "kube-system"...')
-    out("[reset] Use 'kubeadm init phase upload-config --config your-config-file' to re-upload it.")
+    out("[reset] Use 'kubeadm init phase upload-config kubeadm --config your-config-file' to re-upload it.")
     return common.yaml.safe_load(remote['kubeadm-config']['data']['ClusterConfiguration'])
 
 
@@ -1064,7 +1064,6 @@ def cmd_reset(argv: list[str]) -> None:
     out('[preflight] Running pre-flight checks')
     etcd_manifest = f'{common.MANIFESTS_DIR}/etcd.yaml'
     data_dir = None
-    clean_etcd_data = True
     if os.path.exists(etcd_manifest):
         command = common.yaml.safe_load(open(etcd_manifest))['spec']['containers'][0]['command']
         flag = lambda name, default: next((a.split('=', 1)[1] for a in command if a.startswith(f'--{name}=')), default)  # noqa: E731
@@ -1074,12 +1073,12 @@ def cmd_reset(argv: list[str]) -> None:
         else:
             data_dir = ((cluster_config.get('etcd') or {}).get('local') or {}).get('dataDir') or '/var/lib/etcd'
             # RemoveStackedEtcdMemberFromCluster: this node's member leaves the cluster (not when it is the last one).
+            # On failure kubeadm warns and goes on: the data dir is cleaned all the same (removeetcdmember.go).
             import kubeadm_etcd
             try:
                 kubeadm_etcd.remove_member([flag('advertise-client-urls', 'https://127.0.0.1:2379').split(',')[0]],
                                            flag('initial-advertise-peer-urls', ''))
             except (kubeadm_etcd.EtcdError, OSError) as error:
-                clean_etcd_data = False
                 common.klog('W', 'removeetcdmember.go:62', f'[reset] Failed to remove etcd member: {error}, please manually remove '
                             'this etcd member using etcdctl')
     else:
@@ -1089,7 +1088,7 @@ def cmd_reset(argv: list[str]) -> None:
     subprocess.run(['systemctl', 'stop', 'kubelet'], capture_output=True)
     # the static pods' "containers"
     subprocess.run(['systemctl', 'stop', 'kube-apiserver-standin', 'etcd-pod'], capture_output=True)
-    if data_dir and clean_etcd_data:
+    if data_dir:
         if os.path.isdir(data_dir):
             for entry in os.listdir(data_dir):
                 path = os.path.join(data_dir, entry)
