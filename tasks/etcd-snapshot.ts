@@ -4,7 +4,7 @@
  * the hard way's layouts. The snapshot holds every Secret of the cluster: the local copy is 0600.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { defineTask, sh, writeLocalFileAtomic, type CheckContext, type PerHostParams, type Task, type TaskOptions } from '../runner/index.js';
 
@@ -79,7 +79,7 @@ export function etcdSnapshot(params: PerHostParams<EtcdSnapshotParams>, options?
       validate: (p) => {
         if (typeof p.dir !== 'string' || p.dir.trim() === '') throw new Error('dir must name a directory on this machine');
         if (p.layout !== undefined && !(p.layout in ETCD_CLIENT_FILES)) throw new Error(`layout must be kubeadm or hard-way, got ${JSON.stringify(p.layout)}`);
-        if (existsSync(p.dir) && !existsSync(join(p.dir, '.'))) throw new Error(`${p.dir} exists and is not a directory`);
+        if (existsSync(p.dir) && !statSync(p.dir).isDirectory()) throw new Error(`${p.dir} exists and is not a directory`);
       },
       verify: false,
       async check(ctx, p) {

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { etcdctlCommand, sha256Line, snapshotFileName } from '../../tasks/etcd-snapshot.js';
+import { etcdctlCommand, etcdSnapshot, sha256Line, snapshotFileName } from '../../tasks/etcd-snapshot.js';
 import { parseEtcdManifest, restoreCommand, REMOTE_SNAPSHOT } from '../../tasks/etcd-restore.js';
 
 /** A kubeadm 1.34 etcd manifest's command, as `kubeadm init` writes it (the flags the restore reads). */
@@ -22,6 +22,11 @@ describe('etcd backup and restore commands (tasks/etcd-snapshot.ts, tasks/etcd-r
     expect(snapshotFileName('cp1', new Date('2026-12-03T08:04:05.678Z'))).to.equal('etcd-cp1-20261203T080405Z.db');
     expect(sha256Line(Buffer.from('abc'), '/backups/etcd-cp1-20261203T080405Z.db')).to.equal(
       'ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad  etcd-cp1-20261203T080405Z.db\n');
+  });
+
+  it('refuses a snapshot directory that is a file, or an unknown layout, when the playbook loads', function () {
+    expect(() => etcdSnapshot({ dir: '/etc/hostname' })).to.throw('invalid parameters for etcd-snapshot task: /etc/hostname exists and is not a directory');
+    expect(() => etcdSnapshot({ dir: 'backups', layout: 'k3s' as 'kubeadm' })).to.throw('layout must be kubeadm or hard-way, got "k3s"');
   });
 
   it('etcdctl talks to the local member with the layout\'s certificates (API v3 said, for etcd 3.4)', function () {

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import base64
 import copy
-import fcntl
 import ipaddress
 import json
 import os
