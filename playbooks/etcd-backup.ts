@@ -1,8 +1,8 @@
 /**
  * Saves an etcd snapshot of the cluster to this machine (etcd's "Backing up an etcd cluster"):
  * `etcdctl snapshot save` on the first control plane (kubeadm topologies: stacked etcd, kubeadm's
- * /etc/kubernetes/pki/etcd certificates) or the first controller (the hard way: /etc/etcd), after
- * `etcdctl endpoint health` says its member is healthy; copied here as
+ * /etc/kubernetes/pki/etcd certificates) or controller (the hard way: /etc/etcd) whose member
+ * `etcdctl endpoint health` says is healthy (a member that is down is passed over); copied here as
  * `<dir>/etcd-<host>-<UTC time>.db`, mode 0600, with `<file>.sha256` beside it. The run prints the
  * file's path (the task's change); `--check` prints where it would save and saves nothing.
  *
@@ -12,8 +12,8 @@
  * @example capstan run playbooks/etcd-backup.ts -i inventory/ha.yaml
  * @example capstan run playbooks/etcd-backup.ts -i inventory/hard-way.yaml -e dir=/srv/backups --check
  */
-import { InputError, playbook } from '../runner/index.js';
-import { etcdSnapshot } from '../tasks/index.js';
+import { InputError, PlaybookError, playbook } from '../runner/index.js';
+import { etcdMemberHealth, etcdSnapshot } from '../tasks/index.js';
 import { clusterSource } from './vars.js';
 
 /** The example inventory this playbook is written for (any kubeadm or hard-way inventory will do). */
@@ -26,5 +26,10 @@ export default playbook('etcd-backup', async (ctx) => {
   const dir = clusterSource(ctx, group).string('dir', 'etcd-backups', /^[^\0]+$/, 'a directory on this machine');
   const members = ctx.selectHosts(group);
   if (members.length === 0) throw new InputError(`no host of ${group} is selected (check --limit): no etcd member to snapshot`);
-  await play('etcd snapshot', members[0]!.name, [etcdSnapshot({ dir, layout: group === 'control_plane' ? 'kubeadm' : 'hard-way' })]);
+  const layout = group === 'control_plane' ? 'kubeadm' : 'hard-way';
+  const probe = etcdMemberHealth({ layout });
+  const health = await play('etcd member health', group, [probe]);
+  const healthy = members.find((m) => health.value(probe, m.name) === true);
+  if (!healthy && !ctx.planning) throw new PlaybookError(`no healthy etcd member among ${members.map((m) => m.name).join(', ')}: nothing to snapshot (see the hosts' etcd)`);
+  await play('etcd snapshot', (healthy ?? members[0]!).name, [etcdSnapshot({ dir, layout })]);
 });

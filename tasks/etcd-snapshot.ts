@@ -46,12 +46,47 @@ export function sha256Line(data: Buffer, file: string): string {
   return `${createHash('sha256').update(data).digest('hex')}  ${basename(file)}\n`;
 }
 
-async function requireHealthy(ctx: CheckContext, layout: EtcdLayout): Promise<void> {
+/** Why the local member is not healthy (`etcdctl endpoint health`), or null when it is. */
+async function unhealthyReason(ctx: CheckContext, layout: EtcdLayout): Promise<string | null> {
   const result = await ctx.probe(etcdctlCommand(layout, ['endpoint', 'health']));
-  if (result.code !== 0) {
-    const why = `${result.stdout}\n${result.stderr}`.trim().split('\n').slice(-3).join('; ');
-    throw new Error(`the etcd member on ${ctx.host.name} (${LOCAL_ETCD_ENDPOINT}, ${layout} certificates) is not healthy: ${why || `etcdctl exit ${result.code}`}`);
-  }
+  if (result.code === 0) return null;
+  const why = `${result.stdout}\n${result.stderr}`.trim().split('\n').slice(-3).join('; ');
+  return `the etcd member on ${ctx.host.name} (${LOCAL_ETCD_ENDPOINT}, ${layout} certificates) is not healthy: ${why || `etcdctl exit ${result.code}`}`;
+}
+
+async function requireHealthy(ctx: CheckContext, layout: EtcdLayout): Promise<void> {
+  const reason = await unhealthyReason(ctx, layout);
+  if (reason !== null) throw new Error(reason);
+}
+
+/**
+ * Read-only: whether this host's etcd member answers `etcdctl endpoint health` (healthy, and the
+ * cluster has a leader). Never changes anything; its value says, for choosing where to snapshot.
+ *
+ * @example
+ * const probe = etcdMemberHealth({ layout: 'kubeadm' });
+ * const health = await play('etcd member health', 'control_plane', [probe]);
+ * const healthy = health.value(probe, 'cp1') === true;
+ */
+export function etcdMemberHealth(params: PerHostParams<{ layout?: EtcdLayout }> = {}, options?: TaskOptions): Task<boolean> {
+  const answers = new Map<string, boolean>();
+  return defineTask<{ layout?: EtcdLayout }, boolean>(
+    {
+      kind: 'etcd-health',
+      id: () => 'etcd-health:local',
+      title: () => 'etcd member health (etcdctl endpoint health)',
+      async check(ctx, p) {
+        answers.set(ctx.host.name, (await unhealthyReason(ctx, p.layout ?? 'kubeadm')) === null);
+        return [];
+      },
+      async apply() {},
+      async result(ctx) {
+        return answers.get(ctx.host.name) === true;
+      },
+    },
+    params,
+    options,
+  );
 }
 
 /**

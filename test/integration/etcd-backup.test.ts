@@ -129,8 +129,9 @@ describe('etcd backup and restore on a stacked kubeadm cluster (real etcd member
 });
 
 /**
- * The hard way's etcd (etcd.service members over TLS, /etc/etcd certificates; tasks/etcd.ts) on 2
- * controllers: backup → delete a key → restore → the key is back, both members healthy.
+ * The hard way's etcd (etcd.service members over TLS, /etc/etcd certificates; tasks/etcd.ts) on 3
+ * controllers: a backup passes over a member that is down, then backup → delete a key → restore →
+ * the key is back, every member healthy.
  */
 describe('etcd backup and restore, the hard way (etcd.service members)', function () {
   this.timeout(900_000);
@@ -149,7 +150,7 @@ describe('etcd backup and restore, the hard way (etcd.service members)', functio
   before(async function () {
     skipUnlessLabSupported(this);
     backups = mkdtempSync(join(tmpdir(), 'capstan-etcd-backups-'));
-    lab = await withLab([{ name: 'controller-0', groups: ['controllers'] }, { name: 'controller-1', groups: ['controllers'] }]);
+    lab = await withLab(['controller-0', 'controller-1', 'controller-2'].map((name) => ({ name, groups: ['controllers'] })));
     members = lab.hosts.map((host) => ({ name: host.name, ip: host.address }));
     pki = await makeTestPki(mkdtempSync(join(tmpdir(), 'capstan-etcd-pki-')), [
       { name: 'kubernetes', commonName: 'kubernetes', organization: 'Kubernetes', ipAddresses: [...members.map((m) => m.ip), '127.0.0.1'], dnsNames: ['kubernetes'] },
@@ -174,7 +175,21 @@ describe('etcd backup and restore, the hard way (etcd.service members)', functio
     if (lab && !process.env.CAPSTAN_LAB_REUSE) await labDown();
   });
 
-  it('backup → delete a key → restore → the key is back, both members healthy', async () => {
+  it('a backup is taken on the first healthy member: a stopped one is passed over', async () => {
+    await ok('controller-0', 'systemctl stop etcd');
+    try {
+      const saved = await capstan(['run', 'playbooks/etcd-backup.ts', '-i', lab.inventoryPath, '-e', `dir=${backups}`, '--json']);
+      expect(saved.code, saved.stdout + saved.stderr).to.equal(0);
+      const snapshot = eventsOf(saved.stdout).find((e) => e.type === 'task' && String(e.task).startsWith('etcd-snapshot:'));
+      expect([snapshot?.host, snapshot?.status]).to.deep.equal(['controller-1', 'changed']);
+      expect(readdirSync(backups).filter((f) => f.endsWith('.db'))).to.have.length(1);
+    } finally {
+      await ok('controller-0', 'systemctl start etcd');
+    }
+    rmSync(backups, { recursive: true, force: true });
+  });
+
+  it('backup → delete a key → restore → the key is back, every member healthy', async () => {
     await ok('controller-0', `${etcdctl} put /registry/configmaps/default/capstan-keep 42`);
     const saved = await capstan(['run', 'playbooks/etcd-backup.ts', '-i', lab.inventoryPath, '-e', `dir=${backups}`]);
     expect(saved.code, saved.stdout + saved.stderr).to.equal(0);
@@ -185,7 +200,7 @@ describe('etcd backup and restore, the hard way (etcd.service members)', functio
     expect(restored.code, restored.stdout + restored.stderr).to.equal(0);
     expect(await ok('controller-1', `${etcdctl} get /registry/configmaps/default/capstan-keep --print-value-only`)).to.equal('42\n');
     const list = await ok('controller-0', `${etcdctl} member list`);
-    expect(list.trim().split('\n').map((line) => line.split(', ').slice(1, 3).join(' ')).sort()).to.deep.equal(['started controller-0', 'started controller-1']);
+    expect(list.trim().split('\n').map((line) => line.split(', ').slice(1, 3).join(' ')).sort()).to.deep.equal(['started controller-0', 'started controller-1', 'started controller-2']);
     expect(await ok('controller-1', 'systemctl is-active etcd; ls -d /var/lib/etcd.before-restore-* | wc -l')).to.equal('active\n1\n');
   });
 });
