@@ -2,7 +2,7 @@ import pLimit from 'p-limit';
 import { CapstanError, InputError, PlaybookError, TransportError, errorMessage } from './errors.js';
 import { exitCodeOf } from './exit-codes.js';
 import { runTask, type HostRunState, type TaskOutcome } from './engine.js';
-import type { HostRecap, Reporter, RunEvent } from './events.js';
+import type { HostRecap, ReportTable, Reporter, RunEvent } from './events.js';
 import type { Host } from './host.js';
 import type { Inventory, InventoryHost } from './inventory/index.js';
 import { PlayResult, serialBatches, type HostPlayResult, type PlayOptions, type Playbook, type PlaybookContext } from './playbook.js';
@@ -83,6 +83,7 @@ async function plan(playbook: Playbook, settings: PlanSettings): Promise<{ hosts
     inventory: settings.inventory,
     planning: true,
     confirm: (request) => confirmation.require(request),
+    report: (table) => validateReportTable(table),
     selectHosts: (pattern) => selectHosts(settings.inventory, pattern, settings.limit),
     play: async (title, pattern, tasks, options = {}) => {
       validatePlayOptions(title, options);
@@ -130,6 +131,12 @@ function validatePlayOptions(title: string, options: PlayOptions): void {
   if (options.maxFailPercent !== undefined && !(options.maxFailPercent >= 0 && options.maxFailPercent <= 100)) {
     throw new InputError(`play "${title}": maxFailPercent must be between 0 and 100`);
   }
+}
+
+/** A table whose rows do not fit its columns is the playbook's bug: said while planning, before any contact. */
+function validateReportTable(table: ReportTable): void {
+  const wrong = table.rows.findIndex((row) => row.length !== table.columns.length);
+  if (wrong >= 0) throw new InputError(`report "${table.title}": row ${wrong + 1} has ${table.rows[wrong]!.length} cells for ${table.columns.length} columns`);
 }
 
 function selectHosts(inventory: Inventory, pattern: string, limit: string | undefined): InventoryHost[] {
@@ -221,6 +228,10 @@ class PlaybookRun {
       inventory: this.settings.inventory,
       planning: false,
       confirm: (request) => this.#confirmation.require(request),
+      report: (table) => {
+        validateReportTable(table);
+        void this.settings.reporter.emit({ type: 'report', ...table });
+      },
       selectHosts: (pattern) => selectHosts(this.settings.inventory, pattern, this.settings.limit),
       play: (title, pattern, tasks, options) => this.#play(title, pattern, tasks, options ?? {}),
     };

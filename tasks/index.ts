@@ -46,3 +46,9 @@ export type { EtcdLayout, EtcdSnapshotParams } from './etcd-snapshot.js';
 // Day 2: a node back to before kubeadm init/join
 export { kubeadmReset, removeCniState, removeKubernetesNetfilter, removeCniInterfaces, removeAdminKubeconfigCopies, kubernetesNetfilter, withoutKubernetesNetfilter } from './reset.js';
 export type { KubernetesNetfilter, KubeconfigCopiesParams } from './reset.js';
+
+// Day 2: kubeadm's certificates, their lifetimes and renewal
+export { readCertificates, warnExpiringCertificates, expiryWarningText, renewCertificates, READ_CERTIFICATES, parseReadCertificates, apiserverEndpoint, listeningPorts } from './certs.js';
+export type { RenewCertificatesParams, ExpiryWarning } from './certs.js';
+export { parseCheckExpiration, parseOpensslEndDate, parseShortHumanDuration, shortHumanDuration, formatExpiry, expiringWithin, certificateTable } from './certs-parse.js';
+export type { CertificateLifetime, CheckExpiration, HostCertificates } from './certs-parse.js';

@@ -1,6 +1,7 @@
 import type { Reporter, RunEvent } from '../events.js';
 import { driftLines, escapeControl, finishedLine, recapTable, statusWord } from './format.js';
 import { profileLines } from './profile.js';
+import { tableLines } from './table.js';
 
 /**
  * Plain lines for logs and pipes: every line starts with the host name, so lines from hosts running
@@ -37,6 +38,10 @@ export class PlainReporter implements Reporter {
         break;
       case 'notice':
         out(`${event.host} | NOTE | ${event.line}`);
+        break;
+      case 'report':
+        out('');
+        for (const line of tableLines(event)) out(line);
         break;
       case 'unreachable':
         out(`${event.host} | UNREACHABLE | ${event.message}`);

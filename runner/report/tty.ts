@@ -2,6 +2,7 @@ import { Listr, type ListrTaskWrapper } from 'listr2';
 import type { Reporter, RunEvent } from '../events.js';
 import { driftLines, escapeControl, finishedLine, recapTable, statusWord } from './format.js';
 import { profileLines } from './profile.js';
+import { tableLines } from './table.js';
 
 interface Row {
   ok: number;
@@ -52,7 +53,8 @@ export class TtyReporter implements Reporter {
         if (event.status === 'ok' || event.status === 'skipped') row.ok++;
         if (event.status === 'changed') row.changed++;
         if (event.status === 'failed') row.failed++;
-        if (event.status === 'changed' || event.status === 'failed') {
+        // An ok task's message is what it found for the operator (TaskSpec.report): shown as a change is.
+        if (event.status === 'changed' || event.status === 'failed' || event.message) {
           const message = event.message ? `: ${event.message}` : '';
           row.details.push(`  ${statusWord(event.status, this.#checkMode)} | ${event.title}${message}`, ...driftLines(event, this.options.diff));
         }
@@ -73,6 +75,9 @@ export class TtyReporter implements Reporter {
         }
         break;
       }
+      case 'report':
+        this.#write(`\n${tableLines(event).join('\n')}\n`);
+        break;
       case 'unreachable':
         this.#rows.get(event.host)?.fail(escapeControl(`UNREACHABLE: ${event.message}`));
         break;
