@@ -9,3 +9,4 @@ export { Secret } from './secret.js';
 export type { Facts } from './facts.js';
 export type { FileStat, Probe, ProbeAnswer, RunOptions, RunResult, WriteOptions } from './contract.js';
 export { CapstanError, InputError, TransportError, CommandError, TaskError, PlaybookError } from './errors.js';
+export { writeLocalFileAtomic } from './local-file.js';

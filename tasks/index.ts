@@ -45,6 +45,8 @@ export { renderKubeApiserverUnit, renderKubeControllerManagerUnit, renderKubeSch
 export type { ControlPlaneParams, KubeApiserverOptions, KubeControllerManagerOptions, KubeSchedulerOptions, HttpCheckParams, NginxSiteParams, FrontEndServer } from './control-plane.js';
 export { ensureEtcdMember, etcdHealthy, renderEtcdUnit } from './etcd.js';
 export type { EtcdMemberParams } from './etcd.js';
+export { etcdSnapshot, etcdMemberHealth, etcdctlCommand, snapshotFileName, ETCD_CLIENT_FILES, LOCAL_ETCD_ENDPOINT } from './etcd-snapshot.js';
+export type { EtcdLayout, EtcdSnapshotParams } from './etcd-snapshot.js';
 
 // Day 2: a node back to before kubeadm init/join
 export { kubeadmReset, removeCniState, removeKubernetesNetfilter, removeCniInterfaces, removeAdminKubeconfigCopies, kubernetesNetfilter, withoutKubernetesNetfilter } from './reset.js';

@@ -25,7 +25,7 @@ import { join, normalize, sep } from 'node:path';
 import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
 import semver from 'semver';
-import { KUBERNETES_CNI_PLUGINS, STANDIN_FILES, STANDIN_SOURCE, type InstalledFile } from './standins.js';
+import { ETCD_IMAGE_PACKAGES, KUBERNETES_CNI_PLUGINS, STANDIN_FILES, STANDIN_SOURCE, type InstalledFile } from './standins.js';
 
 const exec = promisify(execFile);
 
@@ -134,7 +134,10 @@ fi
 /** The common package's maintainer script: the static-Pod stand-ins' entry points and units. */
 const COMMON_POSTINST = `#!/bin/sh
 set -e
-ln -sf standin_servers.py /usr/lib/capstan-standin/etcd-standin
+# The etcd image is Debian's etcd-server: its own default member (127.0.0.1:2379, /var/lib/etcd/default)
+# would hold the static Pod's port and make kubeadm's DirAvailable--var-lib-etcd check fail.
+if [ -d /run/systemd/system ]; then systemctl disable --now etcd.service >/dev/null 2>&1 || true; fi
+rm -rf /var/lib/etcd/default
 ln -sf standin_servers.py /usr/lib/capstan-standin/kube-apiserver-standin
 mkdir -p /etc/kubernetes/manifests /var/lib/kubelet /etc/cni/net.d
 if [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
@@ -188,7 +191,7 @@ export function commonPackageSpec(): PackageSpec {
     name: COMMON_PACKAGE,
     version: commonPackageVersion(),
     architecture: 'all',
-    depends: ['python3', 'python3-yaml', 'python3-cryptography'],
+    depends: ['python3', 'python3-yaml', 'python3-cryptography', ...ETCD_IMAGE_PACKAGES],
     description: 'Capstan lab Kubernetes stand-ins: shared modules (test doubles, not Kubernetes)',
     files: STANDIN_FILES.filter((file) => packageOf(file) === COMMON_PACKAGE).map((file) => ({ target: file.target, mode: file.mode, source: file.source })),
     postinst: COMMON_POSTINST,

@@ -11,11 +11,11 @@
  *   /usr/lib/systemd/system/kubelet.service.d/10-kubeadm.conf (EnvironmentFile=-/etc/default/kubelet)
  *   /etc/default/kubelet (KUBELET_EXTRA_ARGS=, only when absent); kubelet.service enabled and started
  *   /opt/cni/bin/{bridge,portmap,...}: kubernetes-cni's plugins (the kubelet package's dependency), stand-ins
- * plus the stand-ins' own parts: /usr/lib/capstan-standin/*.py and the etcd-standin /
+ * plus the stand-ins' own parts: /usr/lib/capstan-standin/*.py and the etcd-pod /
  * kube-apiserver-standin units that the kubelet stand-in starts for the static Pod manifests.
- * Debian packages the stand-ins need (python3-yaml, python3-cryptography) and the ones the real
- * kubelet/kubeadm packages pull in (iptables, ethtool, socat, ebtables, conntrack) are installed
- * with apt through the lab's proxy.
+ * Debian packages the stand-ins need (python3-yaml, python3-cryptography), the ones the real
+ * kubelet/kubeadm packages pull in (iptables, ethtool, socat, ebtables, conntrack) and the real etcd
+ * that plays the etcd image (etcd-server, etcd-client) are installed with apt through the lab's proxy.
  */
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -30,6 +30,13 @@ export const STANDIN_SOURCE = join(dirname(fileURLToPath(import.meta.url)), '..'
 
 /** Debian packages installed on every host (the stand-ins' own needs, then the real packages' dependencies). */
 export const STANDIN_APT_PACKAGES = ['python3-yaml', 'python3-cryptography', 'iptables', 'ethtool', 'socat', 'ebtables', 'conntrack'];
+
+/**
+ * The etcd static Pod's "image": Debian's real etcd (etcd-server) and etcdctl (etcd-client, what an
+ * operator runs in the etcd container). Their package's own etcd.service (a default member on
+ * 127.0.0.1:2379) must never run on a kubeadm node: it is masked while they install and left disabled.
+ */
+export const ETCD_IMAGE_PACKAGES = ['etcd-server', 'etcd-client'];
 
 /**
  * The plugins of kubernetes-cni (containernetworking/plugins v1.x), which the pkgs.k8s.io kubelet
@@ -56,6 +63,7 @@ export const STANDIN_FILES: readonly InstalledFile[] = [
   { source: 'kubeadm_preflight.py', target: '/usr/lib/capstan-standin/kubeadm_preflight.py', mode: '644' },
   { source: 'kubeadm_versions.py', target: '/usr/lib/capstan-standin/kubeadm_versions.py', mode: '644' },
   { source: 'kubeadm_upgrade.py', target: '/usr/lib/capstan-standin/kubeadm_upgrade.py', mode: '644' },
+  { source: 'kubeadm_etcd.py', target: '/usr/lib/capstan-standin/kubeadm_etcd.py', mode: '644' },
   { source: 'kubeadm_certs.py', target: '/usr/lib/capstan-standin/kubeadm_certs.py', mode: '644' },
   { source: 'pflag.py', target: '/usr/lib/capstan-standin/pflag.py', mode: '644' },
   { source: 'kubelet_node.py', target: '/usr/lib/capstan-standin/kubelet_node.py', mode: '644' },
@@ -66,19 +74,23 @@ export const STANDIN_FILES: readonly InstalledFile[] = [
   { source: 'kubectl.py', target: '/usr/bin/kubectl', mode: '755' },
   { source: 'systemd/kubelet.service', target: '/usr/lib/systemd/system/kubelet.service', mode: '644' },
   { source: 'systemd/10-kubeadm.conf', target: '/usr/lib/systemd/system/kubelet.service.d/10-kubeadm.conf', mode: '644' },
-  { source: 'systemd/etcd-standin.service', target: '/usr/lib/systemd/system/etcd-standin.service', mode: '644' },
+  { source: 'etcd_pod.py', target: '/usr/lib/capstan-standin/etcd-pod', mode: '755' },
+  { source: 'systemd/etcd-pod.service', target: '/usr/lib/systemd/system/etcd-pod.service', mode: '644' },
   { source: 'systemd/kube-apiserver-standin.service', target: '/usr/lib/systemd/system/kube-apiserver-standin.service', mode: '644' },
 ];
 
 /** The shell script (run as root on a host, fed on stdin) that installs everything. Exported for its unit test. */
 export function installScript(): string {
+  const packages = [...STANDIN_APT_PACKAGES, ...ETCD_IMAGE_PACKAGES].join(' ');
   const lines = [
     'set -eu',
     'export DEBIAN_FRONTEND=noninteractive',
+    'systemctl mask --runtime etcd.service >/dev/null 2>&1 || true',
     // apt's lists may be missing on a fresh host; retry once for a proxy hiccup
     // (a hung apt-get is cut off by timeout and retried, like a failed one)
-    `(timeout 300 apt-get update -qq && timeout 600 apt-get install -y -qq --no-install-recommends ${STANDIN_APT_PACKAGES.join(' ')}) >/tmp/standin-apt.log 2>&1 || ` +
-      `(sleep 2; timeout 300 apt-get update -qq && timeout 600 apt-get install -y -qq --no-install-recommends ${STANDIN_APT_PACKAGES.join(' ')}) >>/tmp/standin-apt.log 2>&1 || { cat /tmp/standin-apt.log >&2; exit 1; }`,
+    `(timeout 300 apt-get update -qq && timeout 600 apt-get install -y -qq --no-install-recommends ${packages}) >/tmp/standin-apt.log 2>&1 || ` +
+      `(sleep 2; timeout 300 apt-get update -qq && timeout 600 apt-get install -y -qq --no-install-recommends ${packages}) >>/tmp/standin-apt.log 2>&1 || { cat /tmp/standin-apt.log >&2; exit 1; }`,
+    'systemctl unmask --runtime etcd.service >/dev/null 2>&1; systemctl disable etcd.service >/dev/null 2>&1 || true',
     'mkdir -p /usr/lib/capstan-standin /usr/lib/systemd/system/kubelet.service.d /etc/kubernetes/manifests /var/lib/kubelet /etc/cni/net.d',
   ];
   for (const file of STANDIN_FILES) {
@@ -89,7 +101,6 @@ export function installScript(): string {
   const defaults = readFileSync(join(STANDIN_SOURCE, 'systemd/kubelet.default')).toString('base64');
   lines.push(`[ -e /etc/default/kubelet ] || printf '%s' '${defaults}' | base64 -d > /etc/default/kubelet`);
   lines.push(`mkdir -p /opt/cni/bin && for plugin in ${KUBERNETES_CNI_PLUGINS.join(' ')}; do cp /usr/lib/capstan-standin/cni-plugin /opt/cni/bin/$plugin; done`);
-  lines.push('ln -sf /usr/lib/capstan-standin/standin_servers.py /usr/lib/capstan-standin/etcd-standin');
   lines.push('ln -sf /usr/lib/capstan-standin/standin_servers.py /usr/lib/capstan-standin/kube-apiserver-standin');
   lines.push('systemctl daemon-reload', 'systemctl enable kubelet.service >/dev/null 2>&1', 'systemctl start kubelet.service || true');
   return `${lines.join('\n')}\n`;

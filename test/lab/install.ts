@@ -9,7 +9,7 @@
  *   /usr/lib/systemd/system/kubelet.service.d/10-kubeadm.conf (EnvironmentFile=-/etc/default/kubelet)
  *   /etc/default/kubelet (KUBELET_EXTRA_ARGS=, only when absent); kubelet.service enabled and started
  *   /opt/cni/bin/{bridge,portmap,...}: kubernetes-cni's plugins (the kubelet package's dependency), stand-ins
- * plus the stand-ins' own parts: /usr/lib/capstan-standin/*.py and the etcd-standin /
+ * plus the stand-ins' own parts: /usr/lib/capstan-standin/*.py and the etcd-pod /
  * kube-apiserver-standin units that the kubelet stand-in starts for the static Pod manifests.
  * Debian packages the stand-ins need (python3-yaml, python3-cryptography) and the ones the real
  * kubelet/kubeadm packages pull in (iptables, ethtool, socat, ebtables, conntrack) are installed
@@ -20,7 +20,7 @@ import { installScript } from '../../runner/lab/standins.js';
 import { sshToLab } from '../helpers/lab.js';
 
 // The installer lives in runner/lab/standins.ts, so that `capstan run --lab` can use it too.
-export { STANDIN_APT_PACKAGES, installScript } from '../../runner/lab/standins.js';
+export { ETCD_IMAGE_PACKAGES, STANDIN_APT_PACKAGES, installScript } from '../../runner/lab/standins.js';
 
 /**
  * Copies the stand-ins into `hosts` (default: every lab host) over OpenSSH, in parallel, and

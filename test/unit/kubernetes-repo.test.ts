@@ -44,7 +44,12 @@ describe('lab Kubernetes package repository layout (runner/lab/kubernetes-repo.t
       '/usr/lib/capstan-standin/kubeadm_versions.py',
       '/usr/lib/capstan-standin/standin_servers.py',
       '/usr/lib/systemd/system/kube-apiserver-standin.service',
+      '/usr/lib/capstan-standin/etcd-pod',
+      '/usr/lib/systemd/system/etcd-pod.service',
     ]);
+    // The etcd image is Debian's real etcd; its package's own default member is stopped, and its data removed.
+    expect(common.depends).to.deep.equal(['python3', 'python3-yaml', 'python3-cryptography', 'etcd-server', 'etcd-client']);
+    expect(common.postinst).to.include('systemctl disable --now etcd.service >/dev/null 2>&1 || true; fi\nrm -rf /var/lib/etcd/default\n');
     expect(common.version).to.match(/^1\.0\+[0-9a-f]{12}$/);
     expect(controlFile(kubectl!)).to.equal(
       'Package: kubectl\nVersion: 1.35.0-1.1\nArchitecture: amd64\nMaintainer: Capstan lab <lab@capstan.invalid>\n' +

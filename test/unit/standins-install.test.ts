@@ -3,14 +3,22 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { STANDIN_APT_PACKAGES, installScript } from '../lab/install.js';
+import { ETCD_IMAGE_PACKAGES, STANDIN_APT_PACKAGES, installScript } from '../lab/install.js';
 
 describe('Kubernetes stand-ins installer script', function () {
   it('installs the packages, files and units the way the real packages lay them out', function () {
     const script = installScript();
     expect(script.startsWith('set -eu\n')).to.equal(true);
     expect(STANDIN_APT_PACKAGES).to.deep.equal(['python3-yaml', 'python3-cryptography', 'iptables', 'ethtool', 'socat', 'ebtables', 'conntrack']);
-    expect(script).to.include(`apt-get install -y -qq --no-install-recommends ${STANDIN_APT_PACKAGES.join(' ')}`);
+    expect(ETCD_IMAGE_PACKAGES).to.deep.equal(['etcd-server', 'etcd-client']);
+    expect(script).to.include(`apt-get install -y -qq --no-install-recommends ${STANDIN_APT_PACKAGES.join(' ')} etcd-server etcd-client)`);
+    // Debian's own etcd.service (a default member on 127.0.0.1:2379) never starts: masked around the install, then disabled.
+    const lines = script.split('\n');
+    const mask = lines.indexOf('systemctl mask --runtime etcd.service >/dev/null 2>&1 || true');
+    const install = lines.findIndex((line) => line.includes('apt-get install'));
+    const unmask = lines.indexOf('systemctl unmask --runtime etcd.service >/dev/null 2>&1; systemctl disable etcd.service >/dev/null 2>&1 || true');
+    expect(mask).to.be.greaterThan(-1);
+    expect([mask < install, install < unmask]).to.deep.equal([true, true]);
     for (const target of ['/usr/bin/kubeadm', '/usr/bin/kubelet', '/usr/bin/kubectl', '/usr/lib/systemd/system/kubelet.service',
       '/usr/lib/systemd/system/kubelet.service.d/10-kubeadm.conf']) {
       expect(script).to.include(`mv ${target}.standin-new ${target}\n`);
@@ -37,6 +45,8 @@ describe('Kubernetes stand-ins installer script', function () {
       // kubernetes-cni's plugins, which the kubelet package depends on: the stand-in plugin under each name.
       expect(readFileSync(join(root, 'opt/cni/bin/portmap'))).to.deep.equal(readFileSync(new URL('../lab/standins/cni-plugin.sh', import.meta.url)));
       expect(statSync(join(root, 'opt/cni/bin/bridge')).mode & 0o777).to.equal(0o755);
+      expect(readFileSync(join(root, 'usr/lib/capstan-standin/etcd-pod'))).to.deep.equal(readFileSync(new URL('../lab/standins/etcd_pod.py', import.meta.url)));
+      expect(readFileSync(join(root, 'usr/lib/systemd/system/etcd-pod.service'), 'utf8')).to.include('ExecStart=/usr/lib/capstan-standin/etcd-pod --manifest /etc/kubernetes/manifests/etcd.yaml\n');
     } finally {
       rmSync(root, { recursive: true, force: true });
     }

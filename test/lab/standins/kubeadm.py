@@ -892,25 +892,24 @@ def cmd_join(argv: list[str]) -> None:
         out()
         return
     admin = admin_client()
-    # etcd: join the existing cluster (the stand-in forwards to the first member)
-    first = admin.op('get', kind='Pod', namespace='kube-system')
-    members = [p for p in first if p['metadata']['name'].startswith('etcd-')]
-    leader_ip = None
-    for pod in members:
-        for arg in pod['spec']['containers'][0].get('command', []):
-            if arg.startswith('--initial-cluster-state=new'):
-                leader_ip = next((a.split('=', 1)[1].split('://')[1].split(':')[0] for a in pod['spec']['containers'][0]['command']
-                                  if a.startswith('--advertise-client-urls=')), None)
-    initial = ','.join(f'{p["metadata"]["name"][5:]}=https://{ip}:2380' for p, ip in
-                       [(p, next(a.split('://')[1].split(':')[0] for a in p['spec']['containers'][0]['command']
-                                 if a.startswith('--advertise-client-urls='))) for p in members])
-    if leader_ip is None:
-        raise PhaseError('error creating local etcd static pod manifest file: etcdserver: no leader', 'control-plane-join/etcd')
+    # etcd: `member add` through the existing members (their static Pods' client URLs), then this
+    # node's member starts from its manifest with --initial-cluster-state=existing.
+    import kubeadm_etcd
+    pods = admin.op('get', kind='Pod', namespace='kube-system')
+    endpoints = [a.split('=', 1)[1].split(',')[0] for p in pods if p['metadata']['name'].startswith('etcd-')
+                 for a in p['spec']['containers'][0].get('command', []) if a.startswith('--advertise-client-urls=')]
+    try:
+        initial = kubeadm_etcd.add_member(endpoints, node, f'https://{advertise}:2380')
+    except kubeadm_etcd.EtcdError as error:
+        raise PhaseError(f'error creating local etcd static pod manifest file: {error}', 'control-plane-join/etcd')
     out('[etcd] Announced new etcd member joining to the existing etcd cluster')
     out(f'[etcd] Creating static Pod manifest for "etcd"')
     os.makedirs(cfg['etcdDataDir'], mode=0o700, exist_ok=True)
-    write_etcd_manifest(cfg, f'{initial},{node}=https://{advertise}:2380' if initial else f'{node}=https://{advertise}:2380', 'existing')
+    write_etcd_manifest(cfg, initial, 'existing')
     out('[etcd] Waiting for the new etcd member to join the cluster. This can take up to 40s')
+    if not kubeadm_etcd.wait_healthy(f'https://{advertise}:2379', 40):
+        raise PhaseError('error creating local etcd static pod manifest file: timeout waiting for etcd cluster to be available',
+                         'control-plane-join/etcd')
     wait_control_plane(cfg, kconfig.timeout_of(docs, 'JoinConfiguration', 'controlPlaneComponentHealthCheck', 240))
     out(f'[mark-control-plane] Marking the node {node} as control-plane by adding the labels: '
         '[node-role.kubernetes.io/control-plane node.kubernetes.io/exclude-from-external-load-balancers]')
@@ -1035,10 +1034,25 @@ def ca_hash_from_kubeconfig(path: str) -> str:
 
 # ------------------------------------------------------------------ kubeadm reset
 
+def reset_cluster_config() -> dict | None:
+    """The ClusterConfiguration from the kubeadm-config ConfigMap, read with admin.conf as reset does
+    (its "Reading configuration" lines); None when there is no cluster to ask (a worker, a dead API)."""
+    if not os.path.exists(ADMIN_CONF):
+        return None
+    try:
+        remote = common.client_from_kubeconfig(ADMIN_CONF, timeout=5).op('get_kubeadm_config')
+    except (common.ApiError, OSError, ValueError):
+        return None
+    out('[reset] Reading configuration from the "kubeadm-config" ConfigMap in namespace "kube-system"...')
+    out("[reset] Use 'kubeadm init phase upload-config kubeadm --config your-config-file' to re-upload it.")
+    return common.yaml.safe_load(remote['kubeadm-config']['data']['ClusterConfiguration'])
+
+
 def cmd_reset(argv: list[str]) -> None:
     values, _, _ = parse_flags(argv, {'force': 'bool', 'cri-socket': 'str', 'ignore-preflight-errors': 'list',
                                       'cleanup-tmp-dir': 'bool', 'kubeconfig': 'str', 'v': 'str', 'config': 'str',
                                       'dry-run': 'bool', 'skip-phases': 'list'})
+    cluster_config = reset_cluster_config()
     if not values.get('force'):
         sys.stdout.write('W{} {:>7} reset.go:141] [reset] WARNING: Changes made to this host by \'kubeadm init\' or \'kubeadm join\' will be reverted.\n'
                          .format(time.strftime('%m%d %H:%M:%S.000000'), os.getpid()))
@@ -1051,16 +1065,29 @@ def cmd_reset(argv: list[str]) -> None:
     etcd_manifest = f'{common.MANIFESTS_DIR}/etcd.yaml'
     data_dir = None
     if os.path.exists(etcd_manifest):
-        common.klog('W', 'removeetcdmember.go:106', '[reset] No kubeadm config, using etcd pod spec to get data directory')
-        data_dir = next((a.split('=', 1)[1] for a in common.yaml.safe_load(open(etcd_manifest))['spec']['containers'][0]['command']
-                         if a.startswith('--data-dir=')), '/var/lib/etcd')
+        command = common.yaml.safe_load(open(etcd_manifest))['spec']['containers'][0]['command']
+        flag = lambda name, default: next((a.split('=', 1)[1] for a in command if a.startswith(f'--{name}=')), default)  # noqa: E731
+        if cluster_config is None:
+            common.klog('W', 'removeetcdmember.go:106', '[reset] No kubeadm config, using etcd pod spec to get data directory')
+            data_dir = flag('data-dir', '/var/lib/etcd')
+        else:
+            data_dir = ((cluster_config.get('etcd') or {}).get('local') or {}).get('dataDir') or '/var/lib/etcd'
+            # RemoveStackedEtcdMemberFromCluster: this node's member leaves the cluster (not when it is the last one).
+            # On failure kubeadm warns and goes on: the data dir is cleaned all the same (removeetcdmember.go).
+            import kubeadm_etcd
+            try:
+                kubeadm_etcd.remove_member([flag('advertise-client-urls', 'https://127.0.0.1:2379').split(',')[0]],
+                                           flag('initial-advertise-peer-urls', ''))
+            except (kubeadm_etcd.EtcdError, OSError) as error:
+                common.klog('W', 'removeetcdmember.go:62', f'[reset] Failed to remove etcd member: {error}, please manually remove '
+                            'this etcd member using etcdctl')
     else:
         out('[reset] No etcd config found. Assuming external etcd')
         out('[reset] Please, manually reset etcd to prevent further issues')
     out('[reset] Stopping the kubelet service')
     subprocess.run(['systemctl', 'stop', 'kubelet'], capture_output=True)
     # the static pods' "containers"
-    subprocess.run(['systemctl', 'stop', 'kube-apiserver-standin', 'etcd-standin'], capture_output=True)
+    subprocess.run(['systemctl', 'stop', 'kube-apiserver-standin', 'etcd-pod'], capture_output=True)
     if data_dir:
         if os.path.isdir(data_dir):
             for entry in os.listdir(data_dir):

@@ -7,7 +7,7 @@ flag (pflag.py), on active swap with failSwapOn, and on a cgroup driver mismatch
 containerd (kubelet_node.py; test/lab/README.md says how that differs from the real one); once
 configured it TLS-bootstraps with bootstrap-kubelet.conf when needed, registers its Node, posts
 Ready only while containerd's CNI directory holds a network whose plugin binaries exist
-(NotReady otherwise), runs the static Pods of /etc/kubernetes/manifests (as the etcd-standin and
+(NotReady otherwise), runs the static Pods of /etc/kubernetes/manifests (etcd-pod: the real etcd, and the
 kube-apiserver-standin services), plays CNI DaemonSet pods by installing their plugin and
 writing their CNI config, and serves 127.0.0.1:10248/healthz and :10250.
 
@@ -39,7 +39,7 @@ import kubelet_node as node_checks  # noqa: E402
 import pflag  # noqa: E402
 import standin_common as common  # noqa: E402
 
-STATIC_SERVICES = {'etcd.yaml': 'etcd-standin.service', 'kube-apiserver.yaml': 'kube-apiserver-standin.service'}
+STATIC_SERVICES = {'etcd.yaml': 'etcd-pod.service', 'kube-apiserver.yaml': 'kube-apiserver-standin.service'}
 # The kubelet flags the stand-in knows (pflag syntax, pflag.py); any other is refused as the real
 # kubelet refuses it: `"command failed" err="failed to parse kubelet flag: unknown flag: --foo"`, exit 1.
 VALUE_FLAGS = {'bootstrap-kubeconfig', 'kubeconfig', 'config', 'container-runtime-endpoint', 'node-ip', 'hostname-override',

@@ -1,10 +1,8 @@
 #!/usr/bin/python3
-"""The etcd and kube-apiserver stand-ins (test doubles; see standin_common.py).
+"""The kube-apiserver stand-in (a test double; see standin_common.py).
 
-`etcd-standin --manifest /etc/kubernetes/manifests/etcd.yaml` keeps the cluster state in
-<data-dir>/standin-state.json when it is the first member (--initial-cluster-state=new) and
-forwards to the first member of --initial-cluster otherwise, so every control plane shares one
-state, as with a real etcd cluster.
+The etcd it stores through is the REAL one (Debian's etcd-server, run by etcd_pod.py for the etcd
+static Pod manifest), one key per object (EtcdStore).
 
 `kube-apiserver-standin --manifest /etc/kubernetes/manifests/kube-apiserver.yaml` serves HTTPS on
 --secure-port with --tls-cert-file, authenticates client certificates signed by --client-ca-file
@@ -19,7 +17,6 @@ from __future__ import annotations
 
 import base64
 import copy
-import fcntl
 import ipaddress
 import json
 import os
@@ -111,66 +108,6 @@ def status_body(code: int, reason: str, message: str) -> dict:
             'reason': reason, 'code': code}
 
 
-# ==================================================================== etcd
-
-class EtcdApp:
-    def __init__(self, args: dict):
-        self.data_dir = args.get('data-dir', '/var/lib/etcd')
-        self.path = os.path.join(self.data_dir, 'standin-state.json')
-        self.lock = threading.Lock()
-        self.leader = None
-        if args.get('initial-cluster-state') == 'existing':
-            first = args.get('initial-cluster', '').split(',')[0]
-            match = re.search(r'https://([^:]+):', first)
-            if match:
-                self.leader = common.Client(f'https://{match.group(1)}:2379', open(args['peer-trusted-ca-file'], 'rb').read(),
-                                            open(args['peer-cert-file'], 'rb').read(), open(args['peer-key-file'], 'rb').read())
-        os.makedirs(os.path.join(self.data_dir, 'member'), exist_ok=True)
-
-    def _load(self):
-        try:
-            with open(self.path) as handle:
-                return json.load(handle)
-        except (OSError, ValueError):
-            return {'rev': 0, 'state': {'objects': {}, 'serial': 0}}
-
-    def handle(self, req: Handler, method: str):
-        if req.path == '/health':
-            return req._send(200, {'health': 'true', 'reason': ''})
-        if req.path != '/standin/state':
-            return req._send(404, {'message': 'not found'})
-        try:
-            if self.leader is not None:
-                if method == 'GET':
-                    return req._send(200, self.leader.request('GET', '/standin/state'))
-                return req._send(200, self.leader.request('PUT', '/standin/state', req._body()))
-        except common.ApiError as error:
-            return req._send(error.status, {'message': str(error)})
-        except OSError as error:
-            return req._send(503, {'message': f'etcd leader unreachable: {error}'})
-        with self.lock:
-            current = self._load()
-            if method == 'GET':
-                return req._send(200, current)
-            body = req._body() or {}
-            if body.get('rev') != current['rev']:
-                return req._send(409, {'message': 'revision mismatch'})
-            new = {'rev': current['rev'] + 1, 'state': body['state']}
-            common.write_file(self.path, json.dumps(new), 0o600)
-            return req._send(200, {'rev': new['rev']})
-
-
-def run_etcd(manifest: str):
-    args = manifest_args(manifest)
-    app = EtcdApp(args)
-    context = server_context(args['cert-file'], args['key-file'], args['trusted-ca-file'], require=True)
-    port = int(re.search(r':(\d+)$', args.get('listen-client-urls', 'https://127.0.0.1:2379').split(',')[0]).group(1))
-    serve('0.0.0.0', port, context, app)
-    serve('0.0.0.0', 2380, context, app)  # the peer port, so it is in use as with a real member
-    while True:
-        time.sleep(3600)
-
-
 # ==================================================================== kube-apiserver
 
 def key_of(kind: str, group: str, namespace: str | None, name: str) -> str:
@@ -229,32 +166,6 @@ def node_ready(node: dict) -> bool:
         if cond['type'] == 'Ready':
             return cond['status'] == 'True'
     return False
-
-
-class Store:
-    """Transactions on the state kept by the etcd stand-in (optimistic, retried on conflict)."""
-
-    def __init__(self, client: common.Client):
-        self.client = client
-
-    def read(self) -> dict:
-        return self.client.request('GET', '/standin/state')['state']
-
-    def transact(self, fn):
-        for _ in range(50):
-            current = self.client.request('GET', '/standin/state')
-            state = copy.deepcopy(current['state'])
-            result = fn(state)
-            if state == current['state']:
-                return result
-            try:
-                self.client.request('PUT', '/standin/state', {'rev': current['rev'], 'state': state})
-                return result
-            except common.ApiError as error:
-                if error.status != 409:
-                    raise
-            time.sleep(0.05)
-        raise common.ApiError(500, 'too many conflicts')
 
 
 class EtcdStore:
@@ -438,8 +349,8 @@ class ApiServerApp:
         self.version = version or common.kube_version()
         if store is None:
             with open(args['etcd-cafile'], 'rb') as a, open(args['etcd-certfile'], 'rb') as b, open(args['etcd-keyfile'], 'rb') as c:
-                etcd = common.Client(args.get('etcd-servers', 'https://127.0.0.1:2379').split(',')[0], a.read(), b.read(), c.read())
-            store = Store(etcd)
+                store = EtcdStore([s for s in args.get('etcd-servers', 'https://127.0.0.1:2379').split(',') if s], a.read(), b.read(),
+                                  c.read(), prefix=args.get('etcd-prefix', '/registry'))
         self.store = store
         with open(args['client-ca-file'], 'rb') as handle:
             self.ca_pem = handle.read()
@@ -635,7 +546,7 @@ class ApiServerApp:
             if path in ('/healthz', '/livez', '/readyz') and method == 'GET':
                 failed = set()
                 try:
-                    (self.store.health if hasattr(self.store, 'health') else self.store.read)()
+                    self.store.health()
                 except (OSError, common.ApiError):
                     failed = {'etcd', 'etcd-readiness'}
                 status, body = health_body(path[1:], failed, 'verbose' in req.path.split('?', 1)[-1])
@@ -1279,14 +1190,9 @@ def set_process_name(name: str) -> None:
 
 
 def main():
-    mode = os.path.basename(sys.argv[0])
     manifest = sys.argv[sys.argv.index('--manifest') + 1]
-    if 'etcd' in mode:
-        set_process_name('etcd')
-        run_etcd(manifest)
-    else:
-        set_process_name('kube-apiserver')
-        run_apiserver(manifest)
+    set_process_name('kube-apiserver')
+    run_apiserver(manifest)
 
 
 if __name__ == '__main__':
