@@ -31,7 +31,7 @@ function actionText(action: UpgradeAction, target: string, debian: string): stri
  * The plan as a table (pure): one row per node in the order the upgrade takes them (the workers of
  * one batch share a step number), then the nodes already at the target, untouched.
  *
- *   UPGRADE PLAN: V1.35.1 (PACKAGES 1.35.1-1.1), ONE NODE AT A TIME
+ *   upgrade plan: v1.35.1 (packages 1.35.1-1.1), one node at a time:
  *   STEP  NODE    ROLE           KUBELET  ACTIONS
  *   1     k8s-01  control plane  v1.34.1  kubeadm 1.35.1-1.1, kubeadm upgrade apply v1.35.1, cordon, …
  */

@@ -2,7 +2,7 @@ import type { ReportTable } from '../events.js';
 import { escapeControl } from './format.js';
 
 /**
- * A playbook's table as text lines: the title, then the columns padded to their widest cell, a
+ * A playbook's table as text lines: the title (as given: it may hold versions, "v1.35.1"), then the columns padded to their widest cell, a
  * header row first. Cells are escaped (a host's output may hold terminal control sequences) and
  * kept on one line.
  */
@@ -16,5 +16,5 @@ export function tableLines(table: ReportTable): string[] {
       .join('  ')
       .trimEnd(),
   );
-  return [table.title.toUpperCase(), ...(table.rows.length ? lines : [...lines.slice(0, 1), '(none)'])];
+  return [`${table.title}:`, ...(table.rows.length ? lines : [...lines.slice(0, 1), '(none)'])];
 }

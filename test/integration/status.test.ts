@@ -103,8 +103,8 @@ describe('status.ts: the cluster at a glance (lab, Kubernetes stand-ins)', funct
         expect([row![1], row![3], row![4], row![5]]).to.deep.equal(['1h', 'authentication,signing', 'status test', 'system:bootstrappers:kubeadm:default-node-token']);
         expectNothingChanged(result.stdout, ['cp1', 'w1']);
       } else {
-        expect(result.stdout).to.match(new RegExp(`^JOIN TOKENS$[\\s\\S]*^${id}\\s+1h\\s`, 'm'));
-        console.log(result.stdout.slice(result.stdout.indexOf('NODES')));
+        expect(result.stdout).to.match(new RegExp(`^Join tokens:$[\\s\\S]*^${id}\\s+1h\\s`, 'm'));
+        console.log(result.stdout.slice(result.stdout.indexOf('Nodes:')));
       }
     }
   });

@@ -17,7 +17,7 @@ const NODES = { title: 'Nodes', columns: ['NAME', 'ROLE', 'VERSION', 'READY'], r
 describe('playbook reports (ctx.report): tables for the operator, data in --json', function () {
   it('aligns the columns to the widest cell, header first, title above', function () {
     expect(tableLines(NODES)).to.deep.equal([
-      'NODES',
+      'Nodes:',
       'NAME              ROLE           VERSION  READY',
       'cp1               control-plane  v1.34.1  True',
       'worker-long-name  worker         v1.34.1  False',
@@ -25,8 +25,8 @@ describe('playbook reports (ctx.report): tables for the operator, data in --json
   });
 
   it('says (none) under the header of an empty table, and keeps a cell with control characters or newlines on one escaped line', function () {
-    expect(tableLines({ title: 'Join tokens', columns: ['TOKEN', 'TTL'], rows: [] })).to.deep.equal(['JOIN TOKENS', 'TOKEN  TTL', '(none)']);
-    expect(tableLines({ title: 't', columns: ['A', 'B'], rows: [['x\u001b[2Jy', 'two\nlines']] })).to.deep.equal(['T', 'A          B', 'x\\x1b[2Jy  two lines']);
+    expect(tableLines({ title: 'Join tokens', columns: ['TOKEN', 'TTL'], rows: [] })).to.deep.equal(['Join tokens:', 'TOKEN  TTL', '(none)']);
+    expect(tableLines({ title: 't', columns: ['A', 'B'], rows: [['x\u001b[2Jy', 'two\nlines']] })).to.deep.equal(['t:', 'A          B', 'x\\x1b[2Jy  two lines']);
   });
 
   it('prints the table with the plain reporter and as one event with the rows in --json', function () {
