@@ -231,9 +231,16 @@ class PlaybookRun {
     const started = performance.now();
     let hosts = selectHosts(this.settings.inventory, pattern, this.settings.limit).filter((h) => !this.#dropped.has(h.name));
     if (options.runOnce) hosts = hosts.slice(0, 1);
-    await this.settings.reporter.emit({ type: 'play', title, pattern, hosts: hosts.map((h) => h.name) });
+    const batches = serialBatches(hosts, options.serial);
+    await this.settings.reporter.emit({
+      type: 'play',
+      title,
+      pattern,
+      hosts: hosts.map((h) => h.name),
+      ...(batches.length > 1 ? { batches: batches.map((batch) => batch.map((h) => h.name)) } : {}),
+    });
     const results = new Map<string, HostPlayResult>();
-    for (const batch of serialBatches(hosts, options.serial)) {
+    for (const batch of batches) {
       await Promise.all(
         batch.map((host) =>
           this.#limit(async () => {
