@@ -14,6 +14,8 @@ export interface TaskOutcome {
   /** The host became unreachable during this task. */
   unreachable?: boolean;
   durationMs: number;
+  /** The drift as the check found it (check mode): what an apply of the same state acts on. */
+  found?: Drift[];
 }
 
 /** Per-host state carried from task to task within a run. */
@@ -95,14 +97,24 @@ export async function runTask(
   host: Host,
   view: HostView,
   task: BoundTask,
-  options: { checkMode: boolean; state: HostRunState; log: (line: string) => void; onHost?: (name: string) => Promise<Host> },
+  options: {
+    checkMode: boolean;
+    state: HostRunState;
+    log: (line: string) => void;
+    onHost?: (name: string) => Promise<Host>;
+    /**
+     * The drift this run's own check pass found (`run --confirm`), nothing having changed on the host
+     * since: applied as it is, without checking again. Verified after apply like any other.
+     */
+    checked?: Drift[];
+  },
 ): Promise<TaskOutcome> {
   const started = Date.now();
   const done = (outcome: Omit<TaskOutcome, 'durationMs'>): TaskOutcome => ({ ...outcome, durationMs: Date.now() - started });
   const ctx = checkContext(host, view, options.checkMode, options.state, task.needs);
   let drift: Drift[];
   try {
-    drift = await task.check(ctx);
+    drift = options.checked ?? (await task.check(ctx));
   } catch (error) {
     if (error instanceof TransportError) return done({ status: 'failed', drift: [], message: errorMessage(error), unreachable: true });
     if (options.checkMode && options.state.pendingChanges.length > 0) {
@@ -127,7 +139,7 @@ export async function runTask(
   const shown = drift.map(showDrift);
   if (options.checkMode) {
     recordPending(options.state, task, drift);
-    return done({ status: 'changed', drift: shown, value: new Pending(`${task.title} on ${view.name}`) });
+    return done({ status: 'changed', drift: shown, value: new Pending(`${task.title} on ${view.name}`), found: drift });
   }
   try {
     host.invalidate(); // from here on the host changes: nothing read before may be trusted
