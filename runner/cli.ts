@@ -319,7 +319,7 @@ async function executeRun(
     const runSettings = { ...settings, reporter, lock, signal: interrupt.signal };
     if (flags.confirm) {
       const confirmed = await runConfirmed(playbook, runSettings, async (changes) => {
-        process.stderr.write(`\n${(await import('./report/changes.js')).changeTable(changes)}`);
+        process.stderr.write(`\n${(await import('./report/changes.js')).changeTable(changes, [...settings.inventory.hosts.keys()])}`);
         return confirmApply();
       }).finally(interrupt.dispose);
       summary = confirmed.summary;

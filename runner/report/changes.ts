@@ -5,9 +5,11 @@ import { escapeControl } from './format.js';
 /**
  * The change table `run --confirm` shows before asking (pure): play by play, each change the check
  * found once with the hosts it would be made on — the same task with the same drift on several hosts
- * is one row — and what it changes in a few words (the full drift and diffs are in the check's output above).
+ * is one row, its hosts in `hostOrder` (the inventory's) — and what it changes in a few words (the
+ * full drift and diffs are in the check's output above).
  */
-export function changeTable(changes: readonly CheckedChange[]): string {
+export function changeTable(changes: readonly CheckedChange[], hostOrder: readonly string[]): string {
+  const rank = (host: string) => (hostOrder.includes(host) ? hostOrder.indexOf(host) : hostOrder.length);
   const rows = new Map<string, { play: string; title: string; summary: string; hosts: string[] }>();
   for (const change of changes) {
     const key = JSON.stringify([change.play, change.task, change.title, change.drift, change.message ?? null]);
@@ -20,7 +22,7 @@ export function changeTable(changes: readonly CheckedChange[]): string {
   let play: string | undefined;
   for (const row of rows.values()) {
     if (row.play !== play) lines.push(`[${(play = row.play)}]`);
-    lines.push(`  ${row.hosts.join(', ')} | ${row.title}${row.summary ? ` | ${row.summary}` : ''}`);
+    lines.push(`  ${[...row.hosts].sort((a, b) => rank(a) - rank(b)).join(', ')} | ${row.title}${row.summary ? ` | ${row.summary}` : ''}`);
   }
   return `${lines.map(escapeControl).join('\n')}\n`;
 }

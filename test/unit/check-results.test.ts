@@ -29,14 +29,14 @@ describe('run --confirm: what the check pass keeps for the apply pass, and the c
     expect(results.changes().map((c) => c.task)).to.deep.equal(['b', 'c', 'handler']);
   });
 
-  it('the change table: one row per task and drift with its hosts, play by play', () => {
+  it('the change table: one row per task and drift with its hosts in inventory order, play by play', () => {
     const drift = [{ subject: 'net.ipv4.ip_forward', current: '0', desired: '1' }];
     const table = changeTable([
-      { play: 'prepare', host: 'k8s-01', task: 'sysctl', title: 'sysctl net.ipv4.ip_forward=1', drift },
       { play: 'prepare', host: 'k8s-02', task: 'sysctl', title: 'sysctl net.ipv4.ip_forward=1', drift },
+      { play: 'prepare', host: 'k8s-01', task: 'sysctl', title: 'sysctl net.ipv4.ip_forward=1', drift },
       { play: 'prepare', host: 'k8s-03', task: 'sysctl', title: 'sysctl net.ipv4.ip_forward=1', drift: [{ ...drift[0]!, current: '1\x1b[2J' }] },
       { play: 'init', host: 'k8s-01', task: 'kubeadm:init', title: 'kubeadm init', drift: [{ subject: 'control plane', current: 'not initialised', desired: 'initialised' }] },
-    ]);
+    ], ['k8s-01', 'k8s-02', 'k8s-03']);
     expect(table).to.equal(
       'CHANGES TO APPLY (4 on 3 hosts)\n' +
         '[prepare]\n' +
