@@ -2,8 +2,8 @@
  * `run --confirm` checks, shows the changes, asks, then applies in the same process. What the check
  * pass found is kept here, task by task, so the apply pass does not check everything again.
  *
- * Reuse is safe only while the check's view of a host is still the host's state: the run holds the
- * host's lock from before its check to the end of its apply (no other Capstan run changes it in
+ * Reuse is safe only while the check's view of a host is still the host's state: the run holds each
+ * SSH host's lock from before its check to the end of its apply (no other Capstan run changes it in
  * between), and a result is reused only for tasks before the host's first change in the apply pass
  * (a change may alter what any later check reads). So, per host: the in-sync tasks before its first
  * change are reported from the check (no round trip), its first change is applied with the drift the
@@ -24,7 +24,7 @@ export interface CheckedChange {
   message?: string;
 }
 
-/** Where a task result belongs: the n-th play, the host, the task's place in the play, and the task's identity and wanted state. */
+/** Where a task ran: the n-th play of the run (and its title), the host, and the task's position in the play (-1: a handler). */
 export interface TaskPlace {
   play: number;
   playTitle: string;
