@@ -36,6 +36,8 @@ import {
   isRhelFamilyOs,
   kubeadmInit,
   kubeadmJoin,
+  KUBERNETES_KEY_FINGERPRINT,
+  KUBERNETES_REPO_BASE_URL,
   kubernetesMinor,
   kubernetesRepo,
   smokeTest,
@@ -153,6 +155,8 @@ export interface ClusterVars {
   kubernetesVersion: string;
   /** `kubernetes_packages`: pkgs.k8s.io (installed and held) or preinstalled. */
   kubernetesPackages: KubernetesPackages;
+  /** `kubernetes_repo_url`, `kubernetes_repo_key_fingerprint`: the pkgs.k8s.io-shaped repository and its signing key. */
+  kubernetesRepository: KubernetesRepository;
   /** `containerd_source`: docker (containerd.io from Docker's repository) or distro (the OS's containerd). */
   containerdSource: ContainerdSource;
   /** `docker_engine`: also install docker-ce and docker-ce-cli and give Docker the systemd cgroup driver (seeds 001, 002). */
@@ -203,6 +207,25 @@ export function clusterSource(ctx: Pick<PlaybookContext, 'inventory' | 'extraVar
   return new VarReader({ ...first.vars, ...ctx.extraVars }, `vars of ${first.name}${hasExtra ? ' with -e' : ''}`);
 }
 
+/** Where kubeadm, kubelet and kubectl come from: a base URL laid out like pkgs.k8s.io (one repository per minor) and its key. */
+export interface KubernetesRepository {
+  /** `kubernetes_repo_url`: default https://pkgs.k8s.io. */
+  baseUrl: string;
+  /** `kubernetes_repo_key_fingerprint`: default pkgs.k8s.io's signing key. */
+  fingerprint: string;
+}
+
+/**
+ * Reads `kubernetes_repo_url` (a mirror, or the lab's repository; https, or plain http: the key's
+ * fingerprint is checked either way) and `kubernetes_repo_key_fingerprint`.
+ */
+export function readKubernetesRepository(vars: VarReader): KubernetesRepository {
+  return {
+    baseUrl: vars.string('kubernetes_repo_url', KUBERNETES_REPO_BASE_URL, /^https?:\/\/[^\s\][]+$/, 'an http(s) URL laid out like https://pkgs.k8s.io').replace(/\/+$/, ''),
+    fingerprint: vars.string('kubernetes_repo_key_fingerprint', KUBERNETES_KEY_FINGERPRINT, /^(0x)?[0-9A-Fa-f ]{40,80}$/, 'a full OpenPGP fingerprint (40 hex digits)').replace(/\s+/g, '').replace(/^0x/i, '').toUpperCase(),
+  };
+}
+
 /** Reads and checks the cluster's variables (see {@link ClusterVars}). */
 export function readClusterVars(vars: VarReader, defaults: ClusterDefaults): ClusterVars {
   const version = vars.string('kubernetes_version', '1.34');
@@ -225,6 +248,7 @@ export function readClusterVars(vars: VarReader, defaults: ClusterDefaults): Clu
   return {
     kubernetesVersion,
     kubernetesPackages: vars.oneOf('kubernetes_packages', KUBERNETES_PACKAGE_SOURCES, 'pkgs.k8s.io'),
+    kubernetesRepository: readKubernetesRepository(vars),
     containerdSource: vars.oneOf('containerd_source', CONTAINERD_SOURCES, 'docker'),
     dockerEngine: vars.bool('docker_engine', false),
     podNetworkCidr,
@@ -355,13 +379,13 @@ export function containerRuntimeTasks(vars: Pick<ClusterVars, 'containerdSource'
  * preflight warns otherwise). It restarts in a loop until kubeadm init or join writes its
  * configuration, so only "enabled" is checked here; {@link kubeletRunning} checks "active" after them.
  */
-export function kubernetesPackageTasks(vars: Pick<ClusterVars, 'kubernetesPackages' | 'kubernetesVersion'>, aptOptions: TaskOptions = {}): Task<unknown>[] {
+export function kubernetesPackageTasks(vars: Pick<ClusterVars, 'kubernetesPackages' | 'kubernetesVersion' | 'kubernetesRepository'>, aptOptions: TaskOptions = {}): Task<unknown>[] {
   const fromRepo = vars.kubernetesPackages === 'pkgs.k8s.io';
   return [
     ...(fromRepo
       ? [
           ensurePackages(['apt-transport-https', 'ca-certificates', 'curl', 'gnupg'], {}, aptOptions),
-          ...ensureAptSource(kubernetesRepo(vars.kubernetesVersion), aptOptions),
+          ...ensureAptSource(kubernetesRepo(vars.kubernetesVersion, vars.kubernetesRepository), aptOptions),
           ensurePackages(['kubelet', 'kubeadm', 'kubectl'], { hold: true }, aptOptions),
         ]
       : []),

@@ -161,9 +161,11 @@ async function noOtherHosts(name: string): Promise<Host> {
   throw new TaskError(`no other hosts are reachable from here (asked for ${name})`);
 }
 
-async function resultOf(task: BoundTask, ctx: CheckContext): Promise<{ value?: unknown }> {
+async function resultOf(task: BoundTask, ctx: CheckContext): Promise<{ value?: unknown; message?: string }> {
   if (!task.result) return {};
-  return { value: await task.result(ctx) };
+  const value = await task.result(ctx);
+  const message = task.report && !(value instanceof Pending) ? task.report(value) : undefined;
+  return message ? { value, message } : { value };
 }
 
 function firstLine(text: string): string {

@@ -3,6 +3,13 @@
 export type TaskStatus = 'ok' | 'changed' | 'failed' | 'skipped';
 
 /** A drift as shown to people and in JSON: secrets already replaced, file drift as a unified diff. */
+/** A table a playbook shows the operator: a title, column names, and rows of cells in that order. */
+export interface ReportTable {
+  title: string;
+  columns: string[];
+  rows: string[][];
+}
+
 export interface ShownDrift {
   subject: string;
   current?: string | null;
@@ -21,6 +28,8 @@ export type RunEvent =
   | { type: 'log'; host: string; task: string; line: string }
   /** Something the operator must see even without -v (a host lock waited for, taken over, or held by another run). */
   | { type: 'notice'; host: string; line: string }
+  /** A playbook's own table (status, certificate lifetimes, an upgrade plan): data in --json, aligned columns otherwise. */
+  | ({ type: 'report' } & ReportTable)
   | { type: 'unreachable'; host: string; message: string }
   /** A host's part of a play is over; `durationMs` is its wall time in the play `play`. */
   | { type: 'host-done'; host: string; play: string; durationMs: number }

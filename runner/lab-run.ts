@@ -182,11 +182,13 @@ export async function prepareLabRun(options: { playbookPath: string; inventoryPa
   const k8sHosts = state.hosts.filter((h) => h.groups.includes('control_plane') || h.groups.includes('workers')).map((h) => h.name);
   const installed = await installStandIns(state, k8sHosts.length ? { hosts: k8sHosts } : {});
   if (installed.length) options.log(`lab: stand-ins installed on ${installed.join(', ')} in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  const repo = await serveLabKubernetesRepo();
+  options.log(`lab: Kubernetes packages (stand-ins) served at ${repo.url}, laid out like pkgs.k8s.io (key ${repo.fingerprint})`);
   for (const host of state.hosts) options.log(`lab: ${host.name}\t${host.address}\t${host.groups.join(',')}`);
   return {
     lab: state,
     inventoryPath: state.inventoryPath,
-    extraVars: { cni_manifest_url: LAB_CNI_URL },
+    extraVars: { cni_manifest_url: LAB_CNI_URL, kubernetes_repo_url: repo.url, kubernetes_repo_key_fingerprint: repo.fingerprint },
     reused,
     summary(playbookPath, vars) {
       const inventory = state.inventoryPath;
@@ -201,8 +203,24 @@ export async function prepareLabRun(options: { playbookPath: string; inventoryPa
         `  remove:      capstan lab down`,
       ].join('\n');
     },
-    close: async () => undefined,
+    close: () => repo.close(),
   };
+}
+
+/**
+ * The lab's pkgs.k8s.io-shaped repository of stand-in packages (runner/lab/kubernetes-repo.ts),
+ * kept in the lab directory and served on the lab gateway for the run, on a fixed port so the
+ * hosts' apt sources do not change between runs. Lab hosts send apt through apt-cacher-ng, which
+ * knows Debian's mirror only; their proxy configuration fetches the gateway directly (runner/lab/nspawn.ts).
+ * The playbooks use it through `kubernetes_repo_url` and `kubernetes_repo_key_fingerprint`: the
+ * upgrade playbook's repository switch and packages, and `kubernetes_packages: pkgs.k8s.io` when set.
+ */
+async function serveLabKubernetesRepo(): Promise<{ url: string; fingerprint: string; close(): Promise<void> }> {
+  const { labDir, GATEWAY } = await import('./lab/paths.js');
+  const { labKubernetesRepo, serveKubernetesRepo, LAB_KUBERNETES_REPO_PORT } = await import('./lab/kubernetes-repo.js');
+  const built = await labKubernetesRepo(join(labDir(), 'kubernetes-repo'));
+  const served = await serveKubernetesRepo(built.dir, GATEWAY, LAB_KUBERNETES_REPO_PORT);
+  return { url: served.url, fingerprint: built.fingerprint, close: () => served.close() };
 }
 
 /** What the hard way's lab hosts are told, printed before and after the run. */

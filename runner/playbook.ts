@@ -1,6 +1,7 @@
 import type { Inventory, InventoryHost } from './inventory/index.js';
 import { Pending, type Task } from './task.js';
 import type { ConfirmRequest } from './confirm.js';
+import type { ReportTable } from './events.js';
 
 /** How a play runs across its hosts. Data on the play, not flags inside one loop. */
 export interface PlayOptions {
@@ -72,6 +73,12 @@ export interface PlaybookContext {
    * with nothing changed. Resolves at once in --check.
    */
   confirm(request: ConfirmRequest): Promise<void>;
+  /**
+   * Shows the operator a table (what a read-only playbook found, the plan of a multi-step one): aligned
+   * columns on the terminal, one `report` event in --json. Ignored while planning, shown in --check.
+   * Cells are printed as given: never put a secret in one.
+   */
+  report(table: ReportTable): void;
 }
 
 export interface Playbook {

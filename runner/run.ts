@@ -1,8 +1,8 @@
 import pLimit from 'p-limit';
 import { CapstanError, InputError, PlaybookError, TransportError, errorMessage } from './errors.js';
-import { exitCodeOf } from './exit-codes.js';
+import { EXIT, exitCodeOf } from './exit-codes.js';
 import { runTask, type HostRunState, type TaskOutcome } from './engine.js';
-import type { HostRecap, Reporter, RunEvent } from './events.js';
+import type { HostRecap, ReportTable, Reporter, RunEvent } from './events.js';
 import type { Host } from './host.js';
 import type { Inventory, InventoryHost } from './inventory/index.js';
 import { PlayResult, serialBatches, type HostPlayResult, type PlayOptions, type Playbook, type PlaybookContext } from './playbook.js';
@@ -84,6 +84,7 @@ async function plan(playbook: Playbook, settings: PlanSettings): Promise<{ hosts
     inventory: settings.inventory,
     planning: true,
     confirm: (request) => confirmation.require(request),
+    report: (table) => validateReportTable(table),
     selectHosts: (pattern) => selectHosts(settings.inventory, pattern, settings.limit),
     play: async (title, pattern, tasks, options = {}) => {
       validatePlayOptions(title, options);
@@ -131,6 +132,12 @@ function validatePlayOptions(title: string, options: PlayOptions): void {
   if (options.maxFailPercent !== undefined && !(options.maxFailPercent >= 0 && options.maxFailPercent <= 100)) {
     throw new InputError(`play "${title}": maxFailPercent must be between 0 and 100`);
   }
+}
+
+/** A table whose rows do not fit its columns is the playbook's bug: said while planning, before any contact. */
+function validateReportTable(table: ReportTable): void {
+  const wrong = table.rows.findIndex((row) => row.length !== table.columns.length);
+  if (wrong >= 0) throw new InputError(`report "${table.title}": row ${wrong + 1} has ${table.rows[wrong]!.length} cells for ${table.columns.length} columns`);
 }
 
 function selectHosts(inventory: Inventory, pattern: string, limit: string | undefined): InventoryHost[] {
@@ -264,10 +271,13 @@ class PlaybookRun {
     const started = performance.now();
     await emit({ type: 'start', playbook: this.playbook.name, check: this.settings.checkMode, hosts: this.settings.inventory.hosts.size });
     let aborted = false;
+    let refused = false;
     try {
       await this.playbook.body(this.#context());
     } catch (error) {
       aborted = true;
+      // Bad input the playbook found on the hosts (an upgrade's refused target) is exit 1, like bad input found before them.
+      refused = error instanceof InputError;
       await emit({ type: 'error', message: errorMessage(error) });
     } finally {
       if (!this.pass.keepOpen) await this.close();
@@ -275,11 +285,12 @@ class PlaybookRun {
     const durationMs = elapsedSince(started);
     await emit({ type: 'recap', hosts: this.#recap, durationMs });
     const values = Object.values(this.#recap);
-    const exitCode = exitCodeOf({
+    let exitCode = exitCodeOf({
       interrupted: this.settings.signal?.aborted === true,
       anyUnreachable: values.some((h) => h.unreachable),
       anyFailed: values.some((h) => h.failed > 0) || aborted,
     });
+    if (refused && !values.some((h) => h.changed > 0 || h.failed > 0 || h.unreachable)) exitCode = EXIT.badInput;
     const failedHosts = Object.entries(this.#recap).filter(([, h]) => h.unreachable || h.failed > 0).map(([name]) => name);
     return { recap: this.#recap, exitCode, failedHosts, durationMs };
   }
@@ -291,6 +302,10 @@ class PlaybookRun {
       inventory: this.settings.inventory,
       planning: false,
       confirm: (request) => this.#confirmation.require(request),
+      report: (table) => {
+        validateReportTable(table);
+        void this.settings.reporter.emit({ type: 'report', ...table });
+      },
       selectHosts: (pattern) => selectHosts(this.settings.inventory, pattern, this.settings.limit),
       play: (title, pattern, tasks, options) => this.#play(title, pattern, tasks, options ?? {}),
     };

@@ -116,6 +116,11 @@ export interface TaskSpec<P, R = void> {
   verify?: boolean | ((params: P) => boolean);
   /** A value for later plays (e.g. a cluster handle). In check mode after drift, the value is Pending. */
   result?(ctx: CheckContext, params: P): Promise<R>;
+  /**
+   * What the task found, for the operator (a table of certificate lifetimes, say), from its result:
+   * shown beside the task's status even when it is in sync, and as the JSON event's `message`.
+   */
+  report?(value: R, params: P): string | undefined;
   /** Parameter names whose function values are real functions, not per-host values. */
   functionParams?: readonly (keyof P)[];
 }
@@ -143,6 +148,7 @@ export interface BoundTask<R = unknown> {
   check(ctx: CheckContext): Promise<Drift[]>;
   apply(ctx: ApplyContext, drift: Drift[]): Promise<void>;
   result?(ctx: CheckContext): Promise<R>;
+  report?(value: R): string | undefined;
 }
 
 /** A task in a playbook: parameters that may depend on the host, bound per host at run time. */
@@ -198,6 +204,7 @@ export function defineTask<P extends object, R = void>(
       apply: (ctx, drift) => spec.apply(ctx, resolved, drift),
     };
     if (spec.result) bound.result = (ctx) => spec.result!(ctx, resolved);
+    if (spec.report) bound.report = (value) => spec.report!(value, resolved);
     return bound;
   };
   const resolve = (host: HostView): P => {

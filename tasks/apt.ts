@@ -475,19 +475,31 @@ export function kubernetesMinor(version: string): string {
   return `v${parsed.major}.${parsed.minor}`;
 }
 
+/** pkgs.k8s.io's base URL: one repository per minor below it. */
+export const KUBERNETES_REPO_BASE_URL = 'https://pkgs.k8s.io';
+
+/** The repository of a Kubernetes minor under a pkgs.k8s.io-shaped base URL: `<base>/core:/stable:/v1.34/deb/` (pure). */
+export function kubernetesRepoUrl(version: string, baseUrl: string = KUBERNETES_REPO_BASE_URL): string {
+  return `${baseUrl.replace(/\/+$/, '')}/core:/stable:/${kubernetesMinor(version)}/deb/`;
+}
+
 /**
  * The pkgs.k8s.io repository for a Kubernetes minor (seed 001): key
  * `https://pkgs.k8s.io/core:/stable:/v1.34/deb/Release.key` → /etc/apt/keyrings/kubernetes-apt-keyring.gpg,
  * flat repository `deb [signed-by=…] https://pkgs.k8s.io/core:/stable:/v1.34/deb/ /` (packages of
- * every architecture, so no arch option).
+ * every architecture, so no arch option). `baseUrl` and `fingerprint` name a mirror laid out like
+ * pkgs.k8s.io and its signing key (the lab's repository).
  *
  * @example ensureAptSource(kubernetesRepo('1.34.2'))
  */
-export function kubernetesRepo(version: string, options: { format?: AptSourceFormat; keyring?: string; name?: string } = {}): AptSource {
-  const uri = `https://pkgs.k8s.io/core:/stable:/${kubernetesMinor(version)}/deb/`;
+export function kubernetesRepo(
+  version: string,
+  options: { format?: AptSourceFormat; keyring?: string; name?: string; baseUrl?: string; fingerprint?: string } = {},
+): AptSource {
+  const uri = kubernetesRepoUrl(version, options.baseUrl);
   const keyring = options.keyring ?? '/etc/apt/keyrings/kubernetes-apt-keyring.gpg';
   return {
-    key: { url: `${uri}Release.key`, keyring, fingerprint: KUBERNETES_KEY_FINGERPRINT },
+    key: { url: `${uri}Release.key`, keyring, fingerprint: options.fingerprint ?? KUBERNETES_KEY_FINGERPRINT },
     repo: { name: options.name ?? 'kubernetes', uri, suite: '/', components: [], keyring, arch: null, ...(options.format ? { format: options.format } : {}) },
   };
 }

@@ -9,7 +9,7 @@ export type { CommandParams } from './command.js';
 // Node preparation (seeds 000, 001, 002, 004)
 export { ensureSwapOff } from './swap.js';
 export { ensureModule, ensureSysctl, ensureKernelCmdline, ensureMemoryCgroup, reboot } from './kernel.js';
-export { ensureAptKey, ensureAptRepo, ensureAptSource, ensurePackages, aptUpdate, kubernetesRepo, dockerRepo, kubernetesMinor } from './apt.js';
+export { ensureAptKey, ensureAptRepo, ensureAptSource, ensurePackages, aptUpdate, kubernetesRepo, kubernetesRepoUrl, dockerRepo, kubernetesMinor, KUBERNETES_KEY_FINGERPRINT, KUBERNETES_REPO_BASE_URL } from './apt.js';
 export type { AptKeyParams, AptRepoParams, AptSource } from './apt.js';
 export { ensureContainerdCgroup, ensureDockerCgroupDriver } from './containerd.js';
 export { ensureService, restartService, reloadService, ensureSystemdUnit } from './systemd.js';
@@ -30,6 +30,11 @@ export { ensureKubeconfig, fetchKubeconfig } from './kubeconfig.js';
 export { installCni, CNI_MANIFESTS, type CniName } from './cni.js';
 export { untaintControlPlanes, waitForNodesReady, smokeTest } from './cluster.js';
 
+// Day 2: kubeadm upgrades, one node at a time
+export { upgradeFacts, parseClusterNodes, parsePackagesIndex, upstreamVersion, manifestImageTag, UPGRADE_CORDON_MARKER, type UpgradeHostFacts, type ClusterNode } from './upgrade-facts.js';
+export { upgradePackages, kubeadmUpgrade } from './upgrade.js';
+export { cordonForUpgrade, drainForUpgrade, restartKubeletForUpgrade, nodeReadyAtVersion, uncordonAfterUpgrade } from './upgrade-node.js';
+
 // The hard way (seed 003): PKI made on this machine, binaries downloaded once and checked
 export { ensurePki, installPkiFiles, renderKubeconfig, renderEncryptionConfig, pkiFileNames } from './pki.js';
 export type { Pki, PkiParams, CertificateRequest, KubeconfigRequest, InstallPkiFilesParams } from './pki.js';
@@ -44,3 +49,9 @@ export type { EtcdMemberParams } from './etcd.js';
 // Day 2: a node back to before kubeadm init/join
 export { kubeadmReset, removeCniState, removeKubernetesNetfilter, removeCniInterfaces, removeAdminKubeconfigCopies, kubernetesNetfilter, withoutKubernetesNetfilter } from './reset.js';
 export type { KubernetesNetfilter, KubeconfigCopiesParams } from './reset.js';
+
+// Day 2: kubeadm's certificates, their lifetimes and renewal
+export { readCertificates, warnExpiringCertificates, expiryWarningText, renewCertificates, READ_CERTIFICATES, parseReadCertificates, apiserverEndpoint, listeningPorts } from './certs.js';
+export type { RenewCertificatesParams, ExpiryWarning } from './certs.js';
+export { parseCheckExpiration, parseOpensslEndDate, parseShortHumanDuration, shortHumanDuration, formatExpiry, expiringWithin, certificateTable } from './certs-parse.js';
+export type { CertificateLifetime, CheckExpiration, HostCertificates } from './certs-parse.js';

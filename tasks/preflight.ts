@@ -2,6 +2,7 @@ import { InputError, PlaybookError } from '../runner/errors.js';
 import type { PlaybookContext } from '../runner/playbook.js';
 import { sh } from '../runner/quote.js';
 import { defineTask, type CheckContext, type PerHost, type PerHostParams, type Task, type TaskOptions } from '../runner/task.js';
+import { warnExpiringCertificates } from './certs.js';
 
 /*
  * Preflight: before any change, check every host of the fleet against kubeadm's requirements
@@ -363,7 +364,7 @@ function validateOptions(options: PreflightOptions): void {
 export async function preflight(ctx: Pick<PlaybookContext, 'play' | 'planning' | 'inventory'>, pattern: string, options: PreflightOptions = {}): Promise<PreflightResult> {
   validateOptions(options);
   const probe = preflightProbe({ ports: options.ports ?? [], ...(options.hostname === undefined ? {} : { hostname: options.hostname }) } as PerHostParams<PreflightProbeParams>);
-  const result = await ctx.play(options.title ?? 'preflight', pattern, [probe]);
+  const result = await ctx.play(options.title ?? 'preflight', pattern, [probe, warnExpiringCertificates()]);
   if (ctx.planning) return { reports: [], notes: [] };
   const order = [...ctx.inventory.hosts.keys()];
   const hosts = [...result.hosts.keys()].sort((a, b) => order.indexOf(a) - order.indexOf(b));

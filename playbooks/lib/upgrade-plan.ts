@@ -18,7 +18,9 @@
  * - `downgrade`: a node has a component newer than the target;
  * - `skipped-minor`: a node has a component more than one minor below the target (kubeadm upgrades
  *   one minor at a time; a kubelet is upgraded through every minor with its node);
- * - `node-not-ready`: a node is not Ready (draining and waiting for it would not end well).
+ * - `node-not-ready`: a node is not Ready (draining and waiting for it would not end well);
+ * - `api-server-not-ready`: a control plane's API server does not answer /readyz with 200.
+ * A node at the target that an interrupted run left cordoned is planned an uncordon only.
  */
 import semver from 'semver';
 import { parseKubernetesVersion } from '../../tasks/control-plane.js';
@@ -32,6 +34,10 @@ export interface NodeVersions {
   /** The API server this node runs (control planes only). */
   apiServer?: string;
   ready: boolean;
+  /** Control planes: its API server answers /readyz with 200 (unset: not read). */
+  apiServerReady?: boolean;
+  /** An earlier upgrade run cordoned it and did not uncordon it (it stopped half-way). */
+  cordonedForUpgrade?: boolean;
 }
 
 export interface UpgradeRequest {
@@ -45,7 +51,7 @@ export interface UpgradeRequest {
   workerBatchSize?: number;
 }
 
-export type RefusalRule = 'invalid-version' | 'not-in-repository' | 'downgrade' | 'skipped-minor' | 'node-not-ready';
+export type RefusalRule = 'invalid-version' | 'not-in-repository' | 'downgrade' | 'skipped-minor' | 'node-not-ready' | 'api-server-not-ready';
 
 export interface Refusal {
   rule: RefusalRule;
@@ -136,6 +142,8 @@ export function upgradeRefusals(request: UpgradeRequest): Refusal[] {
   }
   const notReady = request.nodes.filter((node) => !node.ready).map((node) => node.name);
   if (notReady.length > 0) refusals.push({ rule: 'node-not-ready', nodes: notReady, message: `not Ready: ${notReady.join(', ')}` });
+  const unready = request.nodes.filter((node) => node.controlPlane && node.apiServerReady === false).map((node) => node.name);
+  if (unready.length > 0) refusals.push({ rule: 'api-server-not-ready', nodes: unready, message: `the API server does not answer /readyz with 200 on ${unready.join(', ')}` });
   return refusals;
 }
 
@@ -153,7 +161,7 @@ export function planUpgrade(request: UpgradeRequest): UpgradePlan {
   const applied = controlPlanes.some((node) => at(node.apiServer));
   const applyOn = applied ? undefined : controlPlanes[0]?.name;
   const kubeletSteps = (node: NodeVersions): UpgradeAction[] =>
-    at(node.kubelet) ? [] : ['drain', 'kubelet-kubectl-packages', 'restart-kubelet', 'wait-ready', 'uncordon'];
+    at(node.kubelet) ? (node.cordonedForUpgrade ? ['uncordon'] : []) : ['drain', 'kubelet-kubectl-packages', 'restart-kubelet', 'wait-ready', 'uncordon'];
   const planOf = (node: NodeVersions): NodePlan => {
     const actions: UpgradeAction[] = at(node.kubeadm) ? [] : ['kubeadm-package'];
     if (node.controlPlane) {

@@ -286,8 +286,8 @@ export interface ServedRepo {
   close(): Promise<void>;
 }
 
-/** Serves `dir` (read-only, GET and HEAD, nothing outside it) on `address` and an ephemeral port. */
-export async function serveKubernetesRepo(dir: string, address: string): Promise<ServedRepo> {
+/** Serves `dir` (read-only, GET and HEAD, nothing outside it) on `address` and `port` (default: an ephemeral one). */
+export async function serveKubernetesRepo(dir: string, address: string, port = 0): Promise<ServedRepo> {
   const root = normalize(dir);
   const requests: ServedRepo['requests'] = [];
   const server = createServer((request, response) => {
@@ -317,7 +317,7 @@ export async function serveKubernetesRepo(dir: string, address: string): Promise
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(0, address, () => {
+    server.listen(port, address, () => {
       server.off('error', reject);
       resolve();
     });
@@ -331,4 +331,25 @@ export async function serveKubernetesRepo(dir: string, address: string): Promise
       await closed;
     },
   };
+}
+
+/** The port `capstan run --lab` serves the repository on: fixed, so the hosts' apt sources stay the same from run to run. */
+export const LAB_KUBERNETES_REPO_PORT = 8380;
+
+/**
+ * The lab's repository in `dir`, built once and kept (its key with it: a new key on every run would
+ * change every host's keyring); built again only when the stand-ins' sources or the versions changed.
+ */
+export async function labKubernetesRepo(dir: string): Promise<KubernetesRepo> {
+  const stampPath = join(dir, 'capstan-repo.json');
+  const wanted = { common: commonPackageVersion(), versions: LAB_KUBERNETES_VERSIONS };
+  try {
+    const stamp = JSON.parse(readFileSync(stampPath, 'utf8')) as { common?: string; versions?: string[]; repo?: KubernetesRepo };
+    if (stamp.repo && stamp.common === wanted.common && JSON.stringify(stamp.versions) === JSON.stringify(wanted.versions)) return stamp.repo;
+  } catch {
+    // not built yet
+  }
+  const repo = await buildKubernetesRepo(dir);
+  writeFileSync(stampPath, `${JSON.stringify({ ...wanted, repo })}\n`, { mode: 0o600 });
+  return repo;
 }

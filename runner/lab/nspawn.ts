@@ -1,4 +1,4 @@
-import { APT_PROXY_URL } from './paths.js';
+import { APT_PROXY_URL, GATEWAY } from './paths.js';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
@@ -8,6 +8,8 @@ import { mountOverlay } from './mounts.js';
 import { sshdAnswers } from './probe.js';
 import { inotifyReport } from './inotify.js';
 import { generateHostKeys } from './keys.js';
+import { hostCgroupProcs, removeHostCgroups } from './cgroup.js';
+import { quote } from '../quote.js';
 import { processMatches, run, systemEnv, tail, terminate, waitUntil } from './proc.js';
 import type { HostRecord } from './state.js';
 
@@ -42,10 +44,12 @@ export async function prepareRoot(host: HostRecord, rootfs: string): Promise<voi
   // apt goes through apt-cacher-ng on this lab's bridge (its address depends on CAPSTAN_LAB_NET).
   // Without pipelining: seen here, a pipelined response that apt-cacher-ng cut short (another host
   // fetching the same InRelease) left apt-get update waiting forever; one request per connection
-  // and a read timeout make it fail or retry instead.
+  // and a read timeout make it fail or retry instead. The gateway's own services (the lab's
+  // Kubernetes package repository, runner/lab/kubernetes-repo.ts) are fetched directly: apt-cacher-ng
+  // knows Debian's mirror only.
   writeFileSync(
     join(host.root, 'etc/apt/apt.conf.d/01capstan-lab-proxy'),
-    `Acquire::http::Proxy "${APT_PROXY_URL}";\nAcquire::http::Pipeline-Depth "0";\nAcquire::http::Timeout "30";\nAcquire::Retries "3";\n`,
+    `Acquire::http::Proxy "${APT_PROXY_URL}";\nAcquire::http::Proxy::${GATEWAY} "DIRECT";\nAcquire::http::Pipeline-Depth "0";\nAcquire::http::Timeout "30";\nAcquire::Retries "3";\n`,
   );
   // The lab has no DNS (hosts reach their bridge only), but mmdebstrap left the machine's resolver in
   // the rootfs, unreachable from here: every lookup (apt, curl, ssh) would wait for its timeouts.
@@ -71,7 +75,9 @@ export function bootContainer(host: HostRecord, record: (pid: number) => void): 
   const output = openSync(host.console, 'a');
   // A header per boot, so an empty console still shows that nspawn started and printed nothing.
   writeSync(output, `--- capstan lab: systemd-nspawn ${nspawnArgs(host).join(' ')} (${new Date().toISOString()})\n`);
-  const child = spawn('systemd-nspawn', nspawnArgs(host), {
+  // The shell moves itself into the host's own control groups, then becomes nspawn (same PID).
+  const enter = hostCgroupProcs(host.netns).map((procs) => `echo $$ > ${quote(procs)} && `).join('');
+  const child = spawn('sh', ['-c', `${enter}exec systemd-nspawn "$@"`, 'sh', ...nspawnArgs(host)], {
     detached: true,
     stdio: ['ignore', output, output],
     // Writable /proc/sys (with the capabilities and syscalls below) lets hosts set sysctls and
@@ -126,7 +132,24 @@ export async function waitForSshd(host: HostRecord, timeoutMs = SSH_TIMEOUT_MS):
     : answered
       ? `logins stayed closed (/run/nologin: boot did not reach systemd-user-sessions) within ${timeoutMs / 1000} s`
       : `sshd did not answer on ${host.address}:22 within ${timeoutMs / 1000} s`;
-  throw new CapstanError(`lab host ${host.name}: ${why} (${inotifyReport()}); console (${host.console}):\n${tail(host.console)}`, { host: host.name });
+  const boot = containerRunning(host) ? await bootDiagnosis(host) : '';
+  throw new CapstanError(`lab host ${host.name}: ${why} (${inotifyReport()}); console (${host.console}):\n${tail(host.console)}${boot}`, { host: host.name });
+}
+
+/**
+ * What the host's systemd is still doing when its boot did not finish: the queued jobs (a job
+ * "running" for long is the unit the boot waits on), the failed units and the end of its journal.
+ * The console cannot say it: systemd shows no boot status on an nspawn console that is not a terminal.
+ */
+async function bootDiagnosis(host: HostRecord): Promise<string> {
+  const script = [
+    'echo "system: $(systemctl is-system-running 2>&1)"',
+    'echo "--- systemctl list-jobs"; systemctl list-jobs --no-pager 2>&1 | head -n 40',
+    'echo "--- systemctl --failed"; systemctl --failed --no-pager --no-legend 2>&1 | head -n 20',
+    'echo "--- journalctl -b (last 40 lines)"; journalctl -b --no-pager -n 40 2>&1',
+  ].join('; ');
+  const report = await execInContainer(host, ['sh', '-c', script]).catch((error: unknown) => `(could not ask the host's systemd: ${String(error)})`);
+  return `\nhost's systemd:\n${report.trimEnd()}`;
 }
 
 /**
@@ -135,6 +158,7 @@ export async function waitForSshd(host: HostRecord, timeoutMs = SSH_TIMEOUT_MS):
  */
 export async function stopContainer(host: HostRecord): Promise<void> {
   await terminate(host.pid, marker(host), 15_000);
+  removeHostCgroups(host.netns);
 }
 
 /** PID of the container's init (systemd), as the machine sees it: nspawn's child. */

@@ -56,6 +56,7 @@ export const STANDIN_FILES: readonly InstalledFile[] = [
   { source: 'kubeadm_preflight.py', target: '/usr/lib/capstan-standin/kubeadm_preflight.py', mode: '644' },
   { source: 'kubeadm_versions.py', target: '/usr/lib/capstan-standin/kubeadm_versions.py', mode: '644' },
   { source: 'kubeadm_upgrade.py', target: '/usr/lib/capstan-standin/kubeadm_upgrade.py', mode: '644' },
+  { source: 'kubeadm_certs.py', target: '/usr/lib/capstan-standin/kubeadm_certs.py', mode: '644' },
   { source: 'pflag.py', target: '/usr/lib/capstan-standin/pflag.py', mode: '644' },
   { source: 'kubelet_node.py', target: '/usr/lib/capstan-standin/kubelet_node.py', mode: '644' },
   { source: 'cni-plugin.sh', target: '/usr/lib/capstan-standin/cni-plugin', mode: '755' },

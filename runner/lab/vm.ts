@@ -253,7 +253,7 @@ async function writeSeed(host: VmHostRecord): Promise<void> {
   await run('ssh-keygen', ['-A', '-f', host.seedRoot]);
   writeFileSync(join(etc, 'hostname'), `${host.name}\n`);
   writeFileSync(join(etc, 'hosts'), `${BASE_HOSTS}127.0.1.1\t${host.name}\n`);
-  writeFileSync(join(etc, 'apt/apt.conf.d/01capstan-lab-proxy'), `Acquire::http::Proxy "${APT_PROXY_URL}";\nAcquire::http::Pipeline-Depth "0";\nAcquire::http::Timeout "30";\nAcquire::Retries "3";\n`);
+  writeFileSync(join(etc, 'apt/apt.conf.d/01capstan-lab-proxy'), `Acquire::http::Proxy "${APT_PROXY_URL}";\nAcquire::http::Proxy::${GATEWAY} "DIRECT";\nAcquire::http::Pipeline-Depth "0";\nAcquire::http::Timeout "30";\nAcquire::Retries "3";\n`);
   await run('tar', ['-C', host.seedRoot, '--owner=0', '--group=0', '--numeric-owner', '-cf', host.seed, 'etc']);
 }
 

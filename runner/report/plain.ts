@@ -2,6 +2,7 @@ import type { Reporter, RunEvent } from '../events.js';
 import { driftLines, escapeControl, finishedLine, recapTable, statusWord } from './format.js';
 import { TaskGrouper, type TaskGroup } from './group.js';
 import { profileLines } from './profile.js';
+import { tableLines } from './table.js';
 
 /**
  * Plain lines for logs and pipes: every line starts with the host names, so lines from hosts running
@@ -54,6 +55,10 @@ export class PlainReporter implements Reporter {
         break;
       case 'notice':
         this.#out(`${event.host} | NOTE | ${event.line}`);
+        break;
+      case 'report':
+        this.#out('');
+        for (const line of tableLines(event)) this.#out(line);
         break;
       case 'unreachable':
         this.#out(`${event.host} | UNREACHABLE | ${event.message}`);

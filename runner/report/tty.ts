@@ -3,6 +3,7 @@ import type { Reporter, RunEvent } from '../events.js';
 import { driftLines, escapeControl, finishedLine, recapTable, statusWord } from './format.js';
 import { TaskGrouper } from './group.js';
 import { profileLines } from './profile.js';
+import { tableLines } from './table.js';
 
 interface Row {
   ok: number;
@@ -57,7 +58,8 @@ export class TtyReporter implements Reporter {
         if (event.status === 'ok' || event.status === 'skipped') row.ok++;
         if (event.status === 'changed') row.changed++;
         if (event.status === 'failed') row.failed++;
-        if (event.status === 'changed' || event.status === 'failed') this.#grouper?.add(event);
+        // An ok task's message is what it found for the operator (TaskSpec.report): shown as a change is.
+        if (event.status === 'changed' || event.status === 'failed' || event.message) this.#grouper?.add(event);
         this.#update(event.host, row, event.title);
         if (event.status === 'failed') row.fail(escapeControl(`${event.title}: ${event.message ?? 'failed'}`));
         break;
@@ -75,6 +77,9 @@ export class TtyReporter implements Reporter {
         }
         break;
       }
+      case 'report':
+        this.#write(`\n${tableLines(event).join('\n')}\n`);
+        break;
       case 'unreachable':
         this.#rows.get(event.host)?.fail(escapeControl(`UNREACHABLE: ${event.message}`));
         break;

@@ -20,6 +20,7 @@ export async function plays(book: Playbook, inventory: Inventory, extraVars: Rec
     extraVars,
     inventory,
     confirm: (request) => confirmation.require(request),
+    report: () => {},
     selectHosts: (pattern) => inventory.select(pattern),
     play: async (title, pattern, tasks, options = {}) => {
       recorded.push({ title, pattern, tasks: tasks.map((t) => t.static?.id ?? `${t.kind}*`), options });

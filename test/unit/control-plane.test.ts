@@ -505,8 +505,8 @@ describe('playbooks/hard-way.ts (planned, no host contacted)', () => {
   it('runs the seed top to bottom on the example inventory', async () => {
     const recorded = await plays(hardWay, await example(), SHA);
     expect(recorded.map((p) => `${p.title} @ ${p.pattern}${Object.keys(p.options).length ? ` ${JSON.stringify(p.options)}` : ''}: ${p.tasks.join(' ')}`)).to.deep.equal([
-      'preflight @ controllers: preflight',
-      'preflight (load balancer) @ loadbalancer: preflight',
+      'preflight @ controllers: preflight certificates:expiry-warning',
+      'preflight (load balancer) @ loadbalancer: preflight certificates:expiry-warning',
       'firewall @ controllers: firewall:ports',
       'firewall (load balancer) @ loadbalancer: firewall:ports',
       `PKI @ localhost: pki:${join(homedir(), '.capstan/pki/hard-way')}`,

@@ -25,7 +25,7 @@ const PKGS_K8S_IO = 'packages:apt-transport-https,ca-certificates,curl,gnupg apt
 describe('playbooks: plans, variables, lab shapes (no host contacted)', () => {
   it('single-node with the seeds\' defaults: containerd.io from Docker\'s repository, pkgs.k8s.io held, Weave Net', async () => {
     expect(summary(await plays(singleNode, await inventory('single')))).to.deep.equal([
-      'preflight @ control_plane:workers: preflight*',
+      'preflight @ control_plane:workers: preflight* certificates:expiry-warning',
       `prepare nodes @ control_plane:workers: ${PREPARE}`,
       'firewall @ control_plane:workers: firewall*',
       `container runtime @ control_plane:workers: ${DOCKER_CONTAINERD}`,
@@ -65,8 +65,8 @@ describe('playbooks: plans, variables, lab shapes (no host contacted)', () => {
 
   it('stacked-ha with a balancer group is seed 002: haproxy on the balancer, iptables-legacy, node-ip, control planes joined one at a time', async () => {
     expect(summary(await plays(stackedHa, await inventory('ha')))).to.deep.equal([
-      'preflight @ control_plane:workers: preflight*',
-      'preflight (balancer) @ balancer: preflight',
+      'preflight @ control_plane:workers: preflight* certificates:expiry-warning',
+      'preflight (balancer) @ balancer: preflight certificates:expiry-warning',
       'firewall @ control_plane:workers: firewall*',
       'firewall (balancer) @ balancer: firewall:ports',
       `prepare nodes @ control_plane:workers: ${PREPARE} packages:arptables,ebtables,iptables alternatives:iptables alternatives:ip6tables alternatives:arptables alternatives:ebtables`,

@@ -1121,14 +1121,21 @@ def cmd_upgrade(argv: list[str]) -> None:
     kubeadm_upgrade.main(sys.modules[__name__], argv)
 
 
+# ------------------------------------------------------------------ kubeadm certs (kubeadm_certs.py)
+
+def cmd_certs(argv: list[str]) -> None:
+    import kubeadm_certs
+    kubeadm_certs.main(sys.modules[__name__], argv)
+
+
 def main() -> None:
     argv = sys.argv[1:]
     commands = {'init': cmd_init, 'join': cmd_join, 'token': cmd_token, 'reset': cmd_reset, 'version': cmd_version,
-                'upgrade': cmd_upgrade}
+                'upgrade': cmd_upgrade, 'certs': cmd_certs}
     if not argv or argv[0] not in commands:
         if argv and not argv[0].startswith('-'):
             common.exit_with_error(f'unknown command "{argv[0]}" for "kubeadm"')
-        out('Usage:\n  kubeadm [command]\n\nAvailable Commands:\n  init\n  join\n  reset\n  token\n  upgrade\n  version')
+        out('Usage:\n  kubeadm [command]\n\nAvailable Commands:\n  certs\n  init\n  join\n  reset\n  token\n  upgrade\n  version')
         return
     try:
         commands[argv[0]](argv[1:])

@@ -406,14 +406,23 @@ def _name(common_name: str, organizations: list[str] | None = None):
     return x509.Name(attrs)
 
 
+def validity_start():
+    """kubeadm's start of a certificate's validity: now less 5 minutes (CertificateBackdate). "Now" is the
+    stand-ins' clock (the test-only clock offset moves it, and so NotAfter), but NotBefore never lies
+    ahead of the real clock, which TLS peers check certificates against. Returns (start, NotBefore)."""
+    backdate = _dt.timedelta(minutes=5)
+    start = _dt.datetime.fromtimestamp(now(), _dt.timezone.utc) - backdate
+    return start, min(start, _dt.datetime.now(_dt.timezone.utc) - backdate)
+
+
 def make_ca(common_name: str, days: int = 3650):
     x509, hashes, _, _, _, _ = _crypto()
     key = new_key()
-    start = _dt.datetime.now(_dt.timezone.utc) - _dt.timedelta(minutes=5)
+    start, not_before = validity_start()
     cert = (x509.CertificateBuilder()
             .subject_name(_name(common_name)).issuer_name(_name(common_name))
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(start).not_valid_after(start + _dt.timedelta(days=days))
+            .not_valid_before(not_before).not_valid_after(start + _dt.timedelta(days=days))
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
             .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=True,
                                          data_encipherment=False, key_agreement=False, key_cert_sign=True,
@@ -427,12 +436,12 @@ def sign_cert(ca_key, ca_cert, public_key, common_name: str, organizations=None,
               server=False, client=False, days: int = 365):
     import ipaddress
     x509, hashes, _, _, _, EKU = _crypto()
-    start = _dt.datetime.now(_dt.timezone.utc) - _dt.timedelta(minutes=5)
+    start, not_before = validity_start()
     usages = ([EKU.SERVER_AUTH] if server else []) + ([EKU.CLIENT_AUTH] if client else [])
     builder = (x509.CertificateBuilder()
                .subject_name(_name(common_name, organizations)).issuer_name(ca_cert.subject)
                .public_key(public_key).serial_number(x509.random_serial_number())
-               .not_valid_before(start).not_valid_after(start + _dt.timedelta(days=days))
+               .not_valid_before(not_before).not_valid_after(start + _dt.timedelta(days=days))
                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
                .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=True,
                                             data_encipherment=False, key_agreement=False, key_cert_sign=False,

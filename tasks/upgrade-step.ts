@@ -1,0 +1,45 @@
+/**
+ * What every step of the upgrade (tasks/upgrade.ts, tasks/upgrade-node.ts) shares: the node it is
+ * about, the target, where cluster-admin kubectl runs, and how a step says what it waits for in --check.
+ */
+import { sh } from '../runner/quote.js';
+import type { CheckContext } from '../runner/task.js';
+import { ADMIN_CONF } from './kubeadm.js';
+
+
+/** What every per-node step knows. */
+export interface UpgradeStepParams {
+  /** The node's name in the cluster. */
+  node: string;
+  /** The target, "v1.35.1". */
+  version: string;
+  /** The inventory name of the first control plane, where kubectl runs with admin.conf. */
+  adminHost: string;
+  /** In --check: the change on another host this step waits for ("kubeadm upgrade apply v1.35.1 on cp1"). */
+  after?: string;
+}
+
+const VERSION = /^v\d+\.\d+\.\d+$/;
+const NODE_NAME = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
+
+export function validateStep(p: UpgradeStepParams): void {
+  if (typeof p.node !== 'string' || !NODE_NAME.test(p.node)) throw new Error(`node must be a Kubernetes node name, got ${JSON.stringify(p.node)}`);
+  if (typeof p.version !== 'string' || !VERSION.test(p.version)) throw new Error(`version must be like v1.35.1, got ${JSON.stringify(p.version)}`);
+  if (typeof p.adminHost !== 'string' || p.adminHost === '') throw new Error('adminHost must name the first control plane');
+}
+
+/** The pending note of a check-mode drift: the other host's change it follows, else the last earlier change on this host. */
+export function pendingOf(ctx: CheckContext, p: { after?: string }): { pending?: string } {
+  if (!ctx.checkMode) return {};
+  // One cause is enough to read: the other host's change this node waits for, else the change just before on this host.
+  const reason = p.after ?? ctx.pendingChanges.at(-1);
+  return reason ? { pending: reason } : {};
+}
+
+export const admin = (args: ReturnType<typeof sh>) => sh`kubectl --kubeconfig=${ADMIN_CONF} ${args}`;
+export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+export const tail = (text: string, lines = 12) => text.trim().split('\n').slice(-lines).join('\n');
+
+/** After a failure past the drain: what the operator is told (the node is left cordoned, on purpose). */
+export const stillCordoned = (node: string) =>
+  `${node} is left cordoned and drained: run the same command again to finish its upgrade (it is uncordoned once Ready at the new version), or \`kubectl uncordon ${node}\` to put it back in service as it is`;
