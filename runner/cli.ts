@@ -9,7 +9,7 @@ import type { Playbook } from './playbook.js';
 import type { RunLog } from './report/run-log.js';
 import type { PlanSettings, RunSettings, RunSummary } from './run.js';
 import { Secret } from './secret.js';
-import { askOnTerminal, Confirmation } from './confirm.js';
+import { askOnTerminal, confirmApply, Confirmation, hasTerminal } from './confirm.js';
 
 const USAGE = `capstan — idempotent, parallel provisioning over SSH, with an honest --check
 
@@ -31,6 +31,9 @@ capstan run <playbook.ts> --lab [-i <inventory>] [options]
                              reused when already up), with Kubernetes STAND-INS (test doubles) for
                              kubeadm/kubelet/kubectl. Needs root on Linux, like "capstan lab"
   -C, --check                dry run: report what would change, change nothing
+      --confirm              check first, show the changes (task × hosts), ask "apply these changes?
+                             [y/N]" on the terminal, then apply them in the same run; "no" changes
+                             nothing (exit 1). Needs a terminal: without one, exit 2 before any contact
   -D, --diff                 show unified diffs of file changes
   -l, --limit PATTERN        only hosts matching this pattern (also @file: one host per line)
   -f, --forks N              hosts in parallel (default 50)
@@ -227,6 +230,7 @@ async function runCommand(args: string[]): Promise<number> {
     {
       ...connectionOptions,
       check: { type: 'boolean', short: 'C' },
+      confirm: { type: 'boolean' },
       diff: { type: 'boolean', short: 'D' },
       json: { type: 'boolean' },
       verbose: { type: 'boolean', short: 'v' },
@@ -247,6 +251,15 @@ async function runCommand(args: string[]): Promise<number> {
   const playbookPath = positionals[0]!;
   const listing = { hosts: values['list-hosts'] === true, tasks: values['list-tasks'] === true };
   if ((listing.hosts || listing.tasks) && values.json) throw new InputError(`--list-hosts and --list-tasks print text: drop --json\n\n${RUN_HELP}`);
+  if (values.confirm) {
+    if (values.check) throw new InputError(`--confirm applies after asking, --check never applies: use one of them\n\n${RUN_HELP}`);
+    if (values.json) throw new InputError(`--confirm asks a person at a terminal, --json is for programs: drop one of them\n\n${RUN_HELP}`);
+    if (listing.hosts || listing.tasks) throw new InputError(`--list-hosts and --list-tasks apply nothing: drop --confirm\n\n${RUN_HELP}`);
+    if (!hasTerminal()) {
+      process.stderr.write('capstan: --confirm asks "apply these changes? [y/N]" on a terminal, and stdin or stderr is not one: nothing was contacted or changed. Without a terminal, run --check, then the run itself.\n');
+      return EXIT.failed;
+    }
+  }
   const lockTimeoutMs = lockTimeoutOf(values['lock-timeout']);
   if (values.lab) return runOnLab(playbookPath, { ...values, lockTimeoutMs }, listing);
   const inventory = await loadInventoryFile(values.inventory, RUN_HELP);
@@ -283,9 +296,9 @@ async function executeRun(
   playbookPath: string,
   playbook: Playbook,
   settings: Omit<RunSettings, 'reporter' | 'signal'>,
-  flags: { json?: boolean; diff?: boolean; verbose?: boolean; profile?: boolean; lockTimeoutMs: number },
+  flags: { json?: boolean; diff?: boolean; verbose?: boolean; profile?: boolean; confirm?: boolean; lockTimeoutMs: number },
 ): Promise<number> {
-  const { runPlaybook } = await import('./run.js');
+  const { runPlaybook, runConfirmed } = await import('./run.js');
   const { openRunLog, runsDirectory, teeReporter } = await import('./report/run-log.js');
   const warn = (message: string) => void process.stderr.write(`capstan: warning: ${message}\n`);
   const display = await makeReporter({ json: flags.json === true, diff: flags.diff === true, verbose: flags.verbose === true });
@@ -301,16 +314,36 @@ async function executeRun(
   const interrupt = interruptOnSigint();
   const lock = await lockSettings(playbook.name, flags.lockTimeoutMs);
   let summary: RunSummary;
+  let declined = false;
   try {
-    summary = await runPlaybook(playbook, { ...settings, reporter, lock, signal: interrupt.signal }).finally(interrupt.dispose);
+    const runSettings = { ...settings, reporter, lock, signal: interrupt.signal };
+    if (flags.confirm) {
+      const confirmed = await runConfirmed(playbook, runSettings, async (changes) => {
+        process.stderr.write(`\n${(await import('./report/changes.js')).changeTable(changes, [...settings.inventory.hosts.keys()])}`);
+        return confirmApply();
+      }).finally(interrupt.dispose);
+      summary = confirmed.summary;
+      declined = confirmed.outcome === 'declined';
+      if (confirmed.outcome !== 'applied') process.stderr.write(`capstan: ${CONFIRM_STOPPED[confirmed.outcome]}\n`);
+    } else {
+      summary = await runPlaybook(playbook, runSettings).finally(interrupt.dispose);
+    }
   } finally {
     await reporter.close();
   }
+  if (declined) return EXIT.badInput;
   if (flags.json) process.stderr.write(`${(await import('./report/format.js')).finishedLine(summary.durationMs)}\n`);
   if (summary.exitCode !== 0 && log) process.stderr.write(`run log: ${log.path}\n`);
   if (summary.failedHosts.length) await writeRetryFile(playbookPath, summary.failedHosts);
   return summary.exitCode;
 }
+
+/** What `run --confirm` says when it applies nothing. */
+const CONFIRM_STOPPED = {
+  'check-failed': 'the check did not pass, so nothing was applied',
+  'nothing-to-change': 'nothing to change: every host is in sync, nothing was applied',
+  declined: 'not applied: nothing was changed',
+} as const;
 
 /** --lock-timeout SECONDS (default 60; 0: do not wait). */
 function lockTimeoutOf(value: string | undefined): number {
@@ -332,7 +365,7 @@ async function lockSettings(playbook: string, timeoutMs: number) {
  */
 async function runOnLab(
   playbookPath: string,
-  values: { inventory?: string; limit?: string; forks?: string; check?: boolean; diff?: boolean; json?: boolean; verbose?: boolean; profile?: boolean; 'extra-vars'?: string[]; lockTimeoutMs: number } & Parameters<typeof connectionSettings>[0],
+  values: { inventory?: string; limit?: string; forks?: string; check?: boolean; confirm?: boolean; diff?: boolean; json?: boolean; verbose?: boolean; profile?: boolean; 'extra-vars'?: string[]; lockTimeoutMs: number } & Parameters<typeof connectionSettings>[0],
   listing: { hosts: boolean; tasks: boolean },
 ): Promise<number> {
   const playbook = await loadPlaybook(playbookPath);

@@ -45,14 +45,38 @@ export class Confirmation {
   }
 }
 
-/** Asks on the controlling terminal (stdin and stderr both TTYs), else answers null. */
+/** Asks on the controlling terminal (stdin and stderr both TTYs), else answers null; Ctrl-C or Ctrl-D at the prompt answer null too. */
 export const askOnTerminal: AskLine = async (prompt) => {
-  if (!process.stdin.isTTY || !process.stderr.isTTY) return null;
-  const { createInterface } = await import('node:readline/promises');
+  if (!hasTerminal()) return null;
+  const { createInterface } = await import('node:readline');
   const rl = createInterface({ input: process.stdin, output: process.stderr });
-  try {
-    return await rl.question(prompt);
-  } finally {
-    rl.close();
-  }
+  return new Promise<string | null>((resolve) => {
+    let answered = false;
+    const answer = (value: string | null) => {
+      if (answered) return;
+      answered = true;
+      rl.close();
+      resolve(value);
+    };
+    rl.on('SIGINT', () => {
+      process.stderr.write('\n');
+      answer(null);
+    });
+    rl.on('close', () => answer(null));
+    rl.question(prompt, (line) => answer(line));
+  });
 };
+
+/** Whether there is a person to ask: stdin and stderr are both terminals (`run --confirm` needs one). */
+export function hasTerminal(): boolean {
+  return process.stdin.isTTY === true && process.stderr.isTTY === true;
+}
+
+/**
+ * `run --confirm`'s question, after the change table: true only for "y" or "yes" (any case). Enter,
+ * anything else, Ctrl-C or Ctrl-D at the prompt, or no terminal, is no.
+ */
+export async function confirmApply(ask: AskLine = askOnTerminal): Promise<boolean> {
+  const answer = await ask('apply these changes? [y/N] ');
+  return answer !== null && /^y(es)?$/i.test(answer.trim());
+}

@@ -2,6 +2,7 @@ import { TaskError, TransportError, errorMessage } from './errors.js';
 import { showDrift, describeDrift } from './drift.js';
 import type { Host } from './host.js';
 import type { ShownDrift, TaskStatus } from './events.js';
+import { awaitedChanges, pathsIn, type PendingChange, type Prerequisite } from './prerequisites.js';
 import { Pending, type ApplyContext, type BoundTask, type CheckContext, type Drift, type HostView } from './task.js';
 
 /** What one task did on one host. */
@@ -13,16 +14,35 @@ export interface TaskOutcome {
   /** The host became unreachable during this task. */
   unreachable?: boolean;
   durationMs: number;
+  /** The drift as the check found it (check mode): what an apply of the same state acts on. */
+  found?: Drift[];
 }
 
 /** Per-host state carried from task to task within a run. */
 export interface HostRunState {
-  /** Titles of tasks that would change (check mode): later checks may depend on them. */
+  /** Titles of tasks that would change (check mode), in order: later checks may depend on them. */
   pendingChanges: string[];
+  /** What each of those changes (by title) will provide; a title missing here provides nothing known. */
+  provisions?: Map<string, readonly Prerequisite[]>;
 }
 
-/** The read-only context: reads are answered from the host's prefetched batch when it has them. */
-export function checkContext(host: Host, view: HostView, checkMode: boolean, state: HostRunState): CheckContext {
+/** The pending changes of a host with what each provides. */
+function pendingOf(state: HostRunState): PendingChange[] {
+  return state.pendingChanges.map((title) => ({ title, provides: state.provisions?.get(title) ?? [] }));
+}
+
+/** Records a change that --check predicts, with what it provides: its own declaration and the files its drift writes. */
+function recordPending(state: HostRunState, task: BoundTask, drift: readonly Drift[]): void {
+  state.pendingChanges.push(task.title);
+  const files = drift.flatMap((d) => (d.file === undefined ? [] : [{ file: d.file }]));
+  (state.provisions ??= new Map()).set(task.title, [...task.provides, ...files]);
+}
+
+/**
+ * The read-only context: reads are answered from the host's prefetched batch when it has them.
+ * `pendingChanges` are those the task waits for (see CheckContext.pendingChanges).
+ */
+export function checkContext(host: Host, view: HostView, checkMode: boolean, state: HostRunState, needs: readonly Prerequisite[] = []): CheckContext {
   const readFile = async (path: string) => {
     const hit = host.cached({ kind: 'read', path });
     return hit?.kind === 'read' ? hit.content : host.readFile(path);
@@ -40,7 +60,7 @@ export function checkContext(host: Host, view: HostView, checkMode: boolean, sta
       const hit = host.cached({ kind: 'stat', path });
       return hit?.kind === 'stat' ? hit.stat : host.stat(path);
     },
-    pendingChanges: state.pendingChanges,
+    pendingChanges: awaitedChanges(pendingOf(state), needs),
   };
 }
 
@@ -70,24 +90,36 @@ function applyContext(host: Host, base: CheckContext, log: (line: string) => voi
  * is a failure ("did not converge"). In check mode a check that fails while earlier tasks on the
  * host would change is reported as "would change (pending …)", because its failure may be caused
  * by a state those changes would create (a package not yet installed, a directory not yet made).
+ * The pending reason names the changes the task waits for: those providing what it `needs` or a
+ * file its error names (runner/prerequisites.ts), else every earlier change, since it may need any.
  */
 export async function runTask(
   host: Host,
   view: HostView,
   task: BoundTask,
-  options: { checkMode: boolean; state: HostRunState; log: (line: string) => void; onHost?: (name: string) => Promise<Host> },
+  options: {
+    checkMode: boolean;
+    state: HostRunState;
+    log: (line: string) => void;
+    onHost?: (name: string) => Promise<Host>;
+    /**
+     * The drift this run's own check pass found (`run --confirm`), nothing having changed on the host
+     * since: applied as it is, without checking again. Verified after apply like any other.
+     */
+    checked?: Drift[];
+  },
 ): Promise<TaskOutcome> {
   const started = Date.now();
   const done = (outcome: Omit<TaskOutcome, 'durationMs'>): TaskOutcome => ({ ...outcome, durationMs: Date.now() - started });
-  const ctx = checkContext(host, view, options.checkMode, options.state);
+  const ctx = checkContext(host, view, options.checkMode, options.state, task.needs);
   let drift: Drift[];
   try {
-    drift = await task.check(ctx);
+    drift = options.checked ?? (await task.check(ctx));
   } catch (error) {
     if (error instanceof TransportError) return done({ status: 'failed', drift: [], message: errorMessage(error), unreachable: true });
     if (options.checkMode && options.state.pendingChanges.length > 0) {
-      const reason = options.state.pendingChanges.join(', ');
-      options.state.pendingChanges.push(task.title);
+      const reason = awaitedChanges(pendingOf(options.state), [...task.needs, ...pathsIn(errorMessage(error))]).join(', ');
+      recordPending(options.state, task, []);
       return done({
         status: 'changed',
         drift: [{ subject: 'would change', pending: reason }],
@@ -106,8 +138,8 @@ export async function runTask(
   }
   const shown = drift.map(showDrift);
   if (options.checkMode) {
-    options.state.pendingChanges.push(task.title);
-    return done({ status: 'changed', drift: shown, value: new Pending(`${task.title} on ${view.name}`) });
+    recordPending(options.state, task, drift);
+    return done({ status: 'changed', drift: shown, value: new Pending(`${task.title} on ${view.name}`), found: drift });
   }
   try {
     host.invalidate(); // from here on the host changes: nothing read before may be trusted

@@ -21,7 +21,8 @@ export interface ShownDrift {
 
 export type RunEvent =
   | { type: 'start'; playbook: string; check: boolean; hosts: number }
-  | { type: 'play'; title: string; pattern: string; hosts: string[] }
+  /** `batches`: the play's serial batches, in order, when it has more than one (hosts of one batch run at once). */
+  | { type: 'play'; title: string; pattern: string; hosts: string[]; batches?: string[][] }
   | { type: 'task'; host: string; task: string; title: string; status: TaskStatus; drift: ShownDrift[]; message?: string; durationMs: number }
   | { type: 'task-start'; host: string; task: string; title: string }
   | { type: 'log'; host: string; task: string; line: string }

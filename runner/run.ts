@@ -11,6 +11,7 @@ import type { Probe } from './contract.js';
 import { Confirmation } from './confirm.js';
 import { HandlerLedger, PENDING_HANDLERS_FILE, PENDING_HANDLERS_PROBE } from './handlers.js';
 import { acquireLock, describeHolder, lockHolderOf, type HeldLock, type LockHolder } from './lock.js';
+import { CheckResults, type CheckedChange, type TaskPlace } from './check-results.js';
 
 export interface RunSettings {
   inventory: Inventory;
@@ -171,10 +172,63 @@ export async function runPlaybook(playbook: Playbook, settings: RunSettings): Pr
   return new PlaybookRun(playbook, shared).run();
 }
 
+/** What `run --confirm` came to: applied (the apply pass's summary), or stopped before any change, and why. */
+export type ConfirmedRun =
+  | { outcome: 'applied'; summary: RunSummary }
+  /** The check failed or was interrupted (its summary), found nothing to change, or the operator said no. */
+  | { outcome: 'check-failed' | 'nothing-to-change' | 'declined'; summary: RunSummary };
+
+/**
+ * `run --confirm`: the check pass (taking each host's lock, as an applying run does, and keeping it),
+ * the changes it found shown to `ask`, then — on yes — the apply pass in the same process over the
+ * same connections, reusing the check's results where that is safe (runner/check-results.ts).
+ * Nothing is applied when the check failed, found nothing, or `ask` says no. The playbook must have
+ * been planned in apply mode already (its confirmations asked) before any host was contacted.
+ */
+export async function runConfirmed(playbook: Playbook, settings: RunSettings, ask: (changes: readonly CheckedChange[]) => Promise<boolean>): Promise<ConfirmedRun> {
+  const shared = { ...settings, confirmation: settings.confirmation ?? new Confirmation(settings) };
+  const results = new CheckResults();
+  const check = new PlaybookRun(playbook, { ...shared, checkMode: true }, { takeLocks: true, record: results, keepOpen: true });
+  let applying = false;
+  try {
+    const summary = await check.run();
+    if (summary.exitCode !== 0) return { outcome: 'check-failed', summary };
+    if (results.changes().length === 0) return { outcome: 'nothing-to-change', summary };
+    if (!(await ask(results.changes())) || settings.signal?.aborted) return { outcome: 'declined', summary };
+    applying = true;
+    const apply = new PlaybookRun(playbook, { ...shared, checkMode: false }, { takeLocks: true, reuse: results, resources: check.resources });
+    return { outcome: 'applied', summary: await apply.run() };
+  } finally {
+    if (!applying) await check.close();
+  }
+}
+
+/** Connections, facts and locks of a run, handed from a --confirm check pass to its apply pass. */
+interface RunResources {
+  hosts: Map<string, Host>;
+  views: Map<string, HostView>;
+  locks: Map<string, Promise<HeldLock | undefined>>;
+  /** Hosts found unreachable: their locks are left to expire. */
+  unreachable: Set<string>;
+}
+
+interface PassOptions {
+  /** Take each host's lock even in check mode (the check pass of --confirm). */
+  takeLocks?: boolean;
+  /** Keep connections and locks open at the end (for the apply pass that follows; then close()). */
+  keepOpen?: boolean;
+  /** Record each result (the check pass of --confirm). */
+  record?: CheckResults;
+  /** Reuse the check pass's results where safe (the apply pass of --confirm). */
+  reuse?: CheckResults;
+  resources?: RunResources;
+}
+
 class PlaybookRun {
-  readonly #hosts = new Map<string, Host>();
+  readonly resources: RunResources;
+  readonly #hosts: Map<string, Host>;
   readonly #states = new Map<string, HostRunState>();
-  readonly #views = new Map<string, HostView>();
+  readonly #views: Map<string, HostView>;
   readonly #recap: Record<string, HostRecap> = {};
   /** Hosts that dropped out (failed or unreachable); later plays leave them out. */
   readonly #dropped = new Set<string>();
@@ -182,14 +236,34 @@ class PlaybookRun {
   readonly #limit: ReturnType<typeof pLimit>;
   readonly #confirmation: Confirmation;
   /** Each host's lock (apply) or look at the lock (check), once per run. */
-  readonly #locks = new Map<string, Promise<HeldLock | undefined>>();
+  readonly #locks: Map<string, Promise<HeldLock | undefined>>;
+  /** Plays started so far: a play's place in the run, for reusing a check pass's results. */
+  #plays = 0;
+  /** Hosts changed (or reached from another host) in this pass: no check result is reused on them any more. */
+  readonly #touched = new Set<string>();
 
   constructor(
     readonly playbook: Playbook,
     readonly settings: RunSettings,
+    private readonly pass: PassOptions = {},
   ) {
     this.#limit = pLimit(Math.max(1, settings.forks));
     this.#confirmation = settings.confirmation ?? new Confirmation(settings);
+    this.resources = pass.resources ?? { hosts: new Map(), views: new Map(), locks: new Map(), unreachable: new Set() };
+    this.#hosts = this.resources.hosts;
+    this.#views = this.resources.views;
+    this.#locks = this.resources.locks;
+  }
+
+  /**
+   * Releases the locks and closes the connections. An unreachable host's lock stays (reconnecting would
+   * only delay the end); the next run from this controller takes it over, its process being gone, and
+   * any other once its lease runs out.
+   */
+  async close(): Promise<void> {
+    const reachable = [...this.#locks].filter(([name]) => !this.resources.unreachable.has(name));
+    await Promise.allSettled(reachable.map(async ([, lock]) => (await lock)?.release()));
+    await Promise.allSettled([...this.#hosts.values()].map((host) => host.close()));
   }
 
   async run(): Promise<RunSummary> {
@@ -206,11 +280,7 @@ class PlaybookRun {
       refused = error instanceof InputError;
       await emit({ type: 'error', message: errorMessage(error) });
     } finally {
-      // An unreachable host's lock stays (reconnecting would only delay the end); the next run from
-      // this controller takes it over, its process being gone, and any other once its lease runs out.
-      const reachable = [...this.#locks].filter(([name]) => !this.#recap[name]?.unreachable);
-      await Promise.allSettled(reachable.map(async ([, lock]) => (await lock)?.release()));
-      await Promise.allSettled([...this.#hosts.values()].map((host) => host.close()));
+      if (!this.pass.keepOpen) await this.close();
     }
     const durationMs = elapsedSince(started);
     await emit({ type: 'recap', hosts: this.#recap, durationMs });
@@ -244,15 +314,23 @@ class PlaybookRun {
   async #play(title: string, pattern: string, tasks: Task<unknown>[], options: PlayOptions): Promise<PlayResult> {
     if (this.settings.signal?.aborted) throw new PlaybookError(`interrupted (Ctrl-C): play "${title}" and the plays after it were not started`);
     const started = performance.now();
+    const playNumber = ++this.#plays;
     let hosts = selectHosts(this.settings.inventory, pattern, this.settings.limit).filter((h) => !this.#dropped.has(h.name));
     if (options.runOnce) hosts = hosts.slice(0, 1);
-    await this.settings.reporter.emit({ type: 'play', title, pattern, hosts: hosts.map((h) => h.name) });
+    const batches = serialBatches(hosts, options.serial);
+    await this.settings.reporter.emit({
+      type: 'play',
+      title,
+      pattern,
+      hosts: hosts.map((h) => h.name),
+      ...(batches.length > 1 ? { batches: batches.map((batch) => batch.map((h) => h.name)) } : {}),
+    });
     const results = new Map<string, HostPlayResult>();
-    for (const batch of serialBatches(hosts, options.serial)) {
+    for (const batch of batches) {
       await Promise.all(
         batch.map((host) =>
           this.#limit(async () => {
-            if (!this.settings.signal?.aborted) results.set(host.name, await this.#runHost(title, host, tasks));
+            if (!this.settings.signal?.aborted) results.set(host.name, await this.#runHost({ play: playNumber, playTitle: title }, host, tasks));
           }),
         ),
       );
@@ -305,7 +383,8 @@ class PlaybookRun {
     return view;
   }
 
-  async #runHost(playTitle: string, inventoryHost: InventoryHost, tasks: Task<unknown>[]): Promise<HostPlayResult> {
+  async #runHost(play: Pick<TaskPlace, 'play' | 'playTitle'>, inventoryHost: InventoryHost, tasks: Task<unknown>[]): Promise<HostPlayResult> {
+    const { playTitle } = play;
     const name = inventoryHost.name;
     const started = performance.now();
     const emit = (event: RunEvent) => this.settings.reporter.emit(event);
@@ -358,19 +437,47 @@ class PlaybookRun {
       await host.prefetch([...extra, ...probes]).catch(() => undefined);
     };
     const ledger = new HandlerLedger(host, this.settings.checkMode);
-    const notified = await this.#pendingHandlers(name, tasks, bind, ledger, () => prefetch(0, [PENDING_HANDLERS_PROBE]));
+    // --confirm's apply pass: the tasks whose check result it reuses are not read again (runner/check-results.ts).
+    const firstToRead = (): number => {
+      if (!this.pass.reuse || this.#touched.has(name)) return 0;
+      for (const [index, task] of tasks.entries()) {
+        if (task.options.when && !task.options.when(view)) continue;
+        let reused;
+        try {
+          reused = this.pass.reuse.reusable({ ...play, host: name, index }, bind(task));
+        } catch {
+          return index; // a binding error is reported when the task runs
+        }
+        if (reused?.status === 'changed') return tasks.length; // once it is applied, the tasks after it are read again
+        if (reused?.status !== 'ok') return index;
+      }
+      return tasks.length;
+    };
+    const notified = await this.#pendingHandlers(name, tasks, bind, ledger, () => prefetch(firstToRead(), [PENDING_HANDLERS_PROBE]));
     const runOne = async (task: Task<unknown>, index: number): Promise<TaskOutcome | 'skipped'> => {
       if (task.options.when && !task.options.when(view)) return 'skipped';
       const bound = bind(task);
       // Static tasks were checked against each other at planning; per-host ones can only be checked now, against all.
       claim(this.#claims, name, bound, `play "${playTitle}" task ${index + 1}`);
       await emit({ type: 'task-start', host: name, task: bound.id, title: bound.title });
-      const outcome = await runTask(host, view, bound, {
-        checkMode: this.settings.checkMode,
-        state,
-        log: (line) => void emit({ type: 'log', host: name, task: bound.id, line }),
-        onHost: (other) => this.#hostNamed(other),
-      });
+      const place: TaskPlace = { ...play, host: name, index };
+      // --confirm's apply pass: the check's result holds until the host's first change (runner/check-results.ts).
+      const reused = this.#touched.has(name) ? undefined : this.pass.reuse?.reusable(place, bound);
+      const outcome: TaskOutcome =
+        reused?.status === 'ok'
+          ? { status: 'ok', drift: [], durationMs: 0, ...(reused.value === undefined ? {} : { value: reused.value }) }
+          : await runTask(host, view, bound, {
+              checkMode: this.settings.checkMode,
+              state,
+              log: (line) => void emit({ type: 'log', host: name, task: bound.id, line }),
+              onHost: (other) => {
+                this.#touched.add(other);
+                return this.#hostNamed(other);
+              },
+              ...(reused?.status === 'changed' ? { checked: reused.drift } : {}),
+            });
+      if (outcome.status !== 'ok') this.#touched.add(name);
+      this.pass.record?.record(place, bound, outcome);
       await emit({
         type: 'task',
         host: name,
@@ -443,7 +550,7 @@ class PlaybookRun {
     let lock = this.#locks.get(name);
     if (!lock) {
       const notice = (line: string) => void this.settings.reporter.emit({ type: 'notice', host: name, line });
-      lock = this.settings.checkMode
+      lock = this.settings.checkMode && !this.pass.takeLocks
         ? lockHolderOf(host).then((held) => {
             if (held) notice(`locked by ${describeHolder(held.holder)}: another run is changing this host; this check sees it mid-way`);
             return undefined;
@@ -494,6 +601,7 @@ class PlaybookRun {
   async #unreachable(name: string, message: string, values: Map<Task<unknown>, unknown>, hostDone: () => Promise<void> | void): Promise<HostPlayResult> {
     this.#dropped.add(name);
     this.#recapOf(name).unreachable = true;
+    this.resources.unreachable.add(name);
     await this.settings.reporter.emit({ type: 'unreachable', host: name, message });
     await hostDone();
     return { status: 'unreachable', values };

@@ -3,6 +3,7 @@ import type { FileStat, Probe, RunOptions, RunResult, WriteOptions } from './con
 import type { Command } from './quote.js';
 import type { Secret } from './secret.js';
 import { InputError } from './errors.js';
+import type { Prerequisite } from './prerequisites.js';
 
 /** What a task sees of the host it is bound to: its name, merged inventory vars and facts. */
 export interface HostView {
@@ -43,7 +44,11 @@ export interface CheckContext {
   readFile(path: string): Promise<Buffer | null>;
   readText(path: string): Promise<string | null>;
   stat(path: string): Promise<FileStat | null>;
-  /** Titles of earlier tasks on this host that would change (check mode only; empty when applying). */
+  /**
+   * Titles of the earlier changes on this host that this task waits for (check mode only; empty when
+   * applying): those that provide what the task `needs`, or, when it declares no needs or none of them
+   * is pending, every earlier change that would be made.
+   */
   pendingChanges: readonly string[];
 }
 
@@ -100,6 +105,13 @@ export interface TaskSpec<P, R = void> {
    */
   probes?(params: P): Probe[];
   apply(ctx: ApplyContext, params: P, drift: Drift[]): Promise<void>;
+  /**
+   * What the check needs that an earlier task may create (a program, a unit file, a started unit):
+   * in --check, the pending change that provides it is the one this task waits for (runner/prerequisites.ts).
+   */
+  needs?(params: P): Prerequisite[];
+  /** What applying this task creates beside the files its drift names (packages, a started kubelet). */
+  provides?(params: P): Prerequisite[];
   /** Check again after apply and fail with "did not converge" if drift is left. Default true. */
   verify?: boolean | ((params: P) => boolean);
   /** A value for later plays (e.g. a cluster handle). In check mode after drift, the value is Pending. */
@@ -131,6 +143,8 @@ export interface BoundTask<R = unknown> {
   claims: { id: string; desired: unknown }[];
   verify: boolean;
   probes: Probe[];
+  needs: Prerequisite[];
+  provides: Prerequisite[];
   check(ctx: CheckContext): Promise<Drift[]>;
   apply(ctx: ApplyContext, drift: Drift[]): Promise<void>;
   result?(ctx: CheckContext): Promise<R>;
@@ -184,6 +198,8 @@ export function defineTask<P extends object, R = void>(
       claims: ownedClaims(id, desired, spec.claims?.(resolved) ?? []),
       verify: typeof spec.verify === 'function' ? spec.verify(resolved) : (spec.verify ?? true),
       probes: spec.probes ? spec.probes(resolved) : [],
+      needs: spec.needs?.(resolved) ?? [],
+      provides: spec.provides?.(resolved) ?? [],
       check: (ctx) => spec.check(ctx, resolved),
       apply: (ctx, drift) => spec.apply(ctx, resolved, drift),
     };

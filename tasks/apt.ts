@@ -667,6 +667,7 @@ export function ensurePackages(names: PerHost<readonly string[]>, params: Omit<P
         if (p.hold !== undefined && typeof p.hold !== 'boolean') throw new Error('hold must be true or false');
         if (p.state === 'absent' && (p.hold === true || specs.some((s) => s.version !== undefined))) throw new Error('state absent takes neither hold nor versions');
       },
+      provides: (p) => (p.state === 'absent' ? [] : specsOf(p).map((s) => ({ package: s.name }))),
       async check(ctx, p) {
         const specs = specsOf(p);
         const drift = packagesDrift(specs, await queryPackages(ctx, specs), p);

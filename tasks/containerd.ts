@@ -441,6 +441,8 @@ export function ensureContainerdCgroup(params: PerHostParams<ContainerdCgroupPar
       validate: (p) => {
         if (p.path !== undefined) requireAbsolutePath('path', p.path);
       },
+      // `containerd config default` makes the desired file: in --check on a fresh host, it waits for the package.
+      needs: () => [{ command: 'containerd' }],
       async check(ctx, p) {
         const path = p.path ?? CONTAINERD_CONFIG;
         const current = await ctx.readText(path);

@@ -156,6 +156,7 @@ export function kubeadmInit(params: PerHostParams<KubeadmInitParams>, options?: 
         if (p.kubernetesVersion !== undefined && !semver.valid(semver.coerce(p.kubernetesVersion))) throw new Error(`kubernetesVersion is not a version: ${p.kubernetesVersion}`);
       },
       probes: () => [{ kind: 'stat', path: ADMIN_CONF }],
+      provides: () => [{ file: ADMIN_CONF }, { file: KUBELET_CONF }, { running: 'kubelet.service' }],
       async check(ctx) {
         if (!(await ctx.stat(ADMIN_CONF))) return [{ subject: 'control plane', current: 'not initialised', desired: 'initialised with kubeadm init' }];
         if (!(await apiAnswers(ctx))) return [{ subject: 'API server', current: 'not answering', desired: 'answering' }];
@@ -308,6 +309,7 @@ export function kubeadmJoin(params: PerHostParams<KubeadmJoinParams>, options?: 
         if (p.tokenTtl !== undefined && !/^\d+[smh]$/.test(p.tokenTtl)) throw new Error(`tokenTtl must look like 15m, got ${p.tokenTtl}`);
       },
       probes: () => [{ kind: 'stat', path: KUBELET_CONF }],
+      provides: (p) => [{ file: KUBELET_CONF }, ...(p.controlPlane ? [{ file: ADMIN_CONF }] : []), { running: 'kubelet.service' }],
       verify: true,
       async check(ctx, p) {
         if (await ctx.stat(KUBELET_CONF)) return [];

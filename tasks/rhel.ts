@@ -382,6 +382,7 @@ export function ensureRpmPackages(names: PerHost<readonly string[]>, params: Omi
         const missing = p.names.filter((n) => !installed.has(n));
         return missing.length ? [{ subject: 'missing', current: missing.join(', '), desired: 'installed' }] : [];
       },
+      provides: (p) => p.names.map((name) => ({ package: name })),
       async apply(ctx, p) {
         await ctx.run(rpmInstallCommand(p.names, p.disableExcludes), { timeoutMs: 1_800_000 });
       },

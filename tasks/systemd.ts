@@ -252,6 +252,8 @@ export function ensureService(name: string, wanted: PerHostParams<Omit<ServicePa
       desired: (p) => ({ name: unitName(p.name), enabled: p.enabled, running: p.running, restartOn: p.restartOn ? [...p.restartOn].sort() : undefined }),
       claims: (p) => serviceClaims(p),
       validate: validateService,
+      // The unit file (a package's, or one written) and, to be running, what starts it (kubeadm init starts the kubelet).
+      needs: (p) => (p.enabled === true || p.running === true ? [{ unit: unitName(p.name) }, ...(p.running === true ? [{ running: unitName(p.name) }] : [])] : []),
       async check(ctx, p) {
         const unit = unitName(p.name);
         const drift = serviceDrift(unit, await probeUnit(ctx, unit, p.restartOn ?? []), p);

@@ -3,10 +3,15 @@ import type { HostRecap, RunEvent } from '../events.js';
 
 type TaskEvent = Extract<RunEvent, { type: 'task' }>;
 
-/** Lines describing a task result's drift: a summary per drift, and unified diffs when `diff` is on. */
+/**
+ * Lines describing a task result's drift: a summary per drift, and unified diffs when `diff` is on.
+ * A drift that only restates the message ("would change (pending: …)") is not said twice.
+ */
 export function driftLines(event: TaskEvent, diff: boolean, indent = '    '): string[] {
   const lines: string[] = [];
   for (const drift of event.drift) {
+    const bare = drift.diff === undefined && drift.current === undefined && drift.desired === undefined;
+    if (bare && event.message?.startsWith(describeDrift(drift))) continue;
     if (drift.diff !== undefined && !diff) {
       lines.push(`${indent}${describeDrift(drift)} (--diff shows it)`);
       continue;

@@ -1,6 +1,7 @@
 import { Listr, type ListrTaskWrapper } from 'listr2';
 import type { Reporter, RunEvent } from '../events.js';
 import { driftLines, escapeControl, finishedLine, recapTable, statusWord } from './format.js';
+import { TaskGrouper } from './group.js';
 import { profileLines } from './profile.js';
 import { tableLines } from './table.js';
 
@@ -11,17 +12,20 @@ interface Row {
   done: () => void;
   fail: (message: string) => void;
   wrapper?: ListrTaskWrapper<unknown, never, never>;
+  /** Notes and -v lines of this host, printed under its name when the play ends. */
   details: string[];
   current: string;
 }
 
 /**
  * Live view on a terminal: one listr2 row per host with its current task and ok/changed counts;
- * when the play ends, what changed is printed grouped per host (never interleaved).
+ * when the play ends, what changed (or failed) is printed under the names of the hosts it happened
+ * on, the same change with the same diff on several hosts once (never interleaved).
  */
 export class TtyReporter implements Reporter {
   #checkMode = false;
   #rows = new Map<string, Row>();
+  #grouper?: TaskGrouper;
   #running?: Promise<unknown>;
 
   readonly #write: (text: string) => void;
@@ -41,6 +45,7 @@ export class TtyReporter implements Reporter {
         break;
       case 'play':
         this.#startPlay(event.title, event.hosts);
+        this.#grouper = new TaskGrouper(event.batches ?? [event.hosts]);
         break;
       case 'task-start': {
         const row = this.#rows.get(event.host);
@@ -54,10 +59,7 @@ export class TtyReporter implements Reporter {
         if (event.status === 'changed') row.changed++;
         if (event.status === 'failed') row.failed++;
         // An ok task's message is what it found for the operator (TaskSpec.report): shown as a change is.
-        if (event.status === 'changed' || event.status === 'failed' || event.message) {
-          const message = event.message ? `: ${event.message}` : '';
-          row.details.push(`  ${statusWord(event.status, this.#checkMode)} | ${event.title}${message}`, ...driftLines(event, this.options.diff));
-        }
+        if (event.status === 'changed' || event.status === 'failed' || event.message) this.#grouper?.add(event);
         this.#update(event.host, row, event.title);
         if (event.status === 'failed') row.fail(escapeControl(`${event.title}: ${event.message ?? 'failed'}`));
         break;
@@ -136,10 +138,24 @@ export class TtyReporter implements Reporter {
     for (const row of this.#rows.values()) row.done();
     await this.#running;
     this.#running = undefined;
+    this.#writeChanges();
     for (const [host, row] of this.#rows) {
       if (row.details.length) this.#write(`${host}\n${row.details.join('\n')}\n`);
     }
     this.#rows.clear();
+  }
+
+  /** The play's changes and failures, under a line naming their hosts (one line for consecutive results of the same hosts). */
+  #writeChanges(): void {
+    let header = '';
+    const lines: string[] = [];
+    for (const { hosts, event } of this.#grouper?.rest() ?? []) {
+      if (hosts.join(', ') !== header) lines.push((header = hosts.join(', ')));
+      const message = event.message ? `: ${event.message}` : '';
+      lines.push(`  ${statusWord(event.status, this.#checkMode)} | ${event.title}${message}`, ...driftLines(event, this.options.diff));
+    }
+    this.#grouper = undefined;
+    if (lines.length) this.#write(`${lines.join('\n')}\n`);
   }
 
   close(): Promise<void> {

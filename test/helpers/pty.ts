@@ -6,10 +6,11 @@ import { CLI_OUTPUT_LOG, newRunsDir, readFilesIn, type LoggedRun } from './cli.j
 
 const BIN = fileURLToPath(new URL('../../runner/bin.mjs', import.meta.url));
 
-/** What a run on a terminal printed (stdout and stderr together, as a terminal shows them) and its exit code. */
+/** What a run on a terminal printed (stdout and stderr together, as a terminal shows them), its exit code and its run logs (name → content). */
 export interface TerminalResult {
   code: number | null;
   output: string;
+  runLogs: Record<string, string>;
 }
 
 /**
@@ -42,5 +43,5 @@ export async function capstanOnTerminal(args: string[], typing: { prompt: string
   const logged: LoggedRun = { args, code, signal: null, stdout: normalized, stderr: '', retryDir: '', retryFiles: {}, runLogs: readFilesIn(runsDir) };
   rmSync(runsDir, { recursive: true, force: true });
   appendFileSync(CLI_OUTPUT_LOG, `${JSON.stringify(logged)}\n`);
-  return { code, output: normalized };
+  return { code, output: normalized, runLogs: logged.runLogs };
 }

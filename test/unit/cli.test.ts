@@ -291,6 +291,42 @@ describe('CLI: run log, timing and listing the plan', () => {
     }
   });
 
+  it('--confirm without a terminal: exit 2 with a clear message, no host contacted, no run log', async function () {
+    this.timeout(30_000);
+    let connections = 0;
+    const server = createServer((socket) => {
+      connections++;
+      socket.destroy();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const port = (server.address() as AddressInfo).port;
+      const inventory = join(dir, 'confirm.yaml');
+      writeFileSync(inventory, `all:\n  hosts:\n    web1:\n      ansible_host: 127.0.0.1\n      ansible_port: ${port}\n`);
+      // stdin is a pipe here (capstan() never gives a terminal), even with an answer waiting on it.
+      const result = await capstan(['run', 'test/fixtures/playbooks/files.ts', '-i', inventory, '--confirm'], { env: env(), input: 'y\n' });
+      expect(result.code).to.equal(2);
+      expect(result.stderr).to.equal(
+        'capstan: --confirm asks "apply these changes? [y/N]" on a terminal, and stdin or stderr is not one: nothing was contacted or changed. Without a terminal, run --check, then the run itself.\n',
+      );
+      expect(result.stdout).to.equal('');
+      expect(result.runLogs).to.deep.equal({});
+      expect(connections).to.equal(0);
+    } finally {
+      server.close();
+    }
+  });
+
+  it('--confirm with --check or --json is refused (exit 1): one asks and applies, the others never ask', async function () {
+    this.timeout(30_000);
+    const check = await capstan(['run', 'test/fixtures/playbooks/files.ts', '-i', INV, '--confirm', '--check'], { env: env() });
+    expect([check.code, check.stdout]).to.deep.equal([1, '']);
+    expect(check.stderr).to.match(/^capstan: --confirm applies after asking, --check never applies: use one of them\n/);
+    const json = await capstan(['run', 'test/fixtures/playbooks/files.ts', '-i', INV, '--confirm', '--json'], { env: env() });
+    expect([json.code, json.stdout]).to.deep.equal([1, '']);
+    expect(json.stderr).to.match(/^capstan: --confirm asks a person at a terminal, --json is for programs: drop one of them\n/);
+  });
+
   it('--list-hosts with --json is refused (exit 1): the listing is text', async function () {
     this.timeout(30_000);
     const result = await capstan(['run', 'test/fixtures/playbooks/files.ts', '-i', INV, '--list-hosts', '--json'], { env: env() });
