@@ -8,6 +8,9 @@
  *                      refuses a downgrade, a skipped minor, a NotReady node, an API server that
  *                      is not ready or a target the repository lacks (exit 1, nothing changed), or
  *                      prints the plan, node by node
+ *   etcd snapshot      when anything is to be upgraded: `etcdctl snapshot save` on the first control
+ *                      plane, copied to `etcd_backup_dir` here (0600, sha256 beside it; see
+ *                      playbooks/etcd-backup.ts); a failed snapshot stops the run before any change
  *   repository         the target minor's pkgs.k8s.io repository on every node (the key is kept)
  *   per node, in order the first control plane: kubeadm package (unhold, install the exact version,
  *                      hold), `kubeadm upgrade plan` (shown with -v), `kubeadm upgrade apply vX.Y.Z -y`,
@@ -22,7 +25,9 @@
  *
  * Variables: `kubernetes_version` (the target: `1.35` for the newest 1.35 patch the repository
  * has, or `1.35.1`), `kubernetes_repo_url` and `kubernetes_repo_key_fingerprint` (as the topology
- * playbooks), `upgrade_worker_batch_size` (1), `drain_timeout` (300 s), `nodes_ready_timeout` (300 s).
+ * playbooks), `upgrade_worker_batch_size` (1), `drain_timeout` (300 s), `nodes_ready_timeout` (300 s),
+ * `etcd_snapshot` (true; the first control plane needs `etcdctl`, Debian's etcd-client),
+ * `etcd_backup_dir` (`etcd-backups`, relative to the current directory).
  *
  * @example capstan run playbooks/upgrade.ts -i inventory/home.yaml -e kubernetes_version=1.35 --check
  * @example capstan run playbooks/upgrade.ts --lab -e kubernetes_version=1.35
@@ -32,6 +37,7 @@ import {
   cordonForUpgrade,
   drainForUpgrade,
   ensureAptSource,
+  etcdSnapshot,
   kubeadmUpgrade,
   kubernetesMinor,
   kubernetesRepo,
@@ -70,6 +76,8 @@ export default playbook('upgrade', async (ctx) => {
   const workerBatchSize = vars.integer('upgrade_worker_batch_size', 1, 1, 1000);
   const drainTimeout = vars.integer('drain_timeout', 300, 10, 86_400);
   const readyTimeout = vars.integer('nodes_ready_timeout', 300, 10, 86_400);
+  const snapshotFirst = vars.bool('etcd_snapshot', true);
+  const backupDir = vars.string('etcd_backup_dir', 'etcd-backups', /^[^\0]+$/, 'a directory on this machine');
   const controlPlanes = hostsOf(inventory, 'control_plane').map((h) => h.name);
   const workers = hostsOf(inventory, 'workers').map((h) => h.name);
   const addresses = requireHostIps(inventory, 'control_plane');
@@ -82,7 +90,6 @@ export default playbook('upgrade', async (ctx) => {
     repositoryUrl: (host: HostView) => (host.name === first ? repositoryUrl : undefined),
   });
   const preflightPlay = await play('upgrade preflight', nodes, [facts]);
-  // (An etcd snapshot play belongs here: after the preflight, before the first change.)
   if (ctx.planning) return;
 
   const read = new Map<string, UpgradeHostFacts>();
@@ -119,6 +126,9 @@ export default playbook('upgrade', async (ctx) => {
   }
   ctx.report(upgradePlanTable(plan.target, debian!, plan.batches, nodeVersions, workerBatchSize));
 
+  // Before the first change, and only when there is one: the cluster's state to go back to
+  // (playbooks/etcd-restore.ts) if the upgrade goes wrong. A failed snapshot stops the run here.
+  if (snapshotFirst && plan.batches.length) await play('etcd snapshot', first, [etcdSnapshot({ dir: backupDir, layout: 'kubeadm' })], { anyErrorsFatal: true });
   await play(`kubernetes repository ${minor}`, nodes, ensureAptSource(kubernetesRepo(minor, repository)));
   const nodeName = (host: HostView) => read.get(host.name)!.node;
   const applyOn = plan.batches.flat().find((p) => p.actions.includes('kubeadm-upgrade-apply'))?.node;

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { labDown, labStatus, type LabState } from '../../runner/lab/index.js';
@@ -21,7 +21,9 @@ describe('playbooks/upgrade.ts on a lab cluster built at 1.34 (one control plane
   let lab: LabState;
   let scratch: string;
   let inventory: string;
-  const upgrade = (...extra: string[]) => capstan(['run', 'playbooks/upgrade.ts', '--lab', '-i', inventory, '--json', ...extra]);
+  const backups = () => join(scratch, 'etcd-backups');
+  const upgrade = (...extra: string[]) => capstan(['run', 'playbooks/upgrade.ts', '--lab', '-i', inventory, '--json', '-e', `etcd_backup_dir=${backups()}`, ...extra]);
+  const snapshotStep = () => `k8s-01 changed etcd snapshot to ${backups()} on this machine`;
   const hosts = ['k8s-01', 'k8s-02'];
 
   async function ok(host: string, command: string): Promise<string> {
@@ -112,13 +114,19 @@ describe('playbooks/upgrade.ts on a lab cluster built at 1.34 (one control plane
     const tasks = events(apply).filter((e): e is Extract<RunEvent, { type: 'task' }> => e.type === 'task' && e.status !== 'ok');
     const steps = tasks.map((e) => `${e.host} ${e.status} ${e.title}`).filter((line) => !/apt (key|repository)|apt-get update/.test(line));
     expect(steps).to.deep.equal([
+      snapshotStep(),
       'k8s-01 changed kubeadm 1.35.1-1.1 (held)', 'k8s-01 changed kubeadm upgrade apply v1.35.1', 'k8s-01 changed cordon k8s-01', 'k8s-01 changed drain k8s-01',
       'k8s-01 changed kubelet + kubectl 1.35.1-1.1 (held)', 'k8s-01 changed restart kubelet (v1.35.1)', 'k8s-01 changed uncordon k8s-01',
       'k8s-02 changed kubeadm 1.35.1-1.1 (held)', 'k8s-02 changed kubeadm upgrade node', 'k8s-02 changed cordon k8s-02', 'k8s-02 failed drain k8s-02',
     ]);
-    // The repository switch, on every node, before the first package.
+    // The etcd snapshot first (0600 here, its sha256 beside it), then the repository switch on every
+    // node, before the first package.
+    const saved = readdirSync(backups());
+    expect(saved.map((name) => name.replace(/\d{8}T\d{6}Z/, 'TIME'))).to.deep.equal(['etcd-k8s-01-TIME.db', 'etcd-k8s-01-TIME.db.sha256']);
+    expect(statSync(join(backups(), saved[0]!)).mode & 0o777).to.equal(0o600);
     const firstPackage = tasks.findIndex((e) => e.title === 'kubeadm 1.35.1-1.1 (held)');
-    expect(tasks.slice(0, firstPackage).map((e) => `${e.host} ${e.title}`).sort()).to.deep.equal([
+    expect(`${tasks[0]!.host} ${tasks[0]!.status} ${tasks[0]!.title}`).to.equal(snapshotStep());
+    expect(tasks.slice(1, firstPackage).map((e) => `${e.host} ${e.title}`).sort()).to.deep.equal([
       'k8s-01 apt key /etc/apt/keyrings/kubernetes-apt-keyring.gpg', 'k8s-01 apt repository kubernetes', 'k8s-01 apt-get update',
       'k8s-02 apt key /etc/apt/keyrings/kubernetes-apt-keyring.gpg', 'k8s-02 apt repository kubernetes', 'k8s-02 apt-get update',
     ]);
@@ -145,6 +153,7 @@ describe('playbooks/upgrade.ts on a lab cluster built at 1.34 (one control plane
     ]);
     const changed = events(resumed).filter((e): e is Extract<RunEvent, { type: 'task' }> => e.type === 'task' && e.status === 'changed');
     expect(changed.map((e) => `${e.host} ${e.title}`)).to.deep.equal([
+      snapshotStep().replace(' changed', ''),
       'k8s-02 kubeadm upgrade node', 'k8s-02 cordon k8s-02', 'k8s-02 drain k8s-02', 'k8s-02 kubelet + kubectl 1.35.1-1.1 (held)', 'k8s-02 restart kubelet (v1.35.1)', 'k8s-02 uncordon k8s-02',
     ]);
     expect(await nodes()).to.equal('k8s-01 v1.35.1 \nk8s-02 v1.35.1 \n');
