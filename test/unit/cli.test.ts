@@ -8,6 +8,17 @@ import { capstan } from '../helpers/cli.js';
 
 const INV = 'test/fixtures/inventory/bad/unreachable.yaml';
 
+/** A TCP listener on loopback that counts (and drops) connections: proof that no host was contacted. */
+async function countingListener(): Promise<{ port: number; connections: () => number; close: () => void }> {
+  let connections = 0;
+  const server = createServer((socket) => {
+    connections++;
+    socket.destroy();
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { port: (server.address() as AddressInfo).port, connections: () => connections, close: () => server.close() };
+}
+
 describe('CLI: bad input exits 1 with one clear message and contacts no host', () => {
   // Every host in INV is 127.0.0.1:1, which refuses connections: a run that tried to connect would exit 4, not 1.
   const cases: [string, string[], RegExp][] = [
@@ -249,14 +260,9 @@ describe('CLI: run log, timing and listing the plan', () => {
 
   it('--list-hosts and --list-tasks print the plan and contact no host, unreachable or listening', async function () {
     this.timeout(30_000);
-    let connections = 0;
-    const server = createServer((socket) => {
-      connections++;
-      socket.destroy();
-    });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const listener = await countingListener();
     try {
-      const port = (server.address() as AddressInfo).port;
+      const port = listener.port;
       const inventory = join(dir, 'list.yaml');
       writeFileSync(
         inventory,
@@ -285,22 +291,17 @@ describe('CLI: run log, timing and listing the plan', () => {
       expect([both.code, both.stderr]).to.deep.equal([0, '']);
       expect(both.stdout).to.equal(LOCAL_PLAN);
       expect([hosts, tasks, both].map((r) => r.runLogs)).to.deep.equal([{}, {}, {}]); // a listing is not a run
-      expect(connections).to.equal(0);
+      expect(listener.connections()).to.equal(0);
     } finally {
-      server.close();
+      listener.close();
     }
   });
 
   it('--confirm without a terminal: exit 2 with a clear message, no host contacted, no run log', async function () {
     this.timeout(30_000);
-    let connections = 0;
-    const server = createServer((socket) => {
-      connections++;
-      socket.destroy();
-    });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const listener = await countingListener();
     try {
-      const port = (server.address() as AddressInfo).port;
+      const port = listener.port;
       const inventory = join(dir, 'confirm.yaml');
       writeFileSync(inventory, `all:\n  hosts:\n    web1:\n      ansible_host: 127.0.0.1\n      ansible_port: ${port}\n`);
       // stdin is a pipe here (capstan() never gives a terminal), even with an answer waiting on it.
@@ -311,9 +312,9 @@ describe('CLI: run log, timing and listing the plan', () => {
       );
       expect(result.stdout).to.equal('');
       expect(result.runLogs).to.deep.equal({});
-      expect(connections).to.equal(0);
+      expect(listener.connections()).to.equal(0);
     } finally {
-      server.close();
+      listener.close();
     }
   });
 
