@@ -6,7 +6,8 @@
  *                      each control plane's API server version and /readyz, the kubeadm versions
  *                      in the target minor's repository; the planner (playbooks/lib/upgrade-plan.ts)
  *                      refuses a downgrade, a skipped minor, a NotReady node, an API server that
- *                      is not ready or a target the repository lacks (exit 1, nothing changed), or
+ *                      is not ready, an unhealthy etcd member (`etcdctl endpoint health` on each
+ *                      control plane, with etcd_snapshot) or a target the repository lacks (exit 1, nothing changed), or
  *                      prints the plan, node by node
  *   etcd snapshot      when anything is to be upgraded: `etcdctl snapshot save` on the first control
  *                      plane, copied to `etcd_backup_dir` here (0600, sha256 beside it; see
@@ -37,6 +38,7 @@ import {
   cordonForUpgrade,
   drainForUpgrade,
   ensureAptSource,
+  etcdMemberHealth,
   etcdSnapshot,
   kubeadmUpgrade,
   kubernetesMinor,
@@ -90,6 +92,9 @@ export default playbook('upgrade', async (ctx) => {
     repositoryUrl: (host: HostView) => (host.name === first ? repositoryUrl : undefined),
   });
   const preflightPlay = await play('upgrade preflight', nodes, [facts]);
+  // etcd's health needs etcdctl on the control planes, as the snapshot does: read with it.
+  const etcdProbe = snapshotFirst ? etcdMemberHealth({ layout: 'kubeadm' }) : undefined;
+  const etcdPlay = etcdProbe ? await play('etcd health', 'control_plane', [etcdProbe]) : undefined;
   if (ctx.planning) return;
 
   const read = new Map<string, UpgradeHostFacts>();
@@ -115,6 +120,7 @@ export default playbook('upgrade', async (ctx) => {
       ready: node.ready,
       ...(host.apiServer ? { apiServer: host.apiServer.version ?? 'no answer', apiServerReady: host.apiServer.readyz.ok } : {}),
       ...(host.cordonedForUpgrade ? { cordonedForUpgrade: true } : {}),
+      ...(etcdProbe && controlPlanes.includes(name) ? { etcdHealthy: etcdPlay!.value(etcdProbe, name) === true } : {}),
     };
   });
   const plan = planUpgrade({ nodes: nodeVersions, target, available: versions.map(upstreamVersion), workerBatchSize });

@@ -19,7 +19,9 @@
  * - `skipped-minor`: a node has a component more than one minor below the target (kubeadm upgrades
  *   one minor at a time; a kubelet is upgraded through every minor with its node);
  * - `node-not-ready`: a node is not Ready (draining and waiting for it would not end well);
- * - `api-server-not-ready`: a control plane's API server does not answer /readyz with 200.
+ * - `api-server-not-ready`: a control plane's API server does not answer /readyz with 200;
+ * - `etcd-unhealthy`: a control plane's stacked etcd member does not answer endpoint health (the
+ *   message says when quorum is lost): kubeadm upgrade apply would refuse it half-way.
  * A node at the target that an interrupted run left cordoned is planned an uncordon only.
  */
 import semver from 'semver';
@@ -38,6 +40,8 @@ export interface NodeVersions {
   apiServerReady?: boolean;
   /** An earlier upgrade run cordoned it and did not uncordon it (it stopped half-way). */
   cordonedForUpgrade?: boolean;
+  /** Whether this control plane's stacked etcd member answers `etcdctl endpoint health` (undefined: not read). */
+  etcdHealthy?: boolean;
 }
 
 export interface UpgradeRequest {
@@ -51,7 +55,7 @@ export interface UpgradeRequest {
   workerBatchSize?: number;
 }
 
-export type RefusalRule = 'invalid-version' | 'not-in-repository' | 'downgrade' | 'skipped-minor' | 'node-not-ready' | 'api-server-not-ready';
+export type RefusalRule = 'invalid-version' | 'not-in-repository' | 'downgrade' | 'skipped-minor' | 'node-not-ready' | 'api-server-not-ready' | 'etcd-unhealthy';
 
 export interface Refusal {
   rule: RefusalRule;
@@ -144,6 +148,14 @@ export function upgradeRefusals(request: UpgradeRequest): Refusal[] {
   if (notReady.length > 0) refusals.push({ rule: 'node-not-ready', nodes: notReady, message: `not Ready: ${notReady.join(', ')}` });
   const unready = request.nodes.filter((node) => node.controlPlane && node.apiServerReady === false).map((node) => node.name);
   if (unready.length > 0) refusals.push({ rule: 'api-server-not-ready', nodes: unready, message: `the API server does not answer /readyz with 200 on ${unready.join(', ')}` });
+  // kubeadm upgrade apply refuses an etcd cluster with an unhealthy member too; said here, before any change.
+  const members = request.nodes.filter((node) => node.controlPlane && node.etcdHealthy !== undefined);
+  const sick = members.filter((node) => node.etcdHealthy === false).map((node) => node.name);
+  if (sick.length > 0) {
+    const quorum = Math.floor(members.length / 2) + 1;
+    const lost = members.length - sick.length < quorum ? `: etcd has lost quorum (${members.length - sick.length} of ${members.length} members healthy, ${quorum} needed)` : '';
+    refusals.push({ rule: 'etcd-unhealthy', nodes: sick, message: `the etcd member does not answer \`etcdctl endpoint health\` (or etcdctl is missing) on ${sick.join(', ')}${lost}` });
+  }
   return refusals;
 }
 

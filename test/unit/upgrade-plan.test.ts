@@ -99,4 +99,24 @@ describe('upgrade planner (playbooks/lib/upgrade-plan.ts)', function () {
       refusals: [{ rule: 'invalid-version', nodes: ['cp1'], message: 'unreadable versions on cp1 (kubelet "")' }],
     });
   });
+
+  it('refuses an unhealthy etcd member, and says when quorum is lost; members not read are not judged', function () {
+    const withEtcd = (healthy: Record<string, boolean>) => cluster('v1.34.1').map((n) => (n.name in healthy ? { ...n, etcdHealthy: healthy[n.name] } : n));
+    expect(planUpgrade(request(withEtcd({ cp1: true, cp2: false, cp3: true }), '1.35.0'))).to.deep.equal({
+      ok: false,
+      refusals: [{ rule: 'etcd-unhealthy', nodes: ['cp2'], message: 'the etcd member does not answer `etcdctl endpoint health` (or etcdctl is missing) on cp2' }],
+    });
+    expect(planUpgrade(request(withEtcd({ cp1: true, cp2: false, cp3: false }), '1.35.0'))).to.deep.equal({
+      ok: false,
+      refusals: [
+        {
+          rule: 'etcd-unhealthy',
+          nodes: ['cp2', 'cp3'],
+          message: 'the etcd member does not answer `etcdctl endpoint health` (or etcdctl is missing) on cp2, cp3: etcd has lost quorum (1 of 3 members healthy, 2 needed)',
+        },
+      ],
+    });
+    expect(planUpgrade(request(withEtcd({ cp1: true, cp2: true, cp3: true }), '1.35.0')).ok).to.equal(true);
+    expect(planUpgrade(request(cluster('v1.34.1'), '1.35.0')).ok).to.equal(true);
+  });
 });

@@ -105,11 +105,13 @@ describe('upgrade tasks (tasks/upgrade.ts, upgrade-node.ts): exact commands', fu
     expect(await uncordonAfterUpgrade(step).static!.check(fakeNode().ctx)).to.deep.equal([]);
   });
 
-  it('the playbook: kubernetes_version and the repository are checked before any host is contacted; the preflight play comes first', async function () {
+  it('the playbook: kubernetes_version and the repository are checked before any host is contacted; the preflight plays (versions, then etcd health unless etcd_snapshot=false) come first', async function () {
     const single = await loadInventory('inventory/single.yaml');
     expect((await plays(upgradePlaybook, single, { kubernetes_version: '1.35' })).map((p) => [p.title, p.pattern, p.tasks])).to.deep.equal([
       ['upgrade preflight', 'control_plane:workers', ['upgrade-facts*']],
+      ['etcd health', 'control_plane', ['etcd-health:local']],
     ]);
+    expect((await plays(upgradePlaybook, single, { kubernetes_version: '1.35', etcd_snapshot: 'false' })).map((p) => p.title)).to.deep.equal(['upgrade preflight']);
     const rejected = async (extraVars: Record<string, unknown>) => (await plays(upgradePlaybook, single, extraVars).then(() => undefined, (e: Error) => e.message));
     expect(await rejected({ kubernetes_version: 'latest' })).to.equal('variable kubernetes_version (vars of k8s-01 with -e) must be a Kubernetes version like 1.35 or 1.35.1, got "latest"');
     expect(await rejected({ kubernetes_version: '1.35', kubernetes_repo_url: 'ftp://mirror' })).to.equal('variable kubernetes_repo_url (vars of k8s-01 with -e) must be an http(s) URL laid out like https://pkgs.k8s.io, got "ftp://mirror"');
