@@ -41,6 +41,25 @@ def _call(endpoints: list[str], path: str, body: dict) -> dict:
     raise EtcdError('context deadline exceeded: ' + '; '.join(errors))
 
 
+def _with_backoff(operation):
+    """kubeadm's etcdBackoff around a cluster call (cmd/kubeadm/app/util/etcd/etcd.go: 18 steps from
+    100 ms, factor 1.5, jitter 0.1): etcd refuses a reconfiguration for a while after members
+    (re)start ("etcdserver: unhealthy cluster"), and kubeadm waits that out. Retried only when etcd
+    answered with an error; an etcd that does not answer fails at once here (kubeadm would retry
+    that too, for up to ~200 s: a shortcut of this test double, so a test of a dead member is fast)."""
+    import random
+    delay = 0.1
+    for step in range(18):
+        try:
+            return operation()
+        except EtcdError as error:
+            if str(error).startswith('context deadline exceeded') or step == 17:
+                raise
+            time.sleep(delay * (1 + random.uniform(0, 0.1)))
+            delay *= 1.5
+    raise AssertionError('unreachable')
+
+
 def members(endpoints: list[str]) -> list[dict]:
     return _call(endpoints, '/v3/cluster/member/list', {}).get('members') or []
 
@@ -51,7 +70,7 @@ def add_member(endpoints: list[str], name: str, peer_url: str) -> str:
     the others under their names (their hex ID when they have none yet)."""
     current = members(endpoints)
     if not any(peer_url in (m.get('peerURLs') or []) for m in current):
-        current = _call(endpoints, '/v3/cluster/member/add', {'peerURLs': [peer_url]}).get('members') or []
+        current = _with_backoff(lambda: _call(endpoints, '/v3/cluster/member/add', {'peerURLs': [peer_url]})).get('members') or []
     parts = []
     for member in current:
         urls = member.get('peerURLs') or ['']
@@ -72,7 +91,13 @@ def remove_member(endpoints: list[str], peer_url: str) -> int | None:
     if len(current) == 1:
         return None
     member_id = int(ours[0]['ID'])
-    _call(endpoints, '/v3/cluster/member/remove', {'ID': str(member_id)})
+    def remove() -> None:
+        try:
+            _call(endpoints, '/v3/cluster/member/remove', {'ID': str(member_id)})
+        except EtcdError as error:
+            if 'member not found' not in str(error):  # kubeadm: ErrMemberNotFound means it is gone already
+                raise
+    _with_backoff(remove)
     return member_id
 
 
