@@ -1,6 +1,6 @@
 import { existsSync, linkSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { relative, isAbsolute } from 'node:path';
+import { isAbsolute } from 'node:path';
 import { CapstanError, InputError } from '../errors.js';
 import { BRIDGE, LAB_NET, hostMac, hostPaths, labCacheDir, labPaths, netnsName, SUBNET, vethName } from './paths.js';
 import { processAlive } from './proc.js';
@@ -66,11 +66,9 @@ const HOST_NAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 /** An address of this lab's subnet (10.77.N.0/24). */
 const LAB_ADDRESS = new RegExp(`^10\\.77\\.${LAB_NET}\\.(\\d{1,3})$`);
 
-/** True when `path` is `parent` or inside it. */
-function inside(parent: string, path: string): boolean {
-  const rel = relative(parent, path);
-  return !rel.startsWith('..') && !isAbsolute(rel);
-}
+/** The lab key and the cached rootfs as the lab names them, in whatever cache directory (absolute, no `..`). */
+const LAB_KEY = /^(\/(?!\.\.?(\/|$))[^/\0]+)+\/id_ed25519$/;
+const LAB_ROOTFS = /^(\/(?!\.\.?(\/|$))[^/\0]+)*\/rootfs\/[0-9a-f]{16}$/;
 
 /**
  * state.json drives root's `rm -r`, `umount` and `ip link del`: a record that names anything the lab
@@ -87,8 +85,11 @@ export function assertRecordIsOurs(record: LabRecord, dir: string, path: string)
   expect('dir', record.dir, dir);
   expect('bridge', record.bridge, BRIDGE);
   expect('knownHostsPath', record.knownHostsPath, paths.knownHosts);
-  expect('keyPath', record.keyPath, paths.key);
-  if (typeof record.rootfs !== 'string' || !inside(paths.rootfsParent, record.rootfs)) throw wrong(`rootfs ${JSON.stringify(record.rootfs)} is not under ${paths.rootfsParent}`);
+  // The key and the rootfs live in the cache, which CAPSTAN_LAB_CACHE may have moved since the lab
+  // was brought up; they are only read (ssh -i, the overlay's lower layer), never deleted, so their
+  // shape is checked rather than their directory: a lab made with another cache still comes down.
+  if (typeof record.keyPath !== 'string' || !LAB_KEY.test(record.keyPath)) throw wrong(`keyPath ${JSON.stringify(record.keyPath)} is not a lab key (<cache>/id_ed25519)`);
+  if (typeof record.rootfs !== 'string' || !LAB_ROOTFS.test(record.rootfs)) throw wrong(`rootfs ${JSON.stringify(record.rootfs)} is not a lab rootfs (<cache>/rootfs/<16 hex digits>)`);
   if (typeof record.inventoryPath !== 'string' || !isAbsolute(record.inventoryPath)) throw wrong('inventoryPath is not an absolute path');
   if (!Number.isInteger(record.aptProxyPid)) throw wrong('aptProxyPid is not a PID');
   if (!Array.isArray(record.hosts)) throw wrong('hosts is not a list');

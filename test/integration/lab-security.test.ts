@@ -152,7 +152,9 @@ describe('lab directory and state.json are trusted only when root owns them alon
       const cases: [(r: ReturnType<typeof record>) => void, string][] = [
         [(r) => (r.hosts[0]!.root = outside), `node1: root is ${JSON.stringify(outside)}, expected ${JSON.stringify(hostPaths(dir, 'node1').root)}`],
         [(r) => (r.hosts[0]!.name = '../../outside'), 'host name "../../outside" is not a lab host name'],
-        [(r) => (r.rootfs = outside), `rootfs ${JSON.stringify(outside)} is not under ${labPaths(dir).rootfsParent}`],
+        [(r) => (r.rootfs = outside), `rootfs ${JSON.stringify(outside)} is not a lab rootfs (<cache>/rootfs/<16 hex digits>)`],
+        [(r) => (r.rootfs = `${labPaths(dir).rootfsParent}/../../outside`), 'is not a lab rootfs'],
+        [(r) => (r.keyPath = join(outside, 'victim')), `keyPath ${JSON.stringify(join(outside, 'victim'))} is not a lab key (<cache>/id_ed25519)`],
         [(r) => (r.hosts[0]!.veth = 'eth0'), `node1: veth is "eth0", expected ${JSON.stringify(record().hosts[0]!.veth)}`],
         [(r) => (r.hosts[0]!.netns = 'other'), `node1: netns is "other", expected ${JSON.stringify(record().hosts[0]!.netns)}`],
         [(r) => (r.hosts[0]!.address = '10.0.0.1'), 'node1: address "10.0.0.1" is not in'],
@@ -171,6 +173,17 @@ describe('lab directory and state.json are trusted only when root owns them alon
       tamper(() => undefined);
       const status = await labStatus();
       expect(status!.hosts.map((host) => [host.name, host.address, host.up])).to.deep.equal([['node1', `10.77.${LAB_NET}.11`, false]]);
+    });
+
+    it('a record written with another CAPSTAN_LAB_CACHE (key and rootfs elsewhere) is still the lab\'s: read, and its inventory keeps its key', async () => {
+      const otherCache = join(base, 'other-cache');
+      tamper((r) => {
+        r.keyPath = join(otherCache, 'id_ed25519');
+        r.rootfs = join(otherCache, 'rootfs', '0c3a527ac5b29886');
+      });
+      const status = await labStatus();
+      expect(status!.keyPath).to.equal(join(otherCache, 'id_ed25519'));
+      expect(status!.hosts.map((host) => host.name)).to.deep.equal(['node1']);
     });
   });
 });
