@@ -9,8 +9,9 @@
  * host acted on a group holding the others' processes. Started inside its own group, each nspawn
  * makes its host's tree there, as machined would.
  */
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 /** The hierarchies nspawn uses, as [mount point, this process's path in it from /proc/self/cgroup]. */
 function hierarchies(): [string, string][] {
@@ -47,9 +48,58 @@ export function hostCgroupProcs(name: string): string[] {
   return procs;
 }
 
-/** Removes the host's groups once its container is gone: groups are removed leaves first (rmdir). */
-export function removeHostCgroups(name: string): void {
-  for (const [mount, path] of hierarchies()) removeTree(join(mount, path, name));
+/**
+ * Kills every process left in the host's groups, waits until they are gone, and removes the groups
+ * (leaves first). nspawn killed after its grace period leaves its container running: its systemd,
+ * sshd and the rest, in the host's network namespace and group. A later boot of a host of the same
+ * name then met them there — its nspawn exiting at once, or its logins never opening, or its sshd
+ * unable to bind the port the orphan held (each seen in CI). Only lab hosts' processes are in these
+ * groups, so all of them go: cgroup.kill on cgroup v2, SIGKILL to each listed process on v1.
+ */
+export async function removeHostCgroups(name: string, timeoutMs = 10_000): Promise<void> {
+  const dirs = hierarchies().map(([mount, path]) => join(mount, path, name)).filter((dir) => existsSync(dir));
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const left = dirs.flatMap(processesIn);
+    if (left.length === 0 || Date.now() > deadline) break;
+    for (const dir of dirs) killAll(dir);
+    await sleep(100);
+  }
+  for (const dir of dirs) removeTree(dir);
+}
+
+/** The PIDs in `dir` and its descendants. */
+function processesIn(dir: string): number[] {
+  if (!existsSync(dir)) return [];
+  const own = readText(join(dir, 'cgroup.procs')).split('\n').filter(Boolean).map(Number);
+  const children = readdirSync(dir, { withFileTypes: true }).filter((e) => e.isDirectory()).flatMap((e) => processesIn(join(dir, e.name)));
+  return [...own, ...children];
+}
+
+function killAll(dir: string): void {
+  if (existsSync(join(dir, 'cgroup.kill'))) {
+    try {
+      writeFileSync(join(dir, 'cgroup.kill'), '1');
+      return;
+    } catch {
+      // fall through to one signal per process
+    }
+  }
+  for (const pid of processesIn(dir)) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // gone already
+    }
+  }
+}
+
+function readText(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return '';
+  }
 }
 
 function removeTree(dir: string): void {
@@ -58,6 +108,6 @@ function removeTree(dir: string): void {
   try {
     rmdirSync(dir);
   } catch {
-    // still holds a process (the container did not stop): left for the next teardown
+    // still holds a process that outlived SIGKILL (uninterruptible): left for the next teardown
   }
 }

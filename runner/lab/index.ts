@@ -98,7 +98,7 @@ async function bootHost(record: LabRecord, host: HostRecord, log: Log): Promise<
       host.pid = pid;
       writeRecord(record);
     });
-  boot();
+  await boot();
   try {
     await waitForSshd(host);
   } catch (error) {
@@ -107,8 +107,8 @@ async function bootHost(record: LabRecord, host: HostRecord, log: Log): Promise<
     // try. The log keeps the first failure with what systemd was waiting for; a second failure is a
     // real fault and fails with it.
     log(`${host.name}: booting it once more, after: ${(error as Error).message}`);
-    if (containerRunning(host)) await stopContainer(host);
-    boot();
+    await stopContainer(host);
+    await boot();
     await waitForSshd(host);
   }
   log(`${host.name} up at ${host.address} in ${seconds(started)}`);
@@ -268,7 +268,7 @@ export async function startHost(name: string): Promise<void> {
   await withHost(name, async (record, host) => {
     if (containerRunning(host)) return;
     await prepareRoot(host, record.rootfs);
-    bootContainer(host, (pid) => {
+    await bootContainer(host, (pid) => {
       host.pid = pid;
       writeRecord(record);
     });

@@ -68,10 +68,13 @@ export async function prepareRoot(host: HostRecord, rootfs: string): Promise<voi
 }
 
 /**
- * Boots the host: `systemd-nspawn -b` (real systemd as PID 1) in the host's netns, detached, its
- * console appended to the host's console log. `record` gets the PID before anything can fail.
+ * Boots the host: `systemd-nspawn -b` (real systemd as PID 1) in the host's netns and its own
+ * control group, detached, its console appended to the host's console log. `record` gets the PID
+ * before anything can fail.
  */
-export function bootContainer(host: HostRecord, record: (pid: number) => void): void {
+export async function bootContainer(host: HostRecord, record: (pid: number) => void): Promise<void> {
+  // What a host of this name left running (a crashed run, an nspawn killed after its grace) goes first.
+  await removeHostCgroups(host.netns);
   const output = openSync(host.console, 'a');
   // A header per boot, so an empty console still shows that nspawn started and printed nothing.
   writeSync(output, `--- capstan lab: systemd-nspawn ${nspawnArgs(host).join(' ')} (${new Date().toISOString()})\n`);
@@ -154,18 +157,21 @@ async function bootDiagnosis(host: HostRecord): Promise<string> {
 
 /**
  * Powers the host off: SIGTERM makes nspawn shut the container's systemd down cleanly; SIGKILL
- * after the grace period (nspawn's child, the container's PID 1, dies with it).
+ * after the grace period. The container's processes do not reliably die with a killed nspawn, so
+ * whatever is left in the host's control group is killed too, and the groups removed (cgroup.ts).
  */
 export async function stopContainer(host: HostRecord): Promise<void> {
   await terminate(host.pid, marker(host), 15_000);
-  removeHostCgroups(host.netns);
+  await removeHostCgroups(host.netns);
 }
 
 /** PID of the container's init (systemd), as the machine sees it: nspawn's child. */
 function containerInit(host: HostRecord): number {
   if (!containerRunning(host)) throw new CapstanError(`lab host ${host.name} is not running`, { host: host.name });
-  const children = readFileSync(`/proc/${host.pid}/task/${host.pid}/children`, 'utf8').trim().split(/\s+/);
-  return Number(children[0]);
+  const child = Number(readFileSync(`/proc/${host.pid}/task/${host.pid}/children`, 'utf8').trim().split(/\s+/)[0]);
+  // No child: the boot wrapper has not become nspawn yet, or nspawn has not started the container.
+  if (!Number.isInteger(child) || child <= 0) throw new CapstanError(`lab host ${host.name}: nspawn (PID ${host.pid}) runs no container process`, { host: host.name });
+  return child;
 }
 
 /** Runs a command inside the running host (all its namespaces and its root), without ssh. */

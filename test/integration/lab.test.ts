@@ -19,7 +19,7 @@ import {
   type LabState,
 } from '../../runner/lab/index.js';
 import { skipUnlessLabSupported, sshToLab, withLab } from '../helpers/lab.js';
-import { BRIDGE, LAB_NET, hostAddress, netnsName } from '../../runner/lab/paths.js';
+import { BRIDGE, LAB_NET, hostAddress, labDir, netnsName } from '../../runner/lab/paths.js';
 
 /** True when something accepts a TCP connection on `address:port` within a second. */
 function portOpen(address: string, port: number): Promise<boolean> {
@@ -183,6 +183,24 @@ describe('capstan lab (systemd-nspawn hosts)', function () {
     await startHost('node2');
     expect(await hostEd25519Key(state, 'node2')).to.equal(before);
     expect((await labStatus())?.hosts.every((host) => host.up)).to.equal(true);
+  });
+
+  it('a host whose nspawn was killed leaves no process behind: stopHost kills the orphaned container, startHost boots it clean, its sshd restarts (rekeyHost)', async function () {
+    const record = JSON.parse(readFileSync(join(labDir(), 'state.json'), 'utf8')) as { hosts: { name: string; pid: number }[] };
+    const nspawn = record.hosts.find((host) => host.name === 'node2')!.pid;
+    const init = Number(readFileSync(`/proc/${nspawn}/task/${nspawn}/children`, 'utf8').trim().split(/\s+/)[0]);
+    process.kill(nspawn, 'SIGKILL');
+    // What a kill after the grace period leaves: the container's systemd outlives nspawn.
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    console.log(`      [lab] container init ${init} ${processAlive(init) ? 'outlived' : 'died with'} its killed nspawn`);
+    await stopHost('node2');
+    expect(processAlive(init), 'the orphaned container\'s systemd').to.equal(false);
+    expect(await portOpen(hostAddress(1), 22)).to.equal(false);
+    await startHost('node2');
+    expect((await labStatus())?.hosts.every((host) => host.up)).to.equal(true);
+    // In CI an orphan on port 22 made this `systemctl restart ssh` fail in the host booted after it.
+    await rekeyHost('node2');
+    expect((await sshToLab(state, 'node2', 'true')).stderr).to.include('Host key verification failed');
   });
 
   it('rekeyHost gives a host new keys, which OpenSSH with StrictHostKeyChecking=yes refuses', async function () {
