@@ -11,7 +11,7 @@
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { waitUntil } from './proc.js';
 
 /** The hierarchies nspawn uses, as [mount point, this process's path in it from /proc/self/cgroup]. */
 function hierarchies(): [string, string][] {
@@ -58,13 +58,11 @@ export function hostCgroupProcs(name: string): string[] {
  */
 export async function removeHostCgroups(name: string, timeoutMs = 10_000): Promise<void> {
   const dirs = hierarchies().map(([mount, path]) => join(mount, path, name)).filter((dir) => existsSync(dir));
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const left = dirs.flatMap(processesIn);
-    if (left.length === 0 || Date.now() > deadline) break;
-    for (const dir of dirs) killAll(dir);
-    await sleep(100);
-  }
+  await waitUntil(() => {
+    const left = dirs.filter((dir) => processesIn(dir).length > 0);
+    for (const dir of left) killAll(dir);
+    return left.length === 0;
+  }, timeoutMs);
   for (const dir of dirs) removeTree(dir);
 }
 
