@@ -37,7 +37,7 @@
  * @example capstan run playbooks/stacked-ha.ts -i inventory/ha.yaml --check
  * @example capstan run playbooks/stacked-ha.ts --lab -i inventory/ha-vip.yaml
  */
-import { InputError, playbook } from '../runner/index.js';
+import { playbook } from '../runner/index.js';
 import type { TaskOptions } from '../runner/task.js';
 import {
   ensureAlternatives,
@@ -61,8 +61,8 @@ import {
   rpmContainerRuntimePackages,
   ensureFirewallPorts,
   firewallPortsForRole,
-  type HaproxyServer,
 } from '../tasks/index.js';
+import { apiServers, stackedHaPlacement } from './lib/ha-load-balancer.js';
 import {
   clusterReadyTasks,
   clusterSource,
@@ -87,17 +87,6 @@ import {
 /** The example inventory of the balancer variant; `--lab -i inventory/ha-vip.yaml` for the VIP one. */
 export const exampleInventory = new URL('../inventory/ha.yaml', import.meta.url);
 
-export type HaVariant = 'balancer' | 'vip';
-
-/** Which variant an inventory asks for: a non-empty `balancer` group, or `vip_address` (not both). */
-export function haVariant(balancers: number, vars: VarReader): HaVariant {
-  const vip = vars.has('vip_address');
-  if (balancers > 0 && vip) throw new InputError('stacked-ha.ts: the inventory has both a balancer group and vip_address: pick one (seed 002 or seed 004)');
-  if (balancers > 0) return 'balancer';
-  if (vip) return 'vip';
-  throw new InputError('stacked-ha.ts needs a load balancer in front of the API servers: a balancer group (seed 002, inventory/ha.yaml) or vip_address (seed 004, inventory/ha-vip.yaml)');
-}
-
 const HOSTNAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/;
 const debianOnly: TaskOptions = { when: isDebianFamily };
 const rhelOnly: TaskOptions = { when: isRhelFamily };
@@ -108,7 +97,8 @@ export default playbook('stacked-ha', async (ctx) => {
   const workers = hostsOf(inventory, 'workers');
   const balancers = hostsOf(inventory, 'balancer');
   const source = clusterSource(ctx);
-  const variant = haVariant(balancers.length, source);
+  const haproxy = stackedHaPlacement(inventory, source);
+  const variant = haproxy.variant;
   const vars = readClusterVars(source, {
     podNetworkCidr: '10.244.0.0/16',
     cni: variant === 'balancer' ? 'calico' : 'flannel',
@@ -120,13 +110,12 @@ export default playbook('stacked-ha', async (ctx) => {
   const vip = variant === 'vip' ? source.ip('vip_address') : undefined;
   const vipPort = source.integer('vip_port', 8888, 1, 65535);
   const vipHostname = source.optionalString('vip_hostname', HOSTNAME, 'a host name');
-  if (balancers.length > 1) throw new InputError(`the balancer group lists ${balancers.map((b) => b.name).join(', ')}: seed 002 has one balancer (for two, use the VIP variant)`);
   // Every node's address (node-ip, /etc/hosts, advertise addresses, backends) and the balancer's, checked before any connection.
   requireHostIps(inventory, 'control_plane', 'workers', 'balancer');
   const balancerIp = balancers[0] ? hostIp(balancers[0]) : undefined;
   const endpoint = source.string('control_plane_endpoint', variant === 'balancer' ? `${balancerIp}:6443` : `${vip}:${vipPort}`, /^[A-Za-z0-9.-]+:\d{1,5}$/, 'host:port');
   // haproxy's backends: every control plane's API server (their addresses are checked here, before any connection).
-  const servers: HaproxyServer[] = controlPlanes.map((host) => ({ name: host.name, address: hostIp(host), port: 6443 }));
+  const servers = apiServers(controlPlanes);
   const nodes = groupsPattern(inventory, 'control_plane', 'workers');
   const portOwners = [...KUBERNETES_PROCESSES, ...vars.preflightPortOwners];
 
@@ -195,7 +184,7 @@ export default playbook('stacked-ha', async (ctx) => {
     await play('load balancer', 'balancer', [
       ensurePackages(['haproxy'], {}, debianOnly),
       ensureRpmPackages(['haproxy'], {}, rhelOnly),
-      ...ensureHaproxy({ bind: `${balancerIp}:6443`, check: 'tcp', servers }),
+      ...ensureHaproxy(haproxy.params(servers)),
     ]);
   } else {
     const vipInterface = source.optionalString('vip_interface', /^[A-Za-z0-9_.:@-]{1,15}$/, 'an interface name');
@@ -203,7 +192,7 @@ export default playbook('stacked-ha', async (ctx) => {
     await play('VIP: haproxy and keepalived', 'control_plane', [
       ensurePackages(['haproxy', 'keepalived', 'curl'], {}, debianOnly),
       ensureRpmPackages(['haproxy', 'keepalived', 'curl'], {}, rhelOnly),
-      ...ensureHaproxy({ bind: `*:${vipPort}`, check: 'healthz', servers }),
+      ...ensureHaproxy(haproxy.params(servers)),
       ...ensureKeepalived({
         vip: vip!,
         port: vipPort,

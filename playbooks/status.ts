@@ -3,18 +3,20 @@
  * changes a host, so `--check` shows the same tables and every run is changed=0.
  *
  *   read control planes  on every control plane: `kubectl get nodes -o json` and `kubeadm token
- *                        list` with /etc/kubernetes/admin.conf (the first control plane that answers
- *                        is shown), the API server's /readyz (curl with the cluster CA at the
- *                        manifest's advertise address); with stacked-ha's vip_address, whether the
- *                        host holds the VIP (`ip -o addr`) and `systemctl is-active haproxy`
+ *                        list` with /etc/kubernetes/admin.conf; etcd's members and their health
+ *                        (`etcdctl member list`, `endpoint health --cluster`; skipped, and said, where
+ *                        etcdctl is not installed); the API server's /readyz (curl with the cluster
+ *                        CA at the manifest's advertise address); with stacked-ha's vip_address,
+ *                        whether the host holds the VIP (`ip -o addr`) and `systemctl is-active
+ *                        haproxy` (the first control plane that answers is shown)
  *   read balancer        stacked-ha's balancer group (seed 002): haproxy's state there
  *   read certificates    every node, as playbooks/certs.ts reads them
  *   (tables)             Nodes (NAME ROLES VERSION READY INTERNAL-IP), Control planes (READYZ, VIP,
- *                        HAPROXY), Certificates, Join tokens (the token id only: a token's secret is
- *                        masked on the host and never leaves it) — data in --json (`report` events)
+ *                        HAPROXY), etcd members (NAME ID PEER URL CLIENT URL STATUS), Certificates,
+ *                        Join tokens (the token id only: a token's secret is masked on the host and
+ *                        never leaves it) — data in --json (`report` events)
  *
- * Not yet shown: etcd's members and health (the lab's etcd stand-in is being replaced by the real
- * etcd; a later change adds the table), nor haproxy's per-backend state.
+ * Not yet shown: haproxy's per-backend state.
  *
  * @example capstan run playbooks/status.ts -i inventory/home.yaml
  * @example capstan run playbooks/status.ts -i inventory/ha-vip.yaml --json
@@ -23,6 +25,8 @@ import { InputError, Pending, playbook, type PlayResult, type Task } from '../ru
 import {
   certificateTable,
   controlPlaneTable,
+  etcdMemberTable,
+  readEtcdMembership,
   joinTokenTable,
   nodeTable,
   readCertificates,
@@ -50,7 +54,7 @@ export default playbook('status', async (ctx) => {
     throw new InputError(`status.ts reads kubeadm clusters, whose inventories have a control_plane group; ${inventory.source} has none (the hard way's cluster: kubectl with its admin kubeconfig)`);
   }
   const vars = clusterSource(ctx);
-  // stacked-ha's two load-balancing variants (playbooks/stacked-ha.ts haVariant): keepalived + haproxy on the control planes, or one balancer host.
+  // stacked-ha's two load-balancing variants (playbooks/lib/ha-load-balancer.ts): keepalived + haproxy on the control planes, or one balancer host.
   const vip = vars.has('vip_address') ? vars.ip('vip_address') : undefined;
   const balancers = hostsOf(inventory, 'balancer').map((h) => h.name);
   const controlPlanes = ctx.selectHosts('control_plane').map((h) => h.name);
@@ -60,7 +64,8 @@ export default playbook('status', async (ctx) => {
   const nodes = readNodes();
   const tokens = readJoinTokens();
   const serving = readControlPlaneStatus({ readyz: true, ...(vip ? { vip, haproxy: true } : {}) });
-  const onControlPlanes = await play('read control planes', controlPlanes.join(','), [nodes, serving, tokens]);
+  const etcd = readEtcdMembership({ layout: 'kubeadm', etcdctlOptional: true });
+  const onControlPlanes = await play('read control planes', controlPlanes.join(','), [nodes, serving, etcd, tokens]);
   const servingStates: ControlPlaneStatus[] = valuesOf(onControlPlanes, serving, controlPlanes);
   if (balancers.length > 0) {
     const balancer = readControlPlaneStatus({ readyz: false, haproxy: true });
@@ -72,6 +77,8 @@ export default playbook('status', async (ctx) => {
   const [nodeList] = valuesOf(onControlPlanes, nodes, controlPlanes);
   if (nodeList) ctx.report(nodeTable(nodeList));
   ctx.report(controlPlaneTable(servingStates, vip));
+  const etcdMembers = valuesOf(onControlPlanes, etcd, controlPlanes).find((list) => list.length > 0);
+  if (etcdMembers) ctx.report(etcdMemberTable(etcdMembers));
   ctx.report(certificateTable(certificates, 30));
   const [tokenList] = valuesOf(onControlPlanes, tokens, controlPlanes);
   if (tokenList) ctx.report(joinTokenTable(tokenList));

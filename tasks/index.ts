@@ -45,11 +45,15 @@ export { renderKubeApiserverUnit, renderKubeControllerManagerUnit, renderKubeSch
 export type { ControlPlaneParams, KubeApiserverOptions, KubeControllerManagerOptions, KubeSchedulerOptions, HttpCheckParams, NginxSiteParams, FrontEndServer } from './control-plane.js';
 export { ensureEtcdMember, etcdHealthy, renderEtcdUnit } from './etcd.js';
 export type { EtcdMemberParams } from './etcd.js';
+export { readEtcdMembership, readEtcdMembers, parseEtcdMembership, etcdMemberTable, quorumAfterRemoval, urlHost } from './etcd-members.js';
+export type { EtcdMember, EtcdMembershipParams } from './etcd-members.js';
+export { drainForRemoval, deleteClusterNode, removeEtcdMember, readClusterNode } from './remove-node.js';
+export type { RemovalStepParams, DrainForRemovalParams, EtcdMemberRemovalParams } from './remove-node.js';
 export { etcdSnapshot, etcdMemberHealth, etcdctlCommand, snapshotFileName, ETCD_CLIENT_FILES, LOCAL_ETCD_ENDPOINT } from './etcd-snapshot.js';
 export type { EtcdLayout, EtcdSnapshotParams } from './etcd-snapshot.js';
 
 // Day 2: a node back to before kubeadm init/join
-export { kubeadmReset, removeCniState, removeKubernetesNetfilter, removeCniInterfaces, removeAdminKubeconfigCopies, kubernetesNetfilter, withoutKubernetesNetfilter } from './reset.js';
+export { kubeadmReset, readKubeadmState, removeCniState, removeKubernetesNetfilter, removeCniInterfaces, removeAdminKubeconfigCopies, kubernetesNetfilter, withoutKubernetesNetfilter } from './reset.js';
 export type { KubernetesNetfilter, KubeconfigCopiesParams } from './reset.js';
 
 // Day 2: kubeadm's certificates, their lifetimes and renewal

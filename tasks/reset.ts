@@ -48,6 +48,34 @@ for p in ${dirs}; do [ -d "$p" ] && [ -n "$(ls -A "$p" 2>/dev/null)" ] && echo "
 }
 
 /**
+ * Read-only: which of {@link KUBEADM_STATE} the host has (empty on a host never joined, or reset).
+ * Its value is the list, in --check too; a play of it is also how a playbook learns whether a host
+ * answers before it plans work there (playbooks/remove-node.ts).
+ *
+ * @example const state = readKubeadmState(); const read = await play('reach', 'worker2', [state]);
+ */
+export function readKubeadmState(options?: TaskOptions): Task<string[]> {
+  const found = new Map<string, string[]>();
+  return defineTask<Record<string, never>, string[]>(
+    {
+      kind: 'kubeadm-state',
+      id: () => 'kubeadm-state:read',
+      title: () => 'kubeadm state on the host',
+      async check(ctx) {
+        found.set(ctx.host.name, await readPresent(ctx, KUBEADM_STATE, NON_EMPTY_DIRS));
+        return [];
+      },
+      async apply() {},
+      async result(ctx) {
+        return found.get(ctx.host.name) ?? [];
+      },
+    },
+    {},
+    options,
+  );
+}
+
+/**
  * `kubeadm reset -f` where kubeadm left state (certificates, kubeconfigs, static pod manifests,
  * kubelet configuration, the local etcd member), and Capstan's kubeadm config files. In sync when
  * none of {@link KUBEADM_STATE} is left. kubeadm stops the kubelet; the service stays enabled and

@@ -32,6 +32,8 @@ function task(stdout: string, host: string, id: string): TaskEvent {
   return found as unknown as TaskEvent;
 }
 
+const ETCDCTL = 'ETCDCTL_API=3 etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/kubernetes/pki/etcd/ca.crt --cert=/etc/kubernetes/pki/etcd/server.crt --key=/etc/kubernetes/pki/etcd/server.key';
+
 /** The playbook's certificate table (its `report` event in --json): the rows, columns checked. */
 function certificateRows(stdout: string): string[][] {
   const found = eventsOf(stdout).find((e) => e.type === 'report' && e.title === 'Certificates');
@@ -100,9 +102,17 @@ describe('day-2 playbooks on one kubeadm cluster (cp1 + w1): status, then certs'
         ],
       });
       expect(report(result.stdout, 'Control planes')).to.deep.equal({ title: 'Control planes', columns: ['HOST', 'READYZ'], rows: [['cp1', 'ok']] });
+      // The real etcd's one member, as etcdctl lists it on cp1.
+      const memberId = (await sh(lab, 'cp1', `${ETCDCTL} member list`)).split(', ')[0];
+      expect(memberId).to.match(/^[0-9a-f]+$/);
+      expect(report(result.stdout, 'etcd members')).to.deep.equal({
+        title: 'etcd members',
+        columns: ['NAME', 'ID', 'PEER URL', 'CLIENT URL', 'STATUS'],
+        rows: [['cp1', memberId, `https://${address('cp1')}:2380`, `https://${address('cp1')}:2379`, 'healthy']],
+      });
       const certificates = report(result.stdout, 'Certificates').rows.map((r) => `${r[0]} ${r[1]} ${r[3]}`);
       expect(certificates).to.include.members(['cp1 apiserver 364d', 'cp1 ca 9y', 'cp1 kubelet-client 364d', 'w1 kubelet-client 364d']);
-      expect(reportsOf(result.stdout).map((r) => r.title)).to.deep.equal(['Nodes', 'Control planes', 'Certificates', 'Join tokens']);
+      expect(reportsOf(result.stdout).map((r) => r.title)).to.deep.equal(['Nodes', 'Control planes', 'etcd members', 'Certificates', 'Join tokens']);
       expectNothingChanged(result.stdout, ['cp1', 'w1']);
 
       const check = await capstan([...status, '--json', '--check']);

@@ -15,7 +15,7 @@ import { request } from 'node:https';
 import { connect } from 'node:tls';
 import { join } from 'node:path';
 import { parse } from 'yaml';
-import { startHost, type LabState } from '../../runner/lab/index.js';
+import { startHost, stopHost, type LabState } from '../../runner/lab/index.js';
 import { containerRunning } from '../../runner/lab/nspawn.js';
 import { readRecord } from '../../runner/lab/state.js';
 import { labShapeFor, LAB_CNI_URL } from '../../runner/lab-run.js';
@@ -491,6 +491,112 @@ describe('playbooks end to end (lab, Kubernetes stand-ins)', function () {
       } finally {
         await sh(lab, holder!, 'systemctl start haproxy');
       }
+    });
+
+    // Day 2 on the same cluster (issue: remove/replace a node): these run after the tests above.
+    describe('remove-node.ts on this cluster, then a control plane replaced', () => {
+      const removal = (nodes: string, ...extra: string[]) => ['run', 'playbooks/remove-node.ts', '-i', lab.inventoryPath, '-e', `node=${nodes}`, '-e', 'confirm=kubernetes', '--json', ...extra];
+      const ETCDCTL = 'ETCDCTL_API=3 etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/kubernetes/pki/etcd/ca.crt --cert=/etc/kubernetes/pki/etcd/server.crt --key=/etc/kubernetes/pki/etcd/server.key';
+      /** etcd's member names, as node1's member lists them. */
+      const members = async () => (await sh(lab, 'node1', `${ETCDCTL} member list`)).split('\n').filter(Boolean).map((line) => line.split(', ')[2]).sort();
+      const reportsOf = (stdout: string) => eventsOf(stdout).filter((e) => e.type === 'report') as unknown as { title: string; columns: string[]; rows: string[][] }[];
+      /** "host task" of each task that changed, in the order the run finished them. */
+      const changedInOrder = (stdout: string) => taskEvents(stdout).filter((e) => e.status === 'changed').map((e) => `${e.host} ${e.task}`);
+      const servers = (...names: string[]) => names.map((name) => ({ name, address: ip(lab, name), port: 6443 }));
+
+      it('refuses to remove every control plane before contacting any host (exit 1)', async () => {
+        const result = await capstan(removal('node1,node2,node3'));
+        expect(result.code, result.stderr).to.equal(1);
+        expect(result.stderr).to.include('removing node1, node2, node3 would remove every control plane of the cluster (node1, node2, node3): refused, nothing was changed');
+        expect(eventsOf(result.stdout).filter((e) => e.type === 'task' || e.type === 'play')).to.deep.equal([]);
+      });
+
+      it('--check shows the plan in order and every step pending; nothing is written, drained or cordoned', async () => {
+        const before = await hashes(lab);
+        const result = await capstan(removal('node4,node3', '--check'));
+        expect(result.code, result.stderr).to.equal(0);
+        expect(await hashes(lab)).to.deep.equal(before);
+        const node3Member = (await sh(lab, 'node1', `${ETCDCTL} member list`)).split('\n').find((line) => line.includes(', node3.internal, '))!.split(', ')[0];
+        expect(reportsOf(result.stdout)).to.deep.equal([
+          {
+            type: 'report',
+            title: 'Removal plan, in order',
+            columns: ['HOST', 'NODE', 'ROLE', 'IN CLUSTER', 'ETCD MEMBER', 'STEPS'],
+            rows: [
+              ['node4', 'node4.internal', 'worker', 'Ready', '-', 'drain, kubeadm reset + cleanup, delete node'],
+              ['node3', 'node3.internal', 'control-plane', 'Ready', `${node3Member} (healthy)`, 'drain, load balancers without it, kubeadm reset + cleanup, etcd member remove, delete node'],
+            ],
+          },
+        ]);
+        const deleteNode3 = taskEvents(result.stdout).find((e) => e.task === 'remove-node-object:node3.internal')!;
+        expect([deleteNode3.host, deleteNode3.status, deleteNode3.drift[0]!.pending]).to.deep.equal(['node1', 'changed', 'kubeadm reset on node3']);
+        expect(await nodesReady(lab, 'node1')).to.deep.equal(['node1.internal Ready', 'node2.internal Ready', 'node3.internal Ready', 'node4.internal Ready', 'node5.internal Ready']);
+      });
+
+      it('removes a worker: drained, its host reset, its Node deleted, in that order; a second run changes nothing', async () => {
+        const result = await capstan(removal('node4'));
+        expect(result.code, result.stdout.slice(-3000) + result.stderr).to.equal(0);
+        const order = changedInOrder(result.stdout);
+        expect(order.filter((t) => /remove-drain|kubeadm:reset|remove-node-object/.test(t))).to.deep.equal([
+          'node1 remove-drain:node4.internal',
+          'node4 kubeadm:reset',
+          'node1 remove-node-object:node4.internal',
+        ]);
+        expect(await nodesReady(lab, 'node1')).to.deep.equal(['node1.internal Ready', 'node2.internal Ready', 'node3.internal Ready', 'node5.internal Ready']);
+        expect(await sh(lab, 'node4', 'ls /etc/kubernetes/manifests /etc/cni/net.d 2>/dev/null | grep -v : ; test -e /etc/kubernetes/kubelet.conf && echo kubelet.conf; systemctl is-active kubelet || true')).to.equal('inactive\n');
+        const again = await capstan(removal('node4'));
+        expect(again.code, again.stderr).to.equal(0);
+        expectNothingChanged(again.stdout, ['node1', 'node4']);
+      });
+
+      it('removes a worker that is down from the cluster, and ends with exit 4 saying its host was not cleaned', async () => {
+        await stopHost('node5');
+        const result = await capstan(removal('node5'));
+        expect(result.code, result.stdout.slice(-3000) + result.stderr).to.equal(4);
+        const [plan, uncleaned] = reportsOf(result.stdout);
+        expect(plan!.rows).to.deep.equal([['node5', 'node5.internal', 'worker', 'Ready', '-', 'host unreachable: not drained, not cleaned, delete node']]);
+        expect(uncleaned!.title).to.equal('Removed from the cluster, hosts NOT cleaned (they did not answer)');
+        expect(uncleaned!.rows.map((row) => row.slice(0, 2))).to.deep.equal([['node5', 'node5.internal']]);
+        expect(changedInOrder(result.stdout)).to.deep.equal(['node1 remove-node-object:node5.internal']);
+        expect(await nodesReady(lab, 'node1')).to.deep.equal(['node1.internal Ready', 'node2.internal Ready', 'node3.internal Ready']);
+      });
+
+      it('removes a control plane of three: etcd keeps two members, haproxy everywhere else without it, its VIP services stopped, the API answers through the VIP', async () => {
+        const result = await capstan(removal('node3'));
+        expect(result.code, result.stdout.slice(-3000) + result.stderr).to.equal(0);
+        expect(await members()).to.deep.equal(['node1.internal', 'node2.internal']);
+        for (const host of ['node1', 'node2']) expect(await sh(lab, host, 'cat /etc/haproxy/haproxy.cfg'), host).to.equal(renderHaproxyConfig({ bind: '*:8888', check: 'healthz', servers: servers('node1', 'node2') }));
+        expect(await sh(lab, 'node3', 'systemctl is-active keepalived haproxy kubelet || true; systemctl is-enabled keepalived haproxy || true')).to.equal('inactive\ninactive\ninactive\ndisabled\ndisabled\n');
+        expect(await holders()).to.have.length(1);
+        expect(await holders()).not.to.include('node3');
+        expect(await until('the API through the VIP', 15_000, async () => ((await healthz()) === '200 ok' ? 'ok' : undefined))).to.equal('ok');
+        expect(await nodesReady(lab, 'node1')).to.deep.equal(['node1.internal Ready', 'node2.internal Ready']);
+        const again = await capstan(removal('node3'));
+        expect(again.code, again.stderr).to.equal(0);
+        expectNothingChanged(again.stdout, ['node1', 'node2', 'node3']);
+      });
+
+      it('replaces it: the topology playbook run again joins node3 back (etcd three members, haproxy with it again)', async () => {
+        const result = await capstan([...args, '-l', 'node1,node2,node3']);
+        expect(result.code, result.stdout.slice(-3000) + result.stderr).to.equal(0);
+        expect(await members()).to.deep.equal(['node1.internal', 'node2.internal', 'node3.internal']);
+        expect(await sh(lab, 'node1', 'cat /etc/haproxy/haproxy.cfg')).to.equal(renderHaproxyConfig({ bind: '*:8888', check: 'healthz', servers: servers('node1', 'node2', 'node3') }));
+        expect(await sh(lab, 'node3', 'systemctl is-active keepalived haproxy kubelet')).to.equal('active\nactive\nactive\n');
+        expect(await nodesReady(lab, 'node1')).to.deep.equal(['node1.internal Ready', 'node2.internal Ready', 'node3.internal Ready']);
+      });
+
+      it('refuses to remove a healthy control plane while another is down: etcd would lose quorum (exit 1, nothing changed)', async () => {
+        await stopHost('node3');
+        try {
+          const result = await capstan(removal('node2'));
+          expect(result.code, result.stdout.slice(-3000) + result.stderr).to.equal(1);
+          expect(result.stderr).to.include('[etcd-quorum] removing node2 would leave etcd 1 healthy of 2 members, below its quorum of 2: the cluster would stop accepting writes. Not answering now: node3.internal');
+          expect(changedInOrder(result.stdout)).to.deep.equal([]);
+          expect(await members()).to.deep.equal(['node1.internal', 'node2.internal', 'node3.internal']);
+        } finally {
+          await startHost('node3');
+        }
+      });
     });
   });
 });

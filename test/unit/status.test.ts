@@ -110,7 +110,7 @@ describe('status.ts plan', () => {
     const summary = async (name: string) => (await plays(status, await inventory(name))).map((p) => `${p.title} @ ${p.pattern}: ${p.tasks.join(' ')}`);
     const single = await inventory('single');
     const cps = single.select('control_plane').map((h) => h.name).join(',');
-    expect((await summary('single'))[0]).to.equal(`read control planes @ ${cps}: status:nodes status:control-plane status:join-tokens`);
+    expect((await summary('single'))[0]).to.equal(`read control planes @ ${cps}: status:nodes status:control-plane etcd-members:local status:join-tokens`);
     expect(await summary('ha')).to.include.members([`read balancer @ ${(await inventory('ha')).select('balancer').map((h) => h.name).join(',')}: status:control-plane`]);
     const vip = await summary('ha-vip');
     expect(vip.map((line) => line.split(' @ ')[0])).to.deep.equal(['read control planes', 'read certificates']);
