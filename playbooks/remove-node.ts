@@ -128,6 +128,7 @@ export default playbook('remove-node', async (ctx) => {
   ctx.report(removalPlanTable(plan.removals, haproxy !== undefined));
 
   const gone = new Set<string>();
+  const unreachable = new Set(plan.removals.filter((r) => !r.reachable).map((r) => r.host));
   for (const removal of plan.removals) {
     await removeOne(removal);
     gone.add(removal.host);
@@ -148,7 +149,8 @@ export default playbook('remove-node', async (ctx) => {
     if (r.drain) await play(`remove ${r.host}: drain`, adminHost, [drainForRemoval({ node: r.nodeName, timeoutSeconds: drainTimeout })], fatal);
     if (r.controlPlane && haproxy) {
       // The API servers that stay, rendered where haproxy runs (the VIP variant: on the control planes still in the cluster).
-      const servers = apiServers(controlPlanes.filter((h) => h !== inventory.hosts.get(r.host) && !gone.has(h.name)));
+      // Control planes to remove that did not answer leave too: they cannot serve, nor take a new configuration.
+      const servers = apiServers(controlPlanes.filter((h) => h.name !== r.host && !gone.has(h.name) && !unreachable.has(h.name)));
       const where = haproxy.group === 'balancer' ? 'balancer' : servers.map((s) => s.name).join(',');
       await play(`remove ${r.host}: load balancers without it`, where, ensureHaproxy(haproxy.params(servers)), fatal);
     }
