@@ -12,7 +12,7 @@ import { defineTask, sh, type CheckContext, type Drift, type PerHostParams, type
 import { readEtcdMembers, etcdctlLocal } from './etcd-members.js';
 import { parseNodes, type NodeStatus } from './status-parse.js';
 import { READ_NODES } from './status.js';
-import { admin, tail } from './upgrade-step.js';
+import { admin, drainOrUncordon, tail } from './upgrade-step.js';
 
 /** What every removal step knows. */
 export interface RemovalStepParams {
@@ -72,16 +72,11 @@ export function drainForRemoval(params: PerHostParams<DrainForRemovalParams>, op
         return [{ subject: 'pods', current: `running on ${p.node}`, desired: 'evicted (DaemonSets stay), node cordoned', ...pending(ctx, p) }];
       },
       async apply(ctx, p) {
-        const timeout = p.timeoutSeconds ?? 300;
-        const drain = await ctx.exec(admin(sh`drain ${p.node} --ignore-daemonsets --delete-emptydir-data ${`--timeout=${timeout}s`}`), { timeoutMs: (timeout + 60) * 1000 });
-        for (const line of `${drain.stdout}${drain.stderr}`.split('\n').filter(Boolean)) ctx.log(line);
-        if (drain.code === 0) return;
-        const uncordon = await ctx.exec(admin(sh`uncordon ${p.node}`));
-        const state = uncordon.code === 0 ? `${p.node} was uncordoned and nothing was removed` : `${p.node} is STILL CORDONED (kubectl uncordon failed: ${uncordon.stderr.trim()}); nothing was removed`;
-        throw new Error(
-          `kubectl drain ${p.node} failed (exit ${drain.code}):\n${tail(drain.stderr || drain.stdout)}\n` +
-            `${state}. Make the drain possible (a PodDisruptionBudget that allows an eviction, a controller for bare pods, or a longer drain_timeout), then run the same command again.`,
-        );
+        await drainOrUncordon((command, options) => ctx.exec(command, options), (line) => ctx.log(line), {
+          node: p.node,
+          timeoutSeconds: p.timeoutSeconds ?? 300,
+          state: (uncordoned, why) => (uncordoned ? `${p.node} was uncordoned and nothing was removed` : `${p.node} is STILL CORDONED (kubectl uncordon failed: ${why}); nothing was removed`),
+        });
       },
     },
     params,

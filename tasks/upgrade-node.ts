@@ -5,7 +5,7 @@
 import { sh } from '../runner/quote.js';
 import { defineTask, type PerHostParams, type Task, type TaskOptions } from '../runner/task.js';
 import { readOwnNode, UPGRADE_CORDON_MARKER } from './upgrade-facts.js';
-import { admin, pendingOf, sleep, stillCordoned, tail, validateStep, type UpgradeStepParams } from './upgrade-step.js';
+import { admin, drainOrUncordon, pendingOf, sleep, stillCordoned, validateStep, type UpgradeStepParams } from './upgrade-step.js';
 
 /* ------------------------------------------------------------------ cordon, drain, uncordon */
 
@@ -70,17 +70,12 @@ export function drainForUpgrade(params: PerHostParams<DrainParams>, options?: Ta
       },
       async apply(ctx, p) {
         const other = await ctx.onHost(p.adminHost);
-        const timeout = p.timeoutSeconds ?? 300;
-        const drain = await other.exec(admin(sh`drain ${p.node} --ignore-daemonsets --delete-emptydir-data ${`--timeout=${timeout}s`}`), { timeoutMs: (timeout + 60) * 1000 });
-        for (const line of `${drain.stdout}${drain.stderr}`.split('\n').filter(Boolean)) ctx.log(line);
-        if (drain.code === 0) return;
-        const uncordon = await other.exec(admin(sh`uncordon ${p.node}`));
-        if (uncordon.code === 0) await ctx.exec(sh`rm -f -- ${UPGRADE_CORDON_MARKER}`);
-        const state = uncordon.code === 0 ? `${p.node} was uncordoned; its kubelet was not upgraded` : `${p.node} is STILL CORDONED (kubectl uncordon failed: ${uncordon.stderr.trim()})`;
-        throw new Error(
-          `kubectl drain ${p.node} failed (exit ${drain.code}):\n${tail(drain.stderr || drain.stdout)}\n` +
-            `${state}. Make the drain possible (a PodDisruptionBudget that allows an eviction, a controller for bare pods, or a longer drain_timeout), then run the same command again.`,
-        );
+        await drainOrUncordon((command, options) => other.exec(command, options), (line) => ctx.log(line), {
+          node: p.node,
+          timeoutSeconds: p.timeoutSeconds ?? 300,
+          afterUncordon: () => ctx.exec(sh`rm -f -- ${UPGRADE_CORDON_MARKER}`),
+          state: (uncordoned, why) => (uncordoned ? `${p.node} was uncordoned; its kubelet was not upgraded` : `${p.node} is STILL CORDONED (kubectl uncordon failed: ${why})`),
+        });
       },
     },
     params,

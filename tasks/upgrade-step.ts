@@ -2,7 +2,8 @@
  * What every step of the upgrade (tasks/upgrade.ts, tasks/upgrade-node.ts) shares: the node it is
  * about, the target, where cluster-admin kubectl runs, and how a step says what it waits for in --check.
  */
-import { sh } from '../runner/quote.js';
+import { sh, type Command } from '../runner/quote.js';
+import type { RunOptions, RunResult } from '../runner/contract.js';
 import type { CheckContext } from '../runner/task.js';
 import { ADMIN_CONF } from './kubeadm.js';
 
@@ -43,3 +44,25 @@ export const tail = (text: string, lines = 12) => text.trim().split('\n').slice(
 /** After a failure past the drain: what the operator is told (the node is left cordoned, on purpose). */
 export const stillCordoned = (node: string) =>
   `${node} is left cordoned and drained: run the same command again to finish its upgrade (it is uncordoned once Ready at the new version), or \`kubectl uncordon ${node}\` to put it back in service as it is`;
+
+/**
+ * `kubectl drain NODE --ignore-daemonsets --delete-emptydir-data --timeout=…s` through `exec` (a
+ * control plane with admin.conf), its output logged. When the drain fails (a PodDisruptionBudget,
+ * a pod without a controller, the timeout) the node is uncordoned again, `afterUncordon` runs when
+ * that worked, and an Error says what failed, `state(uncordoned)` (what the failure leaves), and what to do.
+ */
+export async function drainOrUncordon(
+  exec: (command: Command, options?: RunOptions) => Promise<RunResult>,
+  log: (line: string) => void,
+  p: { node: string; timeoutSeconds: number; state: (uncordoned: boolean, uncordonError: string) => string; afterUncordon?: () => Promise<unknown> },
+): Promise<void> {
+  const drain = await exec(admin(sh`drain ${p.node} --ignore-daemonsets --delete-emptydir-data ${`--timeout=${p.timeoutSeconds}s`}`), { timeoutMs: (p.timeoutSeconds + 60) * 1000 });
+  for (const line of `${drain.stdout}${drain.stderr}`.split('\n').filter(Boolean)) log(line);
+  if (drain.code === 0) return;
+  const uncordon = await exec(admin(sh`uncordon ${p.node}`));
+  if (uncordon.code === 0) await p.afterUncordon?.();
+  throw new Error(
+    `kubectl drain ${p.node} failed (exit ${drain.code}):\n${tail(drain.stderr || drain.stdout)}\n` +
+      `${p.state(uncordon.code === 0, uncordon.stderr.trim())}. Make the drain possible (a PodDisruptionBudget that allows an eviction, a controller for bare pods, or a longer drain_timeout), then run the same command again.`,
+  );
+}
