@@ -3,7 +3,7 @@ import semver from 'semver';
 import { stringify } from 'yaml';
 import { sh } from '../runner/quote.js';
 import { Secret } from '../runner/secret.js';
-import { defineTask, Pending, type ApplyContext, type PerHostParams, type Task, type TaskOptions } from '../runner/task.js';
+import { defineTask, Pending, type ApplyContext, type CheckContext, type PerHostParams, type Task, type TaskOptions } from '../runner/task.js';
 
 /** Where kubeadm keeps what these tasks look at. */
 export const ADMIN_CONF = '/etc/kubernetes/admin.conf';
@@ -115,6 +115,25 @@ async function apiAnswers(ctx: { probe: ApplyContext['probe'] }): Promise<boolea
 }
 
 /**
+ * Throws when a Kubernetes API server already answers at the shared endpoint (a balancer or VIP)
+ * while this host has no control plane: `kubeadm init` here would start a second cluster behind
+ * the endpoint of a running one — what happens when the first control plane of the inventory was
+ * removed (playbooks/remove-node.ts) and the topology's playbook runs again unchanged. Asked with
+ * curl (installed by the topology playbooks); without curl, or when nothing answers, init goes on.
+ */
+async function refuseSecondCluster(ctx: Pick<CheckContext, 'probe' | 'host'>, endpoint: string | undefined): Promise<void> {
+  if (endpoint === undefined) return;
+  const url = `https://${endpoint.includes(':') ? endpoint : `${endpoint}:6443`}/version`;
+  const answer = await ctx.probe(sh`command -v curl >/dev/null 2>&1 || exit 0; curl -sk --max-time 5 ${url}`);
+  const version = answer.code === 0 ? /"gitVersion"\s*:\s*"([^"]+)"/.exec(answer.stdout)?.[1] : undefined;
+  if (version === undefined) return;
+  throw new Error(
+    `a Kubernetes API server (${version}) already answers at the control-plane endpoint ${endpoint}, and ${ctx.host.name} has no control plane: ` +
+      `kubeadm init here would start a second cluster behind it. If ${ctx.host.name} was removed from that cluster, put a control plane of the running cluster first in the control_plane group, so ${ctx.host.name} joins it`,
+  );
+}
+
+/**
  * What a finished `kubeadm init` leaves in the cluster and an interrupted one may lack: the
  * cluster-info ConfigMap (phase bootstrap-token; joins discover the cluster through it) and the
  * kube-proxy ConfigMap (phase addon, the last one). Returns those that are missing.
@@ -157,8 +176,11 @@ export function kubeadmInit(params: PerHostParams<KubeadmInitParams>, options?: 
       },
       probes: () => [{ kind: 'stat', path: ADMIN_CONF }],
       provides: () => [{ file: ADMIN_CONF }, { file: KUBELET_CONF }, { running: 'kubelet.service' }],
-      async check(ctx) {
-        if (!(await ctx.stat(ADMIN_CONF))) return [{ subject: 'control plane', current: 'not initialised', desired: 'initialised with kubeadm init' }];
+      async check(ctx, p) {
+        if (!(await ctx.stat(ADMIN_CONF))) {
+          await refuseSecondCluster(ctx, p.controlPlaneEndpoint);
+          return [{ subject: 'control plane', current: 'not initialised', desired: 'initialised with kubeadm init' }];
+        }
         if (!(await apiAnswers(ctx))) return [{ subject: 'API server', current: 'not answering', desired: 'answering' }];
         const missing = await missingInitObjects(ctx);
         return missing.length ? [{ subject: 'kubeadm init', current: `stopped before it finished (missing ${missing.join(', ')})`, desired: 'finished' }] : [];

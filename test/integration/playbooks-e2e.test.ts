@@ -597,6 +597,22 @@ describe('playbooks end to end (lab, Kubernetes stand-ins)', function () {
           await startHost('node3');
         }
       });
+
+      it('removing the first control plane works through the next one; the topology playbook run unchanged then refuses to start a second cluster on it', async () => {
+        await until('node3\'s etcd member to answer again', 60_000, async () => !(await sh(lab, 'node1', `${ETCDCTL} endpoint health --cluster 2>&1`)).includes('unhealthy'));
+        const result = await capstan(removal('node1'));
+        expect(result.code, result.stdout.slice(-3000) + result.stderr).to.equal(0);
+        expect(taskEvents(result.stdout).find((e) => e.task === 'remove-node-object:node1.internal')!.host).to.equal('node2');
+        expect((await sh(lab, 'node2', `${ETCDCTL} member list`)).split('\n').filter(Boolean).map((line) => line.split(', ')[2]).sort()).to.deep.equal(['node2.internal', 'node3.internal']);
+        const rerun = await capstan([...args, '--check', '-l', 'node1,node2,node3']);
+        expect(rerun.code, rerun.stdout.slice(-3000) + rerun.stderr).to.equal(2);
+        const init = taskEvents(rerun.stdout).find((e) => e.host === 'node1' && e.task === 'kubeadm:init')!;
+        expect(init.status).to.equal('failed');
+        expect(init.message!.replace(/\(v1\.\d+\.\d+\)/, '(vX)')).to.equal(
+          `a Kubernetes API server (vX) already answers at the control-plane endpoint ${vip}:8888, and node1 has no control plane: ` +
+            'kubeadm init here would start a second cluster behind it. If node1 was removed from that cluster, put a control plane of the running cluster first in the control_plane group, so node1 joins it',
+        );
+      });
     });
   });
 });

@@ -8,7 +8,8 @@ import { bootstrapTokenId, caCertHash, certificateKeyFrom, kubeadmApiVersion, ku
 import { Secret } from '../../runner/secret.js';
 import { mergeKubeconfig } from '../../tasks/kubeconfig.js';
 import { parseNodeReadiness, podsPerNode } from '../../tasks/cluster.js';
-import { Pending } from '../../runner/task.js';
+import { Pending, type CheckContext } from '../../runner/task.js';
+import { parseFacts } from '../../runner/facts.js';
 
 describe('kubeadm: pure parts', () => {
   it('picks the kubeadm config API version from the installed kubeadm (v1beta4 from 1.31)', () => {
@@ -156,5 +157,42 @@ describe('cluster queries (pure)', () => {
   it('parses node readiness and pods per node', () => {
     expect([...parseNodeReadiness('cp1 True\nw1 False\nw2 Unknown\n')]).to.deep.equal([['cp1', true], ['w1', false], ['w2', false]]);
     expect([...podsPerNode('nginx-a w1\nnginx-b w2\nnginx-c w1\n')]).to.deep.equal([['w1', 2], ['w2', 1]]);
+  });
+});
+
+describe('kubeadm init: never a second cluster behind a running one\'s endpoint', () => {
+  /** kubeadmInit's check on a host without admin.conf, curl answering `curl` (exit code and body). */
+  const checkWith = async (curl: { code: number; stdout: string }, endpoint: string | null = '192.168.0.66:8888') => {
+    const probes: string[] = [];
+    const ctx = {
+      host: { name: 'node1', vars: { ansible_host: '192.168.0.61' }, facts: parseFacts('') },
+      checkMode: true,
+      pendingChanges: [],
+      stat: async () => null,
+      probe: async (command: { display: string }) => {
+        probes.push(command.display);
+        return { ...curl, stderr: '', bytes: Buffer.from(curl.stdout) };
+      },
+    } as unknown as CheckContext;
+    const task = kubeadmInit({ podSubnet: '10.244.0.0/16', ...(endpoint ? { controlPlaneEndpoint: endpoint } : {}) });
+    const drift = await task.bind(ctx.host).check(ctx).then((d) => d, (error: Error) => error.message);
+    return { drift, probes };
+  };
+
+  it('an API server answering /version at the endpoint: refused, saying why and what to do', async () => {
+    const { drift, probes } = await checkWith({ code: 0, stdout: '{\n  "major": "1",\n  "minor": "34",\n  "gitVersion": "v1.34.1"\n}' });
+    expect(probes).to.deep.equal(["command -v curl >/dev/null 2>&1 || exit 0; curl -sk --max-time 5 https://192.168.0.66:8888/version"]);
+    expect(drift).to.equal(
+      'a Kubernetes API server (v1.34.1) already answers at the control-plane endpoint 192.168.0.66:8888, and node1 has no control plane: kubeadm init here would start a second cluster behind it. ' +
+        'If node1 was removed from that cluster, put a control plane of the running cluster first in the control_plane group, so node1 joins it',
+    );
+  });
+
+  it('nothing answering (a new cluster: the VIP or balancer has no backend yet), no curl, or no shared endpoint: init goes on', async () => {
+    const notInitialised = [{ subject: 'control plane', current: 'not initialised', desired: 'initialised with kubeadm init' }];
+    expect((await checkWith({ code: 28, stdout: '' })).drift).to.deep.equal(notInitialised);
+    expect((await checkWith({ code: 0, stdout: '' })).drift).to.deep.equal(notInitialised);
+    const alone = await checkWith({ code: 0, stdout: '{"gitVersion":"v1.34.1"}' }, null);
+    expect([alone.drift, alone.probes]).to.deep.equal([notInitialised, []]);
   });
 });
