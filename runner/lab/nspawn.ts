@@ -1,7 +1,7 @@
 import { APT_PROXY_URL, GATEWAY } from './paths.js';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { CapstanError } from '../errors.js';
 import { mountOverlay } from './mounts.js';
@@ -40,7 +40,10 @@ export function containerRunning(host: HostRecord): boolean {
 export async function prepareRoot(host: HostRecord, rootfs: string): Promise<void> {
   for (const dir of [host.upper, host.work, host.root]) mkdirSync(dir, { recursive: true });
   await mountOverlay(rootfs, host.upper, host.work, host.root);
-  writeFileSync(join(host.root, 'etc/hostname'), `${host.name}\n`);
+  // A fresh overlay gets the host's name; a restarted host keeps the one it had, as a rebooted server
+  // keeps its /etc/hostname (a playbook that set node1.internal must find it after a reboot, and a
+  // kubelet that registered under it must start under it again).
+  if (!existsSync(join(host.upper, 'etc/hostname'))) writeFileSync(join(host.root, 'etc/hostname'), `${host.name}\n`);
   // apt goes through apt-cacher-ng on this lab's bridge (its address depends on CAPSTAN_LAB_NET).
   // Without pipelining: seen here, a pipelined response that apt-cacher-ng cut short (another host
   // fetching the same InRelease) left apt-get update waiting forever; one request per connection
