@@ -1,4 +1,4 @@
-import { TaskError, TransportError, errorMessage } from './errors.js';
+import { RefusalError, TaskError, TransportError, errorMessage } from './errors.js';
 import { showDrift, describeDrift } from './drift.js';
 import type { Host } from './host.js';
 import type { ShownDrift, TaskStatus } from './events.js';
@@ -117,7 +117,7 @@ export async function runTask(
     drift = options.checked ?? (await task.check(ctx));
   } catch (error) {
     if (error instanceof TransportError) return done({ status: 'failed', drift: [], message: errorMessage(error), unreachable: true });
-    if (options.checkMode && options.state.pendingChanges.length > 0) {
+    if (options.checkMode && options.state.pendingChanges.length > 0 && !(error instanceof RefusalError)) {
       const reason = awaitedChanges(pendingOf(options.state), [...task.needs, ...pathsIn(errorMessage(error))]).join(', ');
       recordPending(options.state, task, []);
       return done({

@@ -49,6 +49,13 @@ export class CommandError extends CapstanError {
 /** A task failed (apply error, or drift left after apply: "did not converge"). Exit 2. */
 export class TaskError extends CapstanError {}
 
+/**
+ * A check's refusal that no change earlier in the run can lift (a second cluster behind a running
+ * endpoint, say). `--check` reports it as a failure even while earlier tasks are pending, where
+ * other check errors become "would change (check could not run yet)".
+ */
+export class RefusalError extends CapstanError {}
+
 /** The playbook itself failed (threw, or a play's failure policy stopped the run). */
 export class PlaybookError extends CapstanError {}
 

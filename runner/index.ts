@@ -8,5 +8,5 @@ export { sh, raw, quote, Command } from './quote.js';
 export { Secret } from './secret.js';
 export type { Facts } from './facts.js';
 export type { FileStat, Probe, ProbeAnswer, RunOptions, RunResult, WriteOptions } from './contract.js';
-export { CapstanError, InputError, TransportError, CommandError, TaskError, PlaybookError } from './errors.js';
+export { CapstanError, InputError, TransportError, CommandError, TaskError, PlaybookError, RefusalError } from './errors.js';
 export { writeLocalFileAtomic } from './local-file.js';

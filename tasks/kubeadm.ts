@@ -2,6 +2,7 @@ import { createHash, X509Certificate } from 'node:crypto';
 import semver from 'semver';
 import { stringify } from 'yaml';
 import { sh } from '../runner/quote.js';
+import { RefusalError } from '../runner/errors.js';
 import { Secret } from '../runner/secret.js';
 import { defineTask, Pending, type ApplyContext, type CheckContext, type PerHostParams, type Task, type TaskOptions } from '../runner/task.js';
 
@@ -127,7 +128,7 @@ async function refuseSecondCluster(ctx: Pick<CheckContext, 'probe' | 'host'>, en
   const answer = await ctx.probe(sh`command -v curl >/dev/null 2>&1 || exit 0; curl -sk --max-time 5 ${url}`);
   const version = answer.code === 0 ? /"gitVersion"\s*:\s*"([^"]+)"/.exec(answer.stdout)?.[1] : undefined;
   if (version === undefined) return;
-  throw new Error(
+  throw new RefusalError(
     `a Kubernetes API server (${version}) already answers at the control-plane endpoint ${endpoint}, and ${ctx.host.name} has no control plane: ` +
       `kubeadm init here would start a second cluster behind it. If ${ctx.host.name} was removed from that cluster, put a control plane of the running cluster first in the control_plane group, so ${ctx.host.name} joins it`,
   );

@@ -3,7 +3,7 @@ import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { defineTask, type Drift } from '../../runner/task.js';
 import { Pending } from '../../runner/task.js';
-import { InputError } from '../../runner/errors.js';
+import { InputError, RefusalError } from '../../runner/errors.js';
 import { sh } from '../../runner/quote.js';
 import { ensureFile } from '../../tasks/index.js';
 import { localHost, run } from '../helpers/local.js';
@@ -77,6 +77,23 @@ describe('task contract (engine)', () => {
     const alone = await run(local, needsTool, true, { pendingChanges: [] });
     expect(alone.status).to.equal('failed');
     expect(alone.message).to.equal('check failed: capstan-no-such-tool: not installed');
+  });
+
+  it('in check mode, a refusal fails even after a pending change: no earlier change lifts it', async () => {
+    const refusing = defineTask<{ name: string }>(
+      {
+        kind: 'refusing',
+        id: (p) => `refusing:${p.name}`,
+        title: (p) => `init ${p.name}`,
+        check: async () => {
+          throw new RefusalError('a cluster already answers there');
+        },
+        apply: async () => undefined,
+      },
+      { name: 'x' },
+    );
+    const outcome = await run(local, refusing, true, { pendingChanges: ['start haproxy'] });
+    expect([outcome.status, outcome.message]).to.deep.equal(['failed', 'check failed: a cluster already answers there']);
   });
 
   it('validates static parameters when the task is made, before any connection', () => {
