@@ -5,7 +5,7 @@
  *   refusals (no contact)  `-e node=NAME[,NAME…]` must name control-plane or worker hosts of the
  *                          inventory, and at least one control plane must stay; the operator types
  *                          the cluster's name on a terminal or passes -e confirm=<name>
- *   removal preflight      on the first control plane that stays: `kubectl get nodes`; when a control
+ *   removal preflight      on each control plane that stays (the first that answers is used): `kubectl get nodes`; when a control
  *                          plane goes, etcd's members and their health (etcdctl: Debian's etcd-client
  *                          must be installed there, as for etcd-backup.ts); each host to remove is reached (one that does not
  *                          answer is removed from the cluster all the same, its host not cleaned)
@@ -87,7 +87,6 @@ export default playbook('remove-node', async (ctx) => {
         'To take the whole cluster down, use playbooks/reset.ts',
     );
   }
-  const adminHost = staying[0]!.name;
   requireHostIps(inventory, 'control_plane', 'workers');
   const haproxy = haproxyPlacement(inventory, vars);
   const clusterName = vars.string('cluster_name', 'kubernetes', /^[A-Za-z0-9._-]+$/, 'a cluster name (letters, digits, . _ -)');
@@ -104,14 +103,23 @@ export default playbook('remove-node', async (ctx) => {
   const nodeList = readNodes();
   // etcd is read (etcdctl, Debian's etcd-client, on the control plane that stays) only when a member may go.
   const etcdMembers = targets.some((h) => controlPlanes.includes(h)) ? readEtcdMembership({ layout: 'kubeadm' }) : undefined;
-  const clusterRead = await play('removal preflight: the cluster', adminHost, etcdMembers ? [nodeList, etcdMembers] : [nodeList], { anyErrorsFatal: true });
+  // Read on every control plane that stays, and work through the first (in inventory order) that
+  // could: removing a node must not depend on the first control plane being alive.
+  const clusterRead = await play('removal preflight: the cluster', staying.map((h) => h.name).join(','), etcdMembers ? [nodeList, etcdMembers] : [nodeList]);
   const kubeadmState = readKubeadmState();
   const reached = await play('removal preflight: the hosts to remove', names.join(','), [kubeadmState]);
   if (ctx.planning) return;
 
-  const nodes = clusterRead.value(nodeList, adminHost) as NodeStatus[] | undefined;
-  const etcd = etcdMembers ? (clusterRead.value(etcdMembers, adminHost) as EtcdMember[] | undefined) : [];
-  if (!Array.isArray(nodes) || !Array.isArray(etcd)) throw new PlaybookError(`the cluster could not be read on ${adminHost} (see its task above): nothing was changed`);
+  const readOn = (host: string) => ({
+    nodes: clusterRead.value(nodeList, host) as NodeStatus[] | undefined,
+    etcd: etcdMembers ? (clusterRead.value(etcdMembers, host) as EtcdMember[] | undefined) : [],
+  });
+  const reader = staying.map((h) => h.name).find((host) => Array.isArray(readOn(host).nodes) && Array.isArray(readOn(host).etcd));
+  if (reader === undefined) {
+    throw new PlaybookError(`the cluster could not be read on any control plane that stays (${staying.map((h) => h.name).join(', ')}; see their tasks above): nothing was changed`);
+  }
+  const adminHost: string = reader;
+  const { nodes, etcd } = readOn(adminHost) as { nodes: NodeStatus[]; etcd: EtcdMember[] };
   const reachable = (host: InventoryHost) => reached.hosts.get(host.name)?.status === 'ok';
   const plan = planRemoval({
     targets: targets.map((host) => ({
@@ -123,6 +131,7 @@ export default playbook('remove-node', async (ctx) => {
     })),
     nodes,
     members: etcd,
+    controlPlanes: controlPlanes.map((h) => ({ host: h.name, address: hostIp(h) })),
   });
   if (!plan.ok) throw new InputError(formatRemovalRefusals(plan.refusals));
   ctx.report(removalPlanTable(plan.removals, haproxy !== undefined));

@@ -45,7 +45,13 @@ export type RemovalPlan = { ok: true; removals: NodeRemoval[] } | { ok: false; r
  * could refuse removing a healthy member while a dead one still counts — and checks etcd's rule at
  * every step: the healthy members left must be a majority of the members left.
  */
-export function planRemoval(input: { targets: readonly RemovalTarget[]; nodes: readonly NodeStatus[]; members: readonly EtcdMember[] }): RemovalPlan {
+export function planRemoval(input: {
+  targets: readonly RemovalTarget[];
+  nodes: readonly NodeStatus[];
+  members: readonly EtcdMember[];
+  /** The inventory's control planes, to name the host of a member that does not answer. */
+  controlPlanes?: readonly { host: string; address: string }[];
+}): RemovalPlan {
   const removals = input.targets.map((t): NodeRemoval => {
     const node = input.nodes.find((n) => n.internalIp === t.address) ?? input.nodes.find((n) => n.name === t.plannedName) ?? null;
     const nodeName = node?.name ?? t.plannedName;
@@ -64,7 +70,10 @@ export function planRemoval(input: { targets: readonly RemovalTarget[]; nodes: r
     removed.add(removal.member.id);
     const after = quorumAfterRemoval(input.members, removed);
     if (!after.ok) {
-      const unhealthy = input.members.filter((m) => !m.healthy && !removed.has(m.id)).map((m) => m.name || m.id);
+      const unhealthy = input.members
+        .filter((m) => !m.healthy && !removed.has(m.id))
+        .map((m) => ({ member: m.name || m.id, host: input.controlPlanes?.find((c) => c.address === urlHost(m.peerUrl))?.host }));
+      const hosts = unhealthy.flatMap((u) => (u.host ? [u.host] : []));
       return {
         ok: false,
         refusals: [
@@ -74,7 +83,10 @@ export function planRemoval(input: { targets: readonly RemovalTarget[]; nodes: r
             message:
               `removing ${removal.host} would leave etcd ${after.healthyLeft} healthy of ${after.left} members, below its quorum of ${after.quorum}: ` +
               `the cluster would stop accepting writes` +
-              (unhealthy.length ? `. Not answering now: ${unhealthy.join(', ')} — bring them back, or remove them first (-e node=${unhealthy.join(',')})` : ''),
+              (unhealthy.length
+                ? `. Not answering now: ${unhealthy.map((u) => (u.host ? `${u.member} (host ${u.host})` : `${u.member} (no inventory host)`)).join(', ')} — bring them back, or remove them first` +
+                  (hosts.length ? ` (-e node=${hosts.join(',')})` : '')
+                : ''),
           },
         ],
       };

@@ -105,7 +105,8 @@ describe('removal planner (playbooks/lib/remove-plan.ts)', () => {
 
   it('refuses removing a healthy member while another does not answer (quorum), naming both', () => {
     const down = MEMBERS.map((m) => (m.name === 'node3.internal' ? { ...m, healthy: false } : m));
-    expect(planRemoval({ targets: [target('node2', 62, true)], nodes: NODES, members: down })).to.deep.equal({
+    const controlPlanes = [1, 2, 3].map((n) => ({ host: `node${n}`, address: `192.168.0.6${n}` }));
+    expect(planRemoval({ targets: [target('node2', 62, true)], nodes: NODES, members: down, controlPlanes })).to.deep.equal({
       ok: false,
       refusals: [
         {
@@ -113,7 +114,7 @@ describe('removal planner (playbooks/lib/remove-plan.ts)', () => {
           hosts: ['node2'],
           message:
             'removing node2 would leave etcd 1 healthy of 2 members, below its quorum of 2: the cluster would stop accepting writes. ' +
-            'Not answering now: node3.internal — bring them back, or remove them first (-e node=node3.internal)',
+            'Not answering now: node3.internal (host node3) — bring them back, or remove them first (-e node=node3)',
         },
       ],
     });
@@ -150,7 +151,7 @@ describe('playbooks/remove-node.ts', () => {
     const ha = await inventory('ha-vip');
     const run = await fakeRun(ha, { node: 'node5,node3,node4', confirm: 'kubernetes' }, { unreachable: ['node5'] });
     expect(run.plays).to.deep.equal([
-      'removal preflight: the cluster @ node1: status:nodes etcd-members:local',
+      'removal preflight: the cluster @ node1,node2: status:nodes etcd-members:local',
       'removal preflight: the hosts to remove @ node5,node3,node4: kubeadm-state:read',
       'remove node5: from the cluster @ node1: remove-node-object:node5.internal',
       'remove node3: drain @ node1: remove-drain:node3.internal',
@@ -165,9 +166,22 @@ describe('playbooks/remove-node.ts', () => {
     expect(run.reports[1]!.rows[0]!.slice(0, 2)).to.deep.equal(['node5', 'node5.internal']);
   });
 
+  it('the first control plane that stays is down: the next one that answers reads the cluster and runs the cluster-side steps', async () => {
+    const run = await fakeRun(await inventory('ha-vip'), { node: 'node4', confirm: 'kubernetes' }, { unreachable: ['node1'] });
+    expect(run.plays).to.deep.equal([
+      'removal preflight: the cluster @ node1,node2,node3: status:nodes',
+      'removal preflight: the hosts to remove @ node4: kubeadm-state:read',
+      'remove node4: drain @ node2: remove-drain:node4.internal',
+      'remove node4: reset the host @ node4: kubeadm:reset cni-state:removed kubernetes-netfilter:removed cni-interfaces:removed',
+      'remove node4: from the cluster @ node2: remove-node-object:node4.internal',
+    ]);
+    const none = await fakeRun(await inventory('ha-vip'), { node: 'node4', confirm: 'kubernetes' }, { unreachable: ['node1', 'node2', 'node3'] }).catch((e: unknown) => (e as Error).message);
+    expect(none).to.equal('the cluster could not be read on any control plane that stays (node1, node2, node3; see their tasks above): nothing was changed');
+  });
+
   it('removing the first control plane: the next one reads the cluster and runs kubectl and etcdctl', async () => {
     const run = await fakeRun(await inventory('ha-vip'), { node: 'node1', confirm: 'kubernetes' });
-    expect(run.plays[0]).to.equal('removal preflight: the cluster @ node2: status:nodes etcd-members:local');
+    expect(run.plays[0]).to.equal('removal preflight: the cluster @ node2,node3: status:nodes etcd-members:local');
     expect(run.plays.filter((p) => p.startsWith('remove node1: from the cluster'))).to.deep.equal([
       'remove node1: from the cluster @ node2: remove-etcd-member:https://192.168.0.61:2380 remove-node-object:node1.internal',
     ]);
@@ -197,7 +211,7 @@ async function fakeRun(inv: Inventory, extraVars: Record<string, unknown>, optio
       for (const host of inv.select(pattern)) {
         const unreachable = options.unreachable?.includes(host.name);
         const values = new Map<unknown, unknown>();
-        if (title === 'removal preflight: the cluster') {
+        if (title === 'removal preflight: the cluster' && !unreachable) {
           values.set(tasks[0], nodes);
           values.set(tasks[1], MEMBERS);
         }
