@@ -86,10 +86,15 @@ export function installScript(): string {
     'set -eu',
     'export DEBIAN_FRONTEND=noninteractive',
     'systemctl mask --runtime etcd.service >/dev/null 2>&1 || true',
-    // apt's lists may be missing on a fresh host; retry once for a proxy hiccup
-    // (a hung apt-get is cut off by timeout and retried, like a failed one)
-    `(timeout 300 apt-get update -qq && timeout 600 apt-get install -y -qq --no-install-recommends ${packages}) >/tmp/standin-apt.log 2>&1 || ` +
-      `(sleep 2; timeout 300 apt-get update -qq && timeout 600 apt-get install -y -qq --no-install-recommends ${packages}) >>/tmp/standin-apt.log 2>&1 || { cat /tmp/standin-apt.log >&2; exit 1; }`,
+    // apt's lists may be missing on a fresh host. Hosts update at the same moment through one
+    // apt-cacher-ng, which can lose that race ("Failure to move file … out of the way", seen here)
+    // and leave an apt-get update waiting on a half-closed connection for good: a hung update is
+    // cut off after 90 s (a normal one takes seconds) and retried, up to three times, each host
+    // waiting a different while first.
+    ': > /tmp/standin-apt.log',
+    `for attempt in 1 2 3; do timeout 90 apt-get update -qq >>/tmp/standin-apt.log 2>&1 && break; ` +
+      `[ "$attempt" = 3 ] && { cat /tmp/standin-apt.log >&2; exit 1; }; sleep $(( $(od -An -N1 -tu1 /dev/urandom) % 5 + attempt )); done`,
+    `timeout 600 apt-get install -y -qq --no-install-recommends ${packages} >>/tmp/standin-apt.log 2>&1 || { sleep 2; timeout 600 apt-get install -y -qq --no-install-recommends ${packages} >>/tmp/standin-apt.log 2>&1; } || { cat /tmp/standin-apt.log >&2; exit 1; }`,
     'systemctl unmask --runtime etcd.service >/dev/null 2>&1; systemctl disable etcd.service >/dev/null 2>&1 || true',
     'mkdir -p /usr/lib/capstan-standin /usr/lib/systemd/system/kubelet.service.d /etc/kubernetes/manifests /var/lib/kubelet /etc/cni/net.d',
   ];

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
-import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ETCD_IMAGE_PACKAGES, STANDIN_APT_PACKAGES, installScript } from '../lab/install.js';
@@ -11,7 +11,7 @@ describe('Kubernetes stand-ins installer script', function () {
     expect(script.startsWith('set -eu\n')).to.equal(true);
     expect(STANDIN_APT_PACKAGES).to.deep.equal(['python3-yaml', 'python3-cryptography', 'iptables', 'ethtool', 'socat', 'ebtables', 'conntrack']);
     expect(ETCD_IMAGE_PACKAGES).to.deep.equal(['etcd-server', 'etcd-client']);
-    expect(script).to.include(`apt-get install -y -qq --no-install-recommends ${STANDIN_APT_PACKAGES.join(' ')} etcd-server etcd-client)`);
+    expect(script).to.include(`timeout 600 apt-get install -y -qq --no-install-recommends ${STANDIN_APT_PACKAGES.join(' ')} etcd-server etcd-client >>/tmp/standin-apt.log 2>&1 || `);
     // Debian's own etcd.service (a default member on 127.0.0.1:2379) never starts: masked around the install, then disabled.
     const lines = script.split('\n');
     const mask = lines.indexOf('systemctl mask --runtime etcd.service >/dev/null 2>&1 || true');
@@ -24,6 +24,26 @@ describe('Kubernetes stand-ins installer script', function () {
       expect(script).to.include(`mv ${target}.standin-new ${target}\n`);
     }
     expect(script).to.include('systemctl enable kubelet.service');
+  });
+
+  it('retries a failed or hung apt-get update (cut off at 90 s) up to three times, then fails with its log', function () {
+    const bin = mkdtempSync(join(tmpdir(), 'standin-bin-'));
+    try {
+      const update = installScript().split('\n').find((line) => line.includes('apt-get update'))!;
+      expect(update.startsWith('for attempt in 1 2 3; do timeout 90 apt-get update -qq >>/tmp/standin-apt.log 2>&1 && break; ')).to.equal(true);
+      // A `timeout` that records its arguments and fails until the given attempt; `sleep` that does not wait.
+      writeFileSync(join(bin, 'timeout'), `#!/bin/sh\necho "$*" >> ${bin}/calls\nn=$(wc -l < ${bin}/calls)\necho "update $n failed" >&2\n[ "$n" -ge "$SUCCEED_AT" ]\n`, { mode: 0o755 });
+      writeFileSync(join(bin, 'sleep'), '#!/bin/sh\nexit 0\n', { mode: 0o755 });
+      const attempt = (succeedAt: number) => {
+        rmSync(join(bin, 'calls'), { force: true });
+        const result = spawnSync('sh', ['-c', `${update.replaceAll('/tmp/standin-apt.log', join(bin, 'log'))}\necho done`], { env: { PATH: `${bin}:/usr/bin:/bin`, SUCCEED_AT: String(succeedAt) }, encoding: 'utf8' });
+        return [result.status, result.stdout, readFileSync(join(bin, 'calls'), 'utf8').split('\n').filter(Boolean).length];
+      };
+      expect(attempt(3)).to.deep.equal([0, 'done\n', 3]);
+      expect(attempt(4)).to.deep.equal([1, '', 3]);
+    } finally {
+      rmSync(bin, { recursive: true, force: true });
+    }
   });
 
   it('writes byte-exact copies of the stand-in files (decoded with sh and base64 into a scratch root)', function () {
