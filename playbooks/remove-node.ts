@@ -5,7 +5,7 @@
  *   refusals (no contact)  `-e node=NAME[,NAME…]` must name control-plane or worker hosts of the
  *                          inventory, and at least one control plane must stay; the operator types
  *                          the cluster's name on a terminal or passes -e confirm=<name>
- *   removal preflight      on each control plane that stays (the first that answers is used): `kubectl get nodes`; when a control
+ *   removal preflight      on the first control plane that stays (the next when it cannot): `kubectl get nodes`; when a control
  *                          plane goes, etcd's members and their health (etcdctl: Debian's etcd-client
  *                          must be installed there, as for etcd-backup.ts); each host to remove is reached (one that does not
  *                          answer is removed from the cluster all the same, its host not cleaned)
@@ -103,23 +103,26 @@ export default playbook('remove-node', async (ctx) => {
   const nodeList = readNodes();
   // etcd is read (etcdctl, Debian's etcd-client, on the control plane that stays) only when a member may go.
   const etcdMembers = targets.some((h) => controlPlanes.includes(h)) ? readEtcdMembership({ layout: 'kubeadm' }) : undefined;
-  // Read on every control plane that stays, and work through the first (in inventory order) that
-  // could: removing a node must not depend on the first control plane being alive.
-  const clusterRead = await play('removal preflight: the cluster', staying.map((h) => h.name).join(','), etcdMembers ? [nodeList, etcdMembers] : [nodeList]);
+  // Read through the first control plane that stays; when it cannot (down, or not a control plane any
+  // more), through the next: removing a node must not depend on the first control plane being alive.
+  let cluster: { adminHost: string; nodes: NodeStatus[]; etcd: EtcdMember[] } | undefined;
+  for (const host of staying) {
+    const read = await play('removal preflight: the cluster', host.name, etcdMembers ? [nodeList, etcdMembers] : [nodeList]);
+    if (ctx.planning) break;
+    const nodes = read.value(nodeList, host.name);
+    const etcd = etcdMembers ? read.value(etcdMembers, host.name) : [];
+    if (Array.isArray(nodes) && Array.isArray(etcd)) {
+      cluster = { adminHost: host.name, nodes, etcd };
+      break;
+    }
+  }
   const kubeadmState = readKubeadmState();
   const reached = await play('removal preflight: the hosts to remove', names.join(','), [kubeadmState]);
   if (ctx.planning) return;
-
-  const readOn = (host: string) => ({
-    nodes: clusterRead.value(nodeList, host) as NodeStatus[] | undefined,
-    etcd: etcdMembers ? (clusterRead.value(etcdMembers, host) as EtcdMember[] | undefined) : [],
-  });
-  const reader = staying.map((h) => h.name).find((host) => Array.isArray(readOn(host).nodes) && Array.isArray(readOn(host).etcd));
-  if (reader === undefined) {
+  if (cluster === undefined) {
     throw new PlaybookError(`the cluster could not be read on any control plane that stays (${staying.map((h) => h.name).join(', ')}; see their tasks above): nothing was changed`);
   }
-  const adminHost: string = reader;
-  const { nodes, etcd } = readOn(adminHost) as { nodes: NodeStatus[]; etcd: EtcdMember[] };
+  const { adminHost, nodes, etcd } = cluster;
   const reachable = (host: InventoryHost) => reached.hosts.get(host.name)?.status === 'ok';
   const plan = planRemoval({
     targets: targets.map((host) => ({
