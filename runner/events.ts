@@ -37,7 +37,17 @@ export type RunEvent =
   | { type: 'play-end'; title: string; durationMs: number }
   | { type: 'error'; message: string }
   /** The last event. `durationMs`: the whole run's wall time; `profile` with --profile. */
-  | { type: 'recap'; hosts: Record<string, HostRecap>; durationMs: number; profile?: RunProfile };
+  | { type: 'recap'; hosts: Record<string, HostRecap>; durationMs: number; usage?: Record<string, HostUsage>; profile?: RunProfile };
+
+/**
+ * What reaching a host cost the run (runner/transport/types.ts TransportUsage): SSH connections,
+ * sessions opened (each one sshd + PAM + a logind session on a systemd host) and round trips.
+ */
+export interface HostUsage {
+  connections: number;
+  sessions: number;
+  roundTrips: number;
+}
 
 /** What --profile adds to the recap: the slowest tasks and each play's wall time, per host. */
 export interface RunProfile {

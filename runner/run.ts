@@ -2,7 +2,7 @@ import pLimit from 'p-limit';
 import { CapstanError, InputError, PlaybookError, TransportError, errorMessage } from './errors.js';
 import { exitCodeOf } from './exit-codes.js';
 import { runTask, type HostRunState, type TaskOutcome } from './engine.js';
-import type { HostRecap, ReportTable, Reporter, RunEvent } from './events.js';
+import type { HostRecap, HostUsage, ReportTable, Reporter, RunEvent } from './events.js';
 import type { Host } from './host.js';
 import type { Inventory, InventoryHost } from './inventory/index.js';
 import { PlayResult, serialBatches, type HostPlayResult, type PlayOptions, type Playbook, type PlaybookContext } from './playbook.js';
@@ -283,7 +283,7 @@ class PlaybookRun {
       if (!this.pass.keepOpen) await this.close();
     }
     const durationMs = elapsedSince(started);
-    await emit({ type: 'recap', hosts: this.#recap, durationMs });
+    await emit({ type: 'recap', hosts: this.#recap, durationMs, usage: this.#usage() });
     const values = Object.values(this.#recap);
     const exitCode = exitCodeOf({
       interrupted: this.settings.signal?.aborted === true,
@@ -293,6 +293,16 @@ class PlaybookRun {
     });
     const failedHosts = Object.entries(this.#recap).filter(([, h]) => h.unreachable || h.failed > 0).map(([name]) => name);
     return { recap: this.#recap, exitCode, failedHosts, durationMs };
+  }
+
+  /** Per host contacted, what reaching it cost (the --confirm check pass included: the connections are shared). */
+  #usage(): Record<string, HostUsage> {
+    const usage: Record<string, HostUsage> = {};
+    for (const [name, host] of this.#hosts) {
+      const { connections, sessions, commands } = host.transport.usage;
+      if (connections + sessions > 0) usage[name] = { connections, sessions, roundTrips: commands };
+    }
+    return usage;
   }
 
   #context(): PlaybookContext {

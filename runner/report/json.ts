@@ -2,8 +2,8 @@ import type { Reporter, RunEvent } from '../events.js';
 
 /**
  * One JSON object per line per event (--json). The last line is the recap:
- * {"type":"recap","hosts":{"<name>":{"ok":N,"changed":N,"failed":N,"skipped":N,"unreachable":false}},"durationMs":N}
- * (and "profile" with --profile).
+ * {"type":"recap","hosts":{"<name>":{"ok":N,"changed":N,"failed":N,"skipped":N,"unreachable":false}},"durationMs":N,
+ *  "usage":{"<name>":{"connections":N,"sessions":N,"roundTrips":N}}} (and "profile" with --profile).
  * Secrets were replaced before events were made; Secret.toJSON is a second guard.
  */
 export class JsonReporter implements Reporter {
@@ -19,7 +19,9 @@ export class JsonReporter implements Reporter {
       for (const [name, h] of Object.entries(event.hosts)) {
         hosts[name] = { ok: h.ok, changed: h.changed, failed: h.failed, skipped: h.skipped, unreachable: h.unreachable };
       }
-      this.write(`${JSON.stringify({ type: 'recap', hosts, durationMs: event.durationMs, ...(event.profile ? { profile: event.profile } : {}) })}\n`);
+      this.write(
+        `${JSON.stringify({ type: 'recap', hosts, durationMs: event.durationMs, ...(event.usage ? { usage: event.usage } : {}), ...(event.profile ? { profile: event.profile } : {}) })}\n`,
+      );
       return;
     }
     if (event.type === 'task' && !this.options.diff) {

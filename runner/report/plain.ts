@@ -1,7 +1,7 @@
 import type { Reporter, RunEvent } from '../events.js';
 import { driftLines, escapeControl, finishedLine, recapTable, statusWord } from './format.js';
 import { TaskGrouper, type TaskGroup } from './group.js';
-import { profileLines } from './profile.js';
+import { profileLines, usageLines } from './profile.js';
 import { tableLines } from './table.js';
 
 /**
@@ -71,7 +71,7 @@ export class PlainReporter implements Reporter {
         this.#flush(true);
         this.#out('\nRECAP');
         for (const line of recapTable(event.hosts)) this.#out(line);
-        for (const line of event.profile ? profileLines(event.profile) : []) this.#out(line);
+        for (const line of event.profile ? [...profileLines(event.profile), ...usageLines(event.usage)] : []) this.#out(line);
         this.#out(finishedLine(event.durationMs));
         break;
       default:

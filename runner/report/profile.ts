@@ -1,4 +1,4 @@
-import type { Reporter, RunEvent, RunProfile } from '../events.js';
+import type { HostUsage, Reporter, RunEvent, RunProfile } from '../events.js';
 
 /** How many of the slowest tasks --profile lists. */
 export const PROFILE_SLOWEST_TASKS = 10;
@@ -74,4 +74,20 @@ export function profileLines(profile: RunProfile): string[] {
     for (const host of play.hosts) lines.push(`${seconds(host.durationMs)}    ${host.host}`);
   }
   return lines;
+}
+
+/**
+ * What reaching each host cost, printed with the profile: SSH connections, sessions (each an sshd
+ * session with PAM and logind on a systemd host) and round trips. Pure.
+ */
+export function usageLines(usage: Record<string, HostUsage> | undefined): string[] {
+  const hosts = Object.entries(usage ?? {});
+  if (hosts.length === 0) return [];
+  const hostWidth = Math.max(4, ...hosts.map(([name]) => name.length));
+  return [
+    '',
+    'COST OF REACHING EACH HOST',
+    `${'HOST'.padEnd(hostWidth)}  CONNECTIONS  SESSIONS  ROUND TRIPS`,
+    ...hosts.map(([name, u]) => `${name.padEnd(hostWidth)}  ${String(u.connections).padStart(11)}  ${String(u.sessions).padStart(8)}  ${String(u.roundTrips).padStart(11)}`),
+  ];
 }

@@ -2,7 +2,7 @@ import { Listr, type ListrTaskWrapper } from 'listr2';
 import type { Reporter, RunEvent } from '../events.js';
 import { driftLines, escapeControl, finishedLine, recapTable, statusWord } from './format.js';
 import { TaskGrouper } from './group.js';
-import { profileLines } from './profile.js';
+import { profileLines, usageLines } from './profile.js';
 import { tableLines } from './table.js';
 
 interface Row {
@@ -97,7 +97,7 @@ export class TtyReporter implements Reporter {
         this.#write(`ERROR: ${event.message}\n`);
         break;
       case 'recap':
-        this.#write(`\nRECAP\n${[...recapTable(event.hosts), ...(event.profile ? profileLines(event.profile) : []), finishedLine(event.durationMs)].join('\n')}\n`);
+        this.#write(`\nRECAP\n${[...recapTable(event.hosts), ...(event.profile ? [...profileLines(event.profile), ...usageLines(event.usage)] : []), finishedLine(event.durationMs)].join('\n')}\n`);
         break;
     }
   }

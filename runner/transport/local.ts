@@ -1,11 +1,13 @@
 import { spawn } from 'node:child_process';
 import type { Command } from '../quote.js';
 import { CommandTimeoutError, TransportError } from '../errors.js';
-import type { ExecOptions, ExecResult, Transport } from './types.js';
+import type { ExecOptions, ExecResult, Transport, TransportUsage } from './types.js';
 
 /** Runs commands on the controller itself through /bin/sh (`ansible_connection: local`). */
 export class LocalTransport implements Transport {
   readonly usesLoginShell = false;
+  /** No connection; each command is a /bin/sh process, counted as a session. */
+  readonly usage: TransportUsage = { connections: 0, sessions: 0, commands: 0 };
 
   constructor(private readonly name: string) {}
 
@@ -13,6 +15,8 @@ export class LocalTransport implements Transport {
 
   exec(command: Command, options: ExecOptions = {}): Promise<ExecResult> {
     return new Promise((resolve, reject) => {
+      this.usage.sessions++;
+      this.usage.commands++;
       const child = spawn('/bin/sh', ['-c', command.text], { stdio: ['pipe', 'pipe', 'pipe'] });
       const stdout: Buffer[] = [];
       const stderr: Buffer[] = [];

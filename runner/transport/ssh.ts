@@ -9,7 +9,7 @@ import { CommandTimeoutError, InputError, TransportError } from '../errors.js';
 import type { Command } from '../quote.js';
 import { knownKeyTypes, recordHostKey, verifyHostKey, whyCannotKeep, type HostKeyCheck } from './known-hosts.js';
 import { markCommand, newCommandId, STOP_GRACE_SECONDS, stopCommand } from './remote-stop.js';
-import type { ExecOptions, ExecResult, SshTarget, Transport } from './types.js';
+import type { ExecOptions, ExecResult, SshTarget, Transport, TransportUsage } from './types.js';
 
 /** Unanswered keepalives before the connection counts as dead; OpenSSH's ServerAliveCountMax default. */
 const KEEPALIVE_COUNT_MAX = 3;
@@ -108,6 +108,7 @@ export class SshTransport implements Transport {
   readonly #running = new Set<ExecCall>();
   /** Stops under way (their own sessions), awaited by close(). */
   readonly #stopping = new Set<Promise<void>>();
+  readonly #usage: TransportUsage = { connections: 0, sessions: 0, commands: 0 };
 
   constructor(target: SshTarget) {
     if (!Number.isInteger(target.maxChannels) || target.maxChannels < 1) {
@@ -117,6 +118,10 @@ export class SshTransport implements Transport {
     }
     this.#target = target;
     this.#channels = pLimit(target.maxChannels);
+  }
+
+  get usage(): Readonly<TransportUsage> {
+    return { ...this.#usage };
   }
 
   /** Opens the connection, or joins the attempt already under way; resolves at once when connected. */
@@ -196,6 +201,7 @@ export class SshTransport implements Transport {
       };
       connection.closed.then(finish, finish);
       startSession(connection.client, stopCommand(id).text, () => connection.isClosed, finish, (channel) => {
+        this.#usage.sessions++;
         channel.on('close', finish);
         channel.on('error', finish);
         channel.resume();
@@ -245,6 +251,7 @@ export class SshTransport implements Transport {
       // The identity checks keep a superseded attempt (close() ran meanwhile) from overwriting a newer one.
       const attempt: Promise<Connection> = this.#open().then(
         (connection) => {
+          this.#usage.connections++;
           if (this.#connecting === attempt) {
             this.#current = connection;
             liveTransports.add(this);
@@ -474,6 +481,8 @@ export class SshTransport implements Transport {
         releaseSlot();
       };
       startSession(connection.client, text, () => call.settled, cannotStart, (channel) => {
+        this.#usage.sessions++;
+        this.#usage.commands++;
         const stdout: Buffer[] = [];
         const stderr: Buffer[] = [];
         let exit: { code: number | null; signal?: string } | undefined;

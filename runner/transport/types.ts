@@ -47,6 +47,20 @@ export interface StdinDialogue {
 }
 
 /**
+ * What a transport has cost the host so far: counted, so the recap and the bench can say it. On SSH
+ * every session is an sshd session (PAM, a logind session on a systemd host): the cost that grows
+ * with the number of commands.
+ */
+export interface TransportUsage {
+  /** Connections opened (SSH: TCP + key exchange + authentication; a reconnect counts again). */
+  connections: number;
+  /** Sessions opened: one per command, and one per remote stop of a timed-out command. */
+  sessions: number;
+  /** Commands sent, each a round trip to the host and back. */
+  commands: number;
+}
+
+/**
  * The whole transport surface. File reads/writes, sudo and facts are built on top of `exec`
  * once, in runner/host.ts, so every transport gets the same atomic write and the same quoting.
  * `exec` runs `command.text` with `sh -c` semantics on the target (sshd runs it through the
@@ -62,6 +76,8 @@ export interface Transport {
   connect(): Promise<void>;
   exec(command: Command, options?: ExecOptions): Promise<ExecResult>;
   close(): Promise<void>;
+  /** Counted since the transport was made. */
+  readonly usage: Readonly<TransportUsage>;
 }
 
 /** Connection settings for one host, merged from inventory vars, ~/.ssh/config and CLI flags. */

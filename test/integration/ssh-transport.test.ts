@@ -128,6 +128,9 @@ describe('SshTransport against a loopback sshd', function () {
         if (line.startsWith('Close session:')) active--;
       }
       expect(peak).to.be.within(2, 8);
+      // What the transport counted is what sshd saw: one connection, a session per command.
+      const sessionsSeen = (await sshd.log()).slice(logBefore).split('\n').filter((line) => line.startsWith('Starting session:')).length;
+      expect([sessionsSeen, ssh.usage]).to.deep.equal([20, { connections: 1, sessions: 20, commands: 20 }]);
     });
 
     it('times out a long command quickly and keeps the connection usable', async () => {
@@ -163,6 +166,8 @@ describe('SshTransport against a loopback sshd', function () {
       expect((error as Error).message).to.equal(`host web1: command timed out after 0.3s: sleep ${seconds}`);
       // close() waits for the stop sent through a session of its own (TERM to the group, KILL after a grace period).
       await ssh.close();
+      // The stop went through a session of its own: two sessions, one command.
+      expect(ssh.usage).to.deep.equal({ connections: 1, sessions: 2, commands: 1 });
       const table = await transport().exec(sh`ps -eo args=`);
       expect(table.stdout.toString().split('\n').map((line) => line.trim())).to.not.include(`sleep ${seconds}`);
     });

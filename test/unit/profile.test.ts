@@ -109,7 +109,17 @@ describe('--profile (runner/report/profile.ts)', () => {
       // What was printed after the recap table: the profile, then the finished line, last.
       const tail = text.slice(text.indexOf('\nSLOWEST TASKS\n'));
       expect(tail.split('\n').filter((l) => /^ +\d+\.\d  (h1|h2) +file /.test(l))).to.have.length(5);
-      expect(tail).to.match(/\nPLAYS \(wall time, then each host's\)\nSECONDS  PLAY \/ HOST\n +\d+\.\d  write\n +\d+\.\d    h1\n +\d+\.\d    h2\n +\d+\.\d  once\n +\d+\.\d    h2\nfinished in \d+\.\d s\n$/);
+      expect(tail).to.match(/\nPLAYS \(wall time, then each host's\)\nSECONDS  PLAY \/ HOST\n +\d+\.\d  write\n +\d+\.\d    h1\n +\d+\.\d    h2\n +\d+\.\d  once\n +\d+\.\d    h2\n\nCOST OF REACHING EACH HOST\n/);
+      // Local hosts: no connection, one /bin/sh per command (a session and a round trip each), counted per host.
+      const usage = recap.usage!;
+      expect(Object.keys(usage).sort()).to.deep.equal(['h1', 'h2']);
+      for (const u of Object.values(usage)) expect([u.connections, u.sessions === u.roundTrips, u.sessions > 0]).to.deep.equal([0, true, true]);
+      expect(usage.h2!.sessions).to.be.greaterThan(usage.h1!.sessions); // h2 also ran the second play
+      expect(tail.slice(tail.indexOf('COST OF REACHING EACH HOST'))).to.equal(
+        'COST OF REACHING EACH HOST\nHOST  CONNECTIONS  SESSIONS  ROUND TRIPS\n' +
+          ['h1', 'h2'].map((h) => `${h}              0  ${String(usage[h]!.sessions).padStart(8)}  ${String(usage[h]!.roundTrips).padStart(11)}`).join('\n') +
+          `\nfinished in ${(summary.durationMs / 1000).toFixed(1)} s\n`,
+      );
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
