@@ -431,6 +431,10 @@ export function ensureAptRepo(params: PerHostParams<AptRepoParams>, options?: Ta
       id: (p) => `apt-repo:${p.name}`,
       title: (p) => `apt repository ${p.name}`,
       validate: validateRepo,
+      probes: (p) => {
+        const { path, other } = aptSourcePaths(p.name, p.format);
+        return [{ kind: 'read', path }, { kind: 'stat', path }, { kind: 'stat', path: other }];
+      },
       async check(ctx, p) {
         const { path, other } = aptSourcePaths(p.name, p.format);
         const want = desired(ctx, p);
@@ -668,6 +672,7 @@ export function ensurePackages(names: PerHost<readonly string[]>, params: Omit<P
         if (p.state === 'absent' && (p.hold === true || specs.some((s) => s.version !== undefined))) throw new Error('state absent takes neither hold nor versions');
       },
       provides: (p) => (p.state === 'absent' ? [] : specsOf(p).map((s) => ({ package: s.name }))),
+      probes: (p) => [{ kind: 'exec', command: dpkgQueryCommand(specsOf(p).map((s) => s.name)) }],
       async check(ctx, p) {
         const specs = specsOf(p);
         const drift = packagesDrift(specs, await queryPackages(ctx, specs), p);

@@ -443,6 +443,7 @@ export function ensureContainerdCgroup(params: PerHostParams<ContainerdCgroupPar
       },
       // `containerd config default` makes the desired file: in --check on a fresh host, it waits for the package.
       needs: () => [{ command: 'containerd' }],
+      probes: (p) => [{ kind: 'read', path: p.path ?? CONTAINERD_CONFIG }, { kind: 'exec', command: serviceStateCommand('containerd', p.path ?? CONTAINERD_CONFIG) }],
       async check(ctx, p) {
         const path = p.path ?? CONTAINERD_CONFIG;
         const current = await ctx.readText(path);

@@ -1,4 +1,4 @@
-import { sh } from '../runner/quote.js';
+import { sh, type Command } from '../runner/quote.js';
 import { TransportError } from '../runner/errors.js';
 import {
   defineTask,
@@ -119,8 +119,13 @@ function missingModule(name: string, kernel: string, detail = ''): Error {
   );
 }
 
+/** The module's read: what check makes and `probes` declares (one function, so the two cannot differ). */
+function moduleRead(p: ModuleParams): Command {
+  return sh`sh -c ${MODULE_PROBE} capstan-module ${p.name} ${p.file ?? MODULES_FILE}`;
+}
+
 async function probeModule(ctx: CheckContext, p: ModuleParams): Promise<ModuleProbe> {
-  const result = await ctx.probe(sh`sh -c ${MODULE_PROBE} capstan-module ${p.name} ${p.file ?? MODULES_FILE}`);
+  const result = await ctx.probe(moduleRead(p));
   if (result.code !== 0) throw new Error(`cannot probe kernel module ${p.name}: ${result.stderr.trim() || `exit ${result.code}`}`);
   return parseModuleProbe(result.stdout);
 }
@@ -142,6 +147,7 @@ export function ensureModule(name: PerHost<string>, params: { file?: PerHost<str
       id: (p) => `module:${p.name}`,
       title: (p) => `kernel module ${p.name}`,
       desired: (p) => ({ name: p.name, file: p.file ?? MODULES_FILE }),
+      probes: (p) => [{ kind: 'exec', command: moduleRead(p) }],
       validate: (p) => {
         if (typeof p.name !== 'string' || !/^[A-Za-z0-9_][A-Za-z0-9_-]*$/.test(p.name)) throw new Error(`module name must be letters, digits, _ or -, got ${JSON.stringify(p.name)}`);
         if (p.file !== undefined && !/^\/etc\/modules-load\.d\/[^/\s]+\.conf$/.test(p.file)) {
@@ -311,9 +317,14 @@ export function sysctlDrift(probe: SysctlProbe, p: SysctlParams): Drift[] {
   return drift;
 }
 
-async function probeSysctl(ctx: CheckContext, p: SysctlParams): Promise<SysctlProbe> {
+/** The sysctl read: what check makes and `probes` declares. */
+function sysctlRead(p: SysctlParams): Command {
   const keys = Object.keys(p.values).map(normaliseSysctlKey);
-  const result = await ctx.probe(sh`sh -c ${SYSCTL_PROBE} capstan-sysctl ${p.file ?? SYSCTL_FILE} ${keys}`);
+  return sh`sh -c ${SYSCTL_PROBE} capstan-sysctl ${p.file ?? SYSCTL_FILE} ${keys}`;
+}
+
+async function probeSysctl(ctx: CheckContext, p: SysctlParams): Promise<SysctlProbe> {
+  const result = await ctx.probe(sysctlRead(p));
   if (result.code !== 0) throw new Error(`cannot probe sysctl: ${result.stderr.trim() || `exit ${result.code}`}`);
   return parseSysctlProbe(result.stdout);
 }
@@ -361,6 +372,7 @@ const sysctlSpec: SpecWithClaims<SysctlParams> = {
       throw new Error(`file must be /etc/sysctl.d/<name>.conf without blanks (only those are read at boot), got ${JSON.stringify(p.file)}`);
     }
   },
+  probes: (p) => [{ kind: 'exec', command: sysctlRead(p) }],
   check: async (ctx, p) => sysctlDrift(await probeSysctl(ctx, p), p),
   async apply(ctx, p) {
     const file = p.file ?? SYSCTL_FILE;

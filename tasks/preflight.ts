@@ -174,6 +174,7 @@ export function preflightProbe(params: PerHostParams<PreflightProbeParams>, opti
           throw new Error(`ports must be a list of TCP port numbers, got ${JSON.stringify(p.ports)}`);
         }
       },
+      probes: () => [{ kind: 'exec', command: PREFLIGHT_PROBE }],
       async check(ctx, p) {
         // Probed here so a failure is reported as the task's own ("check failed: …"); result() reuses it.
         probed.set(ctx, await probeHost(ctx, p));

@@ -1,4 +1,4 @@
-import { sh } from '../runner/quote.js';
+import { sh, type Command } from '../runner/quote.js';
 import { defineTask, type ApplyContext, type CheckContext, type Drift, type PerHostParams, type Task, type TaskOptions } from '../runner/task.js';
 import { requireAbsolutePath } from './validate.js';
 
@@ -363,8 +363,13 @@ export interface SwapOffParams {
   fstab?: string;
 }
 
+/** The swap read: what check makes and `probes` declares. */
+function swapRead(fstab: string): Command {
+  return sh`sh -c ${SWAP_PROBE} capstan-swap-probe ${fstab}`;
+}
+
 async function probeSwap(ctx: CheckContext, fstab: string): Promise<SwapProbe> {
-  const result = await ctx.probe(sh`sh -c ${SWAP_PROBE} capstan-swap-probe ${fstab}`);
+  const result = await ctx.probe(swapRead(fstab));
   if (result.code !== 0) throw new Error(`cannot probe swap: ${result.stderr.trim() || `exit ${result.code}`}`);
   return parseSwapProbe(result.stdout);
 }
@@ -433,6 +438,7 @@ export function ensureSwapOff(params: PerHostParams<SwapOffParams> = {}, options
       validate: (p) => {
         if (p.fstab !== undefined) requireAbsolutePath('fstab', p.fstab);
       },
+      probes: (p) => [{ kind: 'exec', command: swapRead(p.fstab ?? FSTAB) }],
       check: async (ctx, p) => swapOffItems(await probeSwap(ctx, p.fstab ?? FSTAB)).map((item) => item.drift),
       apply: (ctx, p) => applySwapOff(ctx, p.fstab ?? FSTAB),
     },

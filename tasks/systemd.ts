@@ -254,6 +254,7 @@ export function ensureService(name: string, wanted: PerHostParams<Omit<ServicePa
       validate: validateService,
       // The unit file (a package's, or one written) and, to be running, what starts it (kubeadm init starts the kubelet).
       needs: (p) => (p.enabled === true || p.running === true ? [{ unit: unitName(p.name) }, ...(p.running === true ? [{ running: unitName(p.name) }] : [])] : []),
+      probes: (p) => [{ kind: 'exec', command: unitProbe(unitName(p.name), p.restartOn ?? []) }],
       async check(ctx, p) {
         const unit = unitName(p.name);
         const drift = serviceDrift(unit, await probeUnit(ctx, unit, p.restartOn ?? []), p);
