@@ -17,6 +17,7 @@ import {
   knownHostsName,
   knownKeyTypes,
   parseKnownHosts,
+  readKnownHosts,
   recordHostKey,
   verifyHostKey,
   whyCannotKeep,
@@ -47,6 +48,24 @@ describe('known_hosts', () => {
   });
   afterEach(async () => {
     await rm(dir, { recursive: true, force: true });
+  });
+
+  describe('readKnownHosts', () => {
+    it('parses a file once while it is unchanged, and again after a key is appended or the file replaced', async () => {
+      const file = join(dir, 'known_hosts');
+      await writeFile(file, `web1 ssh-ed25519 ${b64(ED_A)}\n`);
+      const first = await readKnownHosts([file]);
+      const again = await readKnownHosts([file]);
+      expect(again[0]).to.equal(first[0]); // the same parsed entry: not parsed twice
+      await appendKnownHost(file, 'web2', ED_B);
+      expect((await readKnownHosts([file])).map((e) => [e.hosts, e.line])).to.deep.equal([['web1', 1], ['web2', 2]]);
+      await writeFile(`${file}.new`, `web3 ssh-rsa ${b64(RSA_A)}\n`);
+      await rm(file);
+      await writeFile(file, await readFile(`${file}.new`));
+      expect((await readKnownHosts([file])).map((e) => [e.hosts, e.keyType])).to.deep.equal([['web3', 'ssh-rsa']]);
+      await rm(file);
+      expect(await readKnownHosts([file])).to.deep.equal([]); // gone: empty, as OpenSSH treats it
+    });
   });
 
   describe('knownHostsName', () => {
