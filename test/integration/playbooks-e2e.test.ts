@@ -464,6 +464,22 @@ describe('playbooks end to end (lab, Kubernetes stand-ins)', function () {
       expectNothingChanged(result.stdout, lab.hosts.map((h) => h.name));
     });
 
+    it('status.ts on this cluster: every control plane ready, one holding the VIP, haproxy active on each, etcd three healthy members; nothing changed', async () => {
+      const result = await capstan(['run', 'playbooks/status.ts', '-i', lab.inventoryPath, '--json']);
+      expect(result.code, result.stdout.slice(-3000) + result.stderr).to.equal(0);
+      const [holder] = await holders();
+      const reports = eventsOf(result.stdout).filter((e) => e.type === 'report') as unknown as { title: string; columns: string[]; rows: string[][] }[];
+      const table = (title: string) => reports.find((r) => r.title === title)!;
+      expect(reports.map((r) => r.title)).to.deep.equal(['Nodes', 'Control planes', 'etcd members', 'Certificates', 'Join tokens']);
+      expect(table('Nodes').rows.map((r) => `${r[0]} ${r[3]}`)).to.deep.equal(lab.hosts.map((h) => `${h.name}.internal Ready`));
+      expect([table('Control planes').columns, table('Control planes').rows]).to.deep.equal([
+        ['HOST', 'READYZ', `VIP ${vip}`, 'HAPROXY'],
+        cps.map((name) => [name, 'ok', name === holder ? 'holds it' : '-', 'active']),
+      ]);
+      expect(table('etcd members').rows.map((r) => [r[0], r[4]]).sort()).to.deep.equal(cps.map((name) => [`${name}.internal`, 'healthy']));
+      expectNothingChanged(result.stdout, lab.hosts.map((h) => h.name));
+    });
+
     it('the VIP moves when its holder\'s keepalived stops, the API stays reachable through it, and the old holder does not take it back (nopreempt)', async () => {
       const [first] = await holders();
       await sh(lab, first!, 'systemctl stop keepalived');
