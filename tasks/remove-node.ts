@@ -12,7 +12,7 @@ import { defineTask, sh, type CheckContext, type Drift, type PerHostParams, type
 import { readEtcdMembers, etcdctlLocal } from './etcd-members.js';
 import { parseNodes, type NodeStatus } from './status-parse.js';
 import { READ_NODES } from './status.js';
-import { admin, drainOrUncordon, tail } from './upgrade-step.js';
+import { admin, drainOrUncordon, pendingOf, tail, validateDrainTimeout, validateNodeName } from './upgrade-step.js';
 
 /** What every removal step knows. */
 export interface RemovalStepParams {
@@ -22,17 +22,7 @@ export interface RemovalStepParams {
   after?: string;
 }
 
-const NODE_NAME = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
-
-function validateNode(p: RemovalStepParams): void {
-  if (typeof p.node !== 'string' || !NODE_NAME.test(p.node)) throw new Error(`node must be a Kubernetes node name, got ${JSON.stringify(p.node)}`);
-}
-
-function pending(ctx: CheckContext, p: { after?: string }): { pending?: string } {
-  if (!ctx.checkMode) return {};
-  const reason = p.after ?? ctx.pendingChanges.at(-1);
-  return reason ? { pending: reason } : {};
-}
+const validateNode = (p: RemovalStepParams): void => validateNodeName(p.node);
 
 /** The node as `kubectl get nodes` lists it (null when the cluster has none of that name), read with admin.conf. */
 export async function readClusterNode(ctx: Pick<CheckContext, 'probe' | 'host'>, node: string): Promise<NodeStatus | null> {
@@ -63,13 +53,13 @@ export function drainForRemoval(params: PerHostParams<DrainForRemovalParams>, op
       title: (p) => `drain ${p.node}`,
       validate: (p) => {
         validateNode(p);
-        if (p.timeoutSeconds !== undefined && !(Number.isInteger(p.timeoutSeconds) && p.timeoutSeconds > 0)) throw new Error(`timeoutSeconds must be a whole number > 0, got ${p.timeoutSeconds}`);
+        validateDrainTimeout(p.timeoutSeconds);
       },
       verify: false,
       async check(ctx, p) {
         const node = await readClusterNode(ctx, p.node);
         if (!node || !node.ready.startsWith('Ready')) return [];
-        return [{ subject: 'pods', current: `running on ${p.node}`, desired: 'evicted (DaemonSets stay), node cordoned', ...pending(ctx, p) }];
+        return [{ subject: 'pods', current: `running on ${p.node}`, desired: 'evicted (DaemonSets stay), node cordoned', ...pendingOf(ctx, p) }];
       },
       async apply(ctx, p) {
         await drainOrUncordon((command, options) => ctx.exec(command, options), (line) => ctx.log(line), {
@@ -100,7 +90,7 @@ export function deleteClusterNode(params: PerHostParams<RemovalStepParams>, opti
       validate: validateNode,
       async check(ctx, p) {
         const node = await readClusterNode(ctx, p.node);
-        return node ? [{ subject: `node ${p.node}`, current: `in the cluster (${node.ready})`, desired: 'deleted', ...pending(ctx, p) }] : [];
+        return node ? [{ subject: `node ${p.node}`, current: `in the cluster (${node.ready})`, desired: 'deleted', ...pendingOf(ctx, p) }] : [];
       },
       async apply(ctx, p) {
         ctx.log((await ctx.run(admin(sh`delete node ${p.node}`))).stdout.trim());
@@ -138,7 +128,7 @@ export function removeEtcdMember(params: PerHostParams<EtcdMemberRemovalParams>,
       async check(ctx, p): Promise<Drift[]> {
         const found = await member(ctx, p);
         if (!found) return [];
-        return [{ subject: `etcd member ${found.name || found.id}`, current: `${found.id} at ${p.peerUrl} (${found.healthy ? 'healthy' : 'not answering'})`, desired: 'removed', ...pending(ctx, p) }];
+        return [{ subject: `etcd member ${found.name || found.id}`, current: `${found.id} at ${p.peerUrl} (${found.healthy ? 'healthy' : 'not answering'})`, desired: 'removed', ...pendingOf(ctx, p) }];
       },
       async apply(ctx, p) {
         const found = await member(ctx, p);

@@ -5,7 +5,7 @@
 import { sh } from '../runner/quote.js';
 import { defineTask, type PerHostParams, type Task, type TaskOptions } from '../runner/task.js';
 import { readOwnNode, UPGRADE_CORDON_MARKER } from './upgrade-facts.js';
-import { admin, drainOrUncordon, pendingOf, sleep, stillCordoned, validateStep, type UpgradeStepParams } from './upgrade-step.js';
+import { admin, drainOrUncordon, pendingOf, sleep, stillCordoned, validateDrainTimeout, validateStep, type UpgradeStepParams } from './upgrade-step.js';
 
 /* ------------------------------------------------------------------ cordon, drain, uncordon */
 
@@ -61,7 +61,7 @@ export function drainForUpgrade(params: PerHostParams<DrainParams>, options?: Ta
       title: (p) => `drain ${p.node}`,
       validate: (p) => {
         validateStep(p);
-        if (p.timeoutSeconds !== undefined && !(Number.isInteger(p.timeoutSeconds) && p.timeoutSeconds > 0)) throw new Error(`timeoutSeconds must be a whole number > 0, got ${p.timeoutSeconds}`);
+        validateDrainTimeout(p.timeoutSeconds);
       },
       verify: false,
       async check(ctx, p) {

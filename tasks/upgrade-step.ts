@@ -1,12 +1,11 @@
 /**
- * What every step of the upgrade (tasks/upgrade.ts, tasks/upgrade-node.ts) shares: the node it is
+ * What every step of the upgrade (tasks/upgrade.ts, tasks/upgrade-node.ts) and of a removal (tasks/remove-node.ts) shares: the node it is
  * about, the target, where cluster-admin kubectl runs, and how a step says what it waits for in --check.
  */
 import { sh, type Command } from '../runner/quote.js';
 import type { RunOptions, RunResult } from '../runner/contract.js';
 import type { CheckContext } from '../runner/task.js';
 import { ADMIN_CONF } from './kubeadm.js';
-
 
 /** What every per-node step knows. */
 export interface UpgradeStepParams {
@@ -23,8 +22,18 @@ export interface UpgradeStepParams {
 const VERSION = /^v\d+\.\d+\.\d+$/;
 const NODE_NAME = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
 
+/** A Kubernetes node name (a DNS subdomain), as every step that names a node takes it. */
+export function validateNodeName(node: unknown): void {
+  if (typeof node !== 'string' || !NODE_NAME.test(node)) throw new Error(`node must be a Kubernetes node name, got ${JSON.stringify(node)}`);
+}
+
+/** kubectl drain's --timeout in seconds, when given: a whole number above 0. */
+export function validateDrainTimeout(timeoutSeconds: number | undefined): void {
+  if (timeoutSeconds !== undefined && !(Number.isInteger(timeoutSeconds) && timeoutSeconds > 0)) throw new Error(`timeoutSeconds must be a whole number > 0, got ${timeoutSeconds}`);
+}
+
 export function validateStep(p: UpgradeStepParams): void {
-  if (typeof p.node !== 'string' || !NODE_NAME.test(p.node)) throw new Error(`node must be a Kubernetes node name, got ${JSON.stringify(p.node)}`);
+  validateNodeName(p.node);
   if (typeof p.version !== 'string' || !VERSION.test(p.version)) throw new Error(`version must be like v1.35.1, got ${JSON.stringify(p.version)}`);
   if (typeof p.adminHost !== 'string' || p.adminHost === '') throw new Error('adminHost must name the first control plane');
 }
