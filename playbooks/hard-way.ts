@@ -75,6 +75,7 @@ import {
 import { ensureEtcdMember, etcdHealthy } from '../tasks/etcd.js';
 import { ensurePki, installPkiFiles, type CertificateRequest } from '../tasks/pki.js';
 import { clusterSource, hostIp, hostsOf, VarReader } from './vars.js';
+import { CONTROLLER_FILES, ETCD_DIR, ETCD_FILES } from './lib/hard-way-layout.js';
 
 /** The example inventory: three controllers and a balancer, as the seed's Vagrant machines. */
 export const exampleInventory = new URL('../inventory/hard-way.yaml', import.meta.url);
@@ -91,22 +92,6 @@ export const DEFAULT_BINARY_URL = 'https://dl.k8s.io/release/v{version}/bin/linu
 
 /** Where a binary may come from: https, http (only with a pinned sum, see binarySource), or a file on this machine. */
 const BINARY_URL = /^(https?:\/\/|file:\/\/\/)\S+$/;
-
-/** The files each place gets from the PKI (the seed's `mv` lines). */
-export const CONTROLLER_FILES = [
-  'ca.pem',
-  'ca-key.pem',
-  'kubernetes-key.pem',
-  'kubernetes.pem',
-  'service-account-key.pem',
-  'service-account.pem',
-  'encryption-config.yaml',
-  'kube-controller-manager.kubeconfig',
-  'kube-scheduler.kubeconfig',
-  'admin.kubeconfig',
-];
-export const ETCD_DIR = '/etc/etcd';
-export const ETCD_FILES = ['ca.pem', 'kubernetes-key.pem', 'kubernetes.pem'];
 
 const CIDR = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$/;
 

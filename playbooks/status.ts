@@ -1,6 +1,6 @@
 /**
- * A kubeadm cluster's state at a glance (single-node, pi-cluster, stacked-ha), read-only: it never
- * changes a host, so `--check` shows the same tables and every run is changed=0.
+ * A cluster's state at a glance (single-node, pi-cluster, stacked-ha, the hard way), read-only: it
+ * never changes a host, so `--check` shows the same tables and every run is changed=0.
  *
  *   read control planes  on every control plane: `kubectl get nodes -o json` and `kubeadm token
  *                        list` with /etc/kubernetes/admin.conf; etcd's members and their health
@@ -16,10 +16,18 @@
  *                        Join tokens (the token id only: a token's secret is masked on the host and
  *                        never leaves it) — data in --json (`report` events)
  *
+ * The hard way (an inventory with `controllers`, seed 003): the same reads with its paths — kubectl
+ * with /var/lib/kubernetes/admin.kubeconfig, /readyz at https://127.0.0.1:6443 with its ca.pem, the
+ * etcd.service members with /etc/etcd's certificates — plus `systemctl is-active` of etcd,
+ * kube-apiserver, kube-controller-manager, kube-scheduler and nginx (SERVICES); haproxy on the
+ * `loadbalancer` host; certificates: every PEM certificate in /var/lib/kubernetes and /etc/etcd and
+ * the client certificate inside each kubeconfig (openssl, never a key); no join tokens (no kubeadm).
+ *
  * Not yet shown: haproxy's per-backend state.
  *
  * @example capstan run playbooks/status.ts -i inventory/home.yaml
  * @example capstan run playbooks/status.ts -i inventory/ha-vip.yaml --json
+ * @example capstan run playbooks/status.ts -i inventory/hard-way.yaml
  */
 import { InputError, Pending, playbook, type PlayResult, type Task } from '../runner/index.js';
 import {
@@ -34,8 +42,14 @@ import {
   readJoinTokens,
   readNodes,
   type ControlPlaneStatus,
+  type EtcdMember,
+  type HostCertificates,
+  type JoinToken,
+  type NodeStatus,
 } from '../tasks/index.js';
+import { KUBERNETES_DIR } from '../tasks/control-plane.js';
 import { clusterSource, hostsOf } from './vars.js';
+import { HARD_WAY_ADMIN_KUBECONFIG, HARD_WAY_UNITS, hardWayCertificates, isHardWayInventory } from './lib/hard-way-layout.js';
 
 /** The example inventory this playbook is written for (any kubeadm topology's inventory will do). */
 export const exampleInventory = new URL('../inventory/single.yaml', import.meta.url);
@@ -48,30 +62,64 @@ function valuesOf<R>(result: PlayResult, task: Task<R>, hosts: readonly string[]
   });
 }
 
+/** What a topology reads through its control planes: kubeadm's paths, or the hard way's units and files. */
+interface Layout {
+  controlPlaneGroup: string;
+  balancerGroup: string;
+  nodes: Task<NodeStatus[]>;
+  serving: Task<ControlPlaneStatus>;
+  etcd: Task<EtcdMember[]>;
+  tokens?: Task<JoinToken[]>;
+  certificates: Task<HostCertificates>;
+}
+
+function kubeadmLayout(vip: string | undefined): Layout {
+  return {
+    controlPlaneGroup: 'control_plane',
+    balancerGroup: 'balancer',
+    nodes: readNodes(),
+    serving: readControlPlaneStatus({ readyz: true, ...(vip ? { vip, haproxy: true } : {}) }),
+    etcd: readEtcdMembership({ layout: 'kubeadm', etcdctlOptional: true }),
+    tokens: readJoinTokens(),
+    certificates: readCertificates(),
+  };
+}
+
+/** Seed 003: systemd units, /var/lib/kubernetes, etcd.service members; no kubeadm, so no join tokens. */
+function hardWayLayout(): Layout {
+  return {
+    controlPlaneGroup: 'controllers',
+    balancerGroup: 'loadbalancer',
+    nodes: readNodes({ kubeconfig: HARD_WAY_ADMIN_KUBECONFIG }),
+    serving: readControlPlaneStatus({ readyz: { url: 'https://127.0.0.1:6443/readyz', cacert: `${KUBERNETES_DIR}/ca.pem` }, units: HARD_WAY_UNITS }),
+    etcd: readEtcdMembership({ layout: 'hard-way' }),
+    certificates: readCertificates(hardWayCertificates()),
+  };
+}
+
 export default playbook('status', async (ctx) => {
   const { play, inventory } = ctx;
-  if (!inventory.groups.has('control_plane')) {
-    throw new InputError(`status.ts reads kubeadm clusters, whose inventories have a control_plane group; ${inventory.source} has none (the hard way's cluster: kubectl with its admin kubeconfig)`);
+  const hardWay = isHardWayInventory(inventory.groups);
+  if (!hardWay && !inventory.groups.has('control_plane')) {
+    throw new InputError(`status.ts reads a cluster through its control planes: ${inventory.source} has neither a control_plane group (kubeadm topologies) nor a controllers group (the hard way)`);
   }
-  const vars = clusterSource(ctx);
+  const vars = clusterSource(ctx, hardWay ? 'controllers' : 'control_plane');
   // stacked-ha's two load-balancing variants (playbooks/lib/ha-load-balancer.ts): keepalived + haproxy on the control planes, or one balancer host.
-  const vip = vars.has('vip_address') ? vars.ip('vip_address') : undefined;
-  const balancers = hostsOf(inventory, 'balancer').map((h) => h.name);
-  const controlPlanes = ctx.selectHosts('control_plane').map((h) => h.name);
+  const vip = !hardWay && vars.has('vip_address') ? vars.ip('vip_address') : undefined;
+  const layout = hardWay ? hardWayLayout() : kubeadmLayout(vip);
+  const balancers = hostsOf(inventory, layout.balancerGroup).map((h) => h.name);
+  const controlPlanes = ctx.selectHosts(layout.controlPlaneGroup).map((h) => h.name);
   const workers = inventory.groups.has('workers') ? ctx.selectHosts('workers').map((h) => h.name) : [];
-  if (controlPlanes.length === 0) throw new InputError('no control plane is selected (check --limit): status reads the cluster through one');
+  if (controlPlanes.length === 0) throw new InputError(`no ${layout.controlPlaneGroup} host is selected (check --limit): status reads the cluster through one`);
 
-  const nodes = readNodes();
-  const tokens = readJoinTokens();
-  const serving = readControlPlaneStatus({ readyz: true, ...(vip ? { vip, haproxy: true } : {}) });
-  const etcd = readEtcdMembership({ layout: 'kubeadm', etcdctlOptional: true });
-  const onControlPlanes = await play('read control planes', controlPlanes.join(','), [nodes, serving, etcd, tokens]);
+  const { nodes, serving, etcd, tokens } = layout;
+  const onControlPlanes = await play('read control planes', controlPlanes.join(','), [nodes, serving, etcd, ...(tokens ? [tokens] : [])]);
   const servingStates: ControlPlaneStatus[] = valuesOf(onControlPlanes, serving, controlPlanes);
   if (balancers.length > 0) {
     const balancer = readControlPlaneStatus({ readyz: false, haproxy: true });
     servingStates.push(...valuesOf(await play('read balancer', balancers.join(','), [balancer]), balancer, balancers));
   }
-  const read = readCertificates();
+  const read = layout.certificates;
   const certificates = valuesOf(await play('read certificates', [...controlPlanes, ...workers].join(','), [read]), read, [...controlPlanes, ...workers]);
 
   const [nodeList] = valuesOf(onControlPlanes, nodes, controlPlanes);
@@ -80,6 +128,6 @@ export default playbook('status', async (ctx) => {
   const etcdMembers = valuesOf(onControlPlanes, etcd, controlPlanes).find((list) => list.length > 0);
   if (etcdMembers) ctx.report(etcdMemberTable(etcdMembers));
   ctx.report(certificateTable(certificates, 30));
-  const [tokenList] = valuesOf(onControlPlanes, tokens, controlPlanes);
+  const [tokenList] = tokens ? valuesOf(onControlPlanes, tokens, controlPlanes) : [];
   if (tokenList) ctx.report(joinTokenTable(tokenList));
 });

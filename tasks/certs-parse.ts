@@ -133,21 +133,24 @@ export function expiringWithin(certificates: readonly CertificateLifetime[], day
   return certificates.filter((c) => !c.missing && !c.externallyManaged && c.authority !== undefined && (c.residualSeconds ?? 0) < days * DAY);
 }
 
-/** What one host holds: kubeadm's tables (control planes) and the kubelet's client certificate. */
+/** What one host holds: kubeadm's tables (control planes), the kubelet's client certificate, certificate files read with openssl (the hard way's). */
 export interface HostCertificates {
   host: string;
   kubeadm?: CheckExpiration;
   kubeletClient?: CertificateLifetime;
+  /** Named by path; `authority` is the issuer's CN, absent for a self-issued CA. */
+  files?: CertificateLifetime[];
 }
 
 /**
  * One table of every host's certificates: kubeadm's (CAs included) on control planes, the kubelet
- * client certificate on every node (for ctx.report); NOTE says what expires within `withinDays` and who renews it.
+ * client certificate on every node, the certificate files read (the hard way's) (for ctx.report);
+ * NOTE says what expires within `withinDays` and who renews it.
  */
 export function certificateTable(hosts: readonly HostCertificates[], withinDays: number): ReportTable {
   const rows: string[][] = [];
   const soon = (c: CertificateLifetime) => (c.residualSeconds ?? 0) < withinDays * DAY;
-  for (const { host, kubeadm, kubeletClient } of hosts) {
+  for (const { host, kubeadm, kubeletClient, files } of hosts) {
     for (const c of kubeadm?.certificates ?? []) {
       const note = c.missing ? 'missing' : c.externallyManaged ? 'externally managed' : soon(c) ? `expires within ${withinDays} days: kubeadm certs renew` : '';
       rows.push([host, c.name, c.expires ? formatExpiry(c.expires) : '', c.residual ?? '', c.authority ?? '', note]);
@@ -159,6 +162,12 @@ export function certificateTable(hosts: readonly HostCertificates[], withinDays:
     if (kubeletClient) {
       const note = kubeletClient.missing ? 'missing' : soon(kubeletClient) ? `expires within ${withinDays} days: the kubelet rotates it; is rotation failing?` : '';
       rows.push([host, kubeletClient.name, kubeletClient.expires ? formatExpiry(kubeletClient.expires) : '', kubeletClient.residual ?? '', 'ca', note]);
+    }
+    // The hard way's: hard-way.ts's PKI step re-issues a certificate (and a CA with all it signed) in its last 30 days.
+    for (const c of files ?? []) {
+      const what = c.authority === undefined ? 'CA expires' : 'expires';
+      const note = c.missing ? 'missing' : soon(c) ? `${what} within ${withinDays} days: hard-way.ts re-issues it in its last 30 days` : '';
+      rows.push([host, c.name, c.expires ? formatExpiry(c.expires) : '', c.residual ?? '', c.authority ?? '', note]);
     }
   }
   return { title: 'Certificates', columns: ['HOST', 'CERTIFICATE', 'EXPIRES', 'RESIDUAL TIME', 'CERTIFICATE AUTHORITY', 'NOTE'], rows };

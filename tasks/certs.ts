@@ -7,7 +7,7 @@
  * ten years), and the docs' next step is to restart the static Pods by moving their manifests out
  * of /etc/kubernetes/manifests and back, since the kubelet stops a Pod whose manifest went away.
  */
-import { sh, type Command } from '../runner/quote.js';
+import { raw, sh, type Command } from '../runner/quote.js';
 import { defineTask, type ApplyContext, type CheckContext, type Drift, type Task, type TaskOptions } from '../runner/task.js';
 import {
   expiringWithin,
@@ -36,13 +36,48 @@ export const READ_CERTIFICATES: Command = sh`echo '## now'; date -u +%s
 if [ -e ${KUBEADM_APISERVER_CERT} ]; then echo '## kubeadm'; kubeadm certs check-expiration 2>&1 || echo "## kubeadm failed $?"; fi
 if [ -e ${KUBELET_CLIENT_CERT} ]; then echo '## kubelet'; openssl x509 -noout -enddate -in ${KUBELET_CLIENT_CERT} 2>&1; fi; true`;
 
-/** READ_CERTIFICATES' output, split and parsed (pure). */
+/** Certificates outside kubeadm's layout (the hard way's), read with openssl. */
+export interface CertificateFiles {
+  /** PEM certificate files (never a key: only `openssl x509` reads them). */
+  files?: readonly string[];
+  /** Kubeconfigs whose embedded client certificate (`client-certificate-data`) is read; the key beside it is never touched. */
+  kubeconfigs?: readonly string[];
+}
+
+const X509_FIELDS = '-noout -enddate -subject -issuer -nameopt RFC2253';
+
+/**
+ * READ_CERTIFICATES, then a marked section per certificate file and per kubeconfig's client
+ * certificate (`## file PATH`, `## kubeconfig PATH`, `## missing PATH`): one command, one round trip.
+ */
+export function readCertificatesCommand(p: CertificateFiles = {}): Command {
+  if (!p.files?.length && !p.kubeconfigs?.length) return READ_CERTIFICATES;
+  const files = p.files?.length ? p.files : [];
+  const kubeconfigs = p.kubeconfigs?.length ? p.kubeconfigs : [];
+  return sh`${READ_CERTIFICATES}
+for f in ${files}; do if [ -e "$f" ]; then echo "## file $f"; openssl x509 ${raw(X509_FIELDS)} -in "$f" 2>&1; else echo "## missing $f"; fi; done
+for f in ${kubeconfigs}; do if [ -e "$f" ]; then echo "## kubeconfig $f"; sed -n 's/^ *client-certificate-data: *//p' "$f" | head -n 1 | base64 -d 2>&1 | openssl x509 ${raw(X509_FIELDS)} 2>&1; else echo "## missing $f"; fi; done; true`;
+}
+
+/** One `openssl x509 -enddate -subject -issuer` reading: a CA is self-issued, a leaf names its issuer's CN (pure). */
+function fileLifetime(name: string, text: string, now: Date): CertificateLifetime {
+  const subject = /^subject=(.*)$/m.exec(text)?.[1];
+  const issuer = /^issuer=(.*)$/m.exec(text)?.[1];
+  if (subject === undefined || issuer === undefined || !/^notAfter=/m.test(text)) {
+    throw new Error(`could not read the certificate ${name}: ${text.trim().split('\n').slice(-2).join(' ') || 'no output'}`);
+  }
+  const lifetime = lifetimeFromEndDate(name, parseOpensslEndDate(text), now);
+  if (subject === issuer) return lifetime;
+  return { ...lifetime, authority: /(?:^|,)CN=([^,]+)/.exec(issuer)?.[1] ?? issuer };
+}
+
+/** READ_CERTIFICATES' (or {@link readCertificatesCommand}'s) output, split and parsed (pure). */
 export function parseReadCertificates(host: string, output: string): HostCertificates {
   const sections = new Map<string, string>();
   let current = '';
   for (const line of output.split('\n')) {
-    const mark = /^## (\w+)$/.exec(line);
-    if (mark) sections.set((current = mark[1]!), '');
+    const mark = /^## (now|kubeadm|kubelet|file|kubeconfig|missing)(?: (\S+))?$/.exec(line);
+    if (mark) sections.set((current = mark[2] ? `${mark[1]} ${mark[2]}` : mark[1]!), '');
     else if (current) sections.set(current, `${sections.get(current)}${line}\n`);
   }
   const failed = /^## kubeadm failed (\d+)$/m.exec(output);
@@ -52,32 +87,45 @@ export function parseReadCertificates(host: string, output: string): HostCertifi
   const result: HostCertificates = { host };
   if (sections.has('kubeadm')) result.kubeadm = parseCheckExpiration(sections.get('kubeadm')!);
   if (sections.has('kubelet')) result.kubeletClient = lifetimeFromEndDate('kubelet-client', parseOpensslEndDate(sections.get('kubelet')!), now);
+  const files: CertificateLifetime[] = [];
+  for (const [key, text] of sections) {
+    const [kind, path] = key.split(' ') as [string, string | undefined];
+    if (!path) continue;
+    if (kind === 'missing') files.push({ name: path, externallyManaged: false, missing: true });
+    else files.push(fileLifetime(path, text, now));
+  }
+  if (files.length) result.files = files;
   return result;
 }
 
-async function readCertificatesOn(ctx: Pick<CheckContext, 'probe' | 'host'>): Promise<HostCertificates> {
-  const result = await ctx.probe(READ_CERTIFICATES);
+async function readCertificatesOn(ctx: Pick<CheckContext, 'probe' | 'host'>, p: CertificateFiles = {}): Promise<HostCertificates> {
+  const result = await ctx.probe(readCertificatesCommand(p));
   return parseReadCertificates(ctx.host.name, result.stdout);
 }
 
 /**
  * Reads a host's certificate lifetimes (read-only, never drifts): kubeadm's on a control plane, the
- * kubelet client certificate on every node. Its values make the playbook's table ({@link certificateTable}).
+ * kubelet client certificate on every node, and the certificate files and kubeconfigs named (the
+ * hard way's). Its values make the playbook's table ({@link certificateTable}).
  *
  * @example const read = readCertificates(); const result = await play('read certificates', 'all', [read]); result.value(read, 'cp1');
+ * @example readCertificates({ files: ['/var/lib/kubernetes/ca.pem'], kubeconfigs: ['/var/lib/kubernetes/admin.kubeconfig'] })
  */
-export function readCertificates(options?: TaskOptions): Task<HostCertificates> {
-  return defineTask<Record<string, never>, HostCertificates>(
+export function readCertificates(params: CertificateFiles = {}, options?: TaskOptions): Task<HostCertificates> {
+  return defineTask<CertificateFiles, HostCertificates>(
     {
       kind: 'certificates',
       id: () => 'certificates:read',
-      title: () => 'read certificate lifetimes',
-      probes: () => [{ kind: 'exec', command: READ_CERTIFICATES }],
+      title: (p) => (p.files?.length || p.kubeconfigs?.length ? 'read certificate lifetimes (files and kubeconfigs)' : 'read certificate lifetimes'),
+      validate: (p) => {
+        for (const path of [...(p.files ?? []), ...(p.kubeconfigs ?? [])]) if (!/^\/\S+$/.test(path)) throw new Error(`certificate paths must be absolute, without blanks: ${JSON.stringify(path)}`);
+      },
+      probes: (p) => [{ kind: 'exec', command: readCertificatesCommand(p) }],
       check: async () => [],
       apply: async () => undefined,
-      result: (ctx) => readCertificatesOn(ctx),
+      result: (ctx, p) => readCertificatesOn(ctx, p),
     },
-    {},
+    params,
     options,
   );
 }

@@ -130,17 +130,27 @@ export interface ControlPlaneStatus {
   holdsVip?: boolean;
   /** With haproxy on this host: `systemctl is-active haproxy` (active, inactive, failed…). */
   haproxy?: string;
+  /** The systemd units asked about (the hard way's control plane), each with its `systemctl is-active` state. */
+  units?: Record<string, string>;
 }
 
-/** The Control planes table; the VIP and HAPROXY columns only when the topology has them (pure). */
+/** The SERVICES cell: `all N active`, or the units that are not, with their state. */
+function unitsCell(units: Record<string, string>): string {
+  const down = Object.entries(units).filter(([, state]) => state !== 'active');
+  return down.length === 0 ? `all ${Object.keys(units).length} active` : down.map(([unit, state]) => `${unit} ${state}`).join(', ');
+}
+
+/** The Control planes table; the SERVICES, VIP and HAPROXY columns only when the topology has them (pure). */
 export function controlPlaneTable(statuses: readonly ControlPlaneStatus[], vip?: string): ReportTable {
   const withHaproxy = statuses.some((s) => s.haproxy !== undefined);
+  const withUnits = statuses.some((s) => s.units !== undefined);
   return {
     title: 'Control planes',
-    columns: ['HOST', 'READYZ', ...(vip ? [`VIP ${vip}`] : []), ...(withHaproxy ? ['HAPROXY'] : [])],
+    columns: ['HOST', 'READYZ', ...(withUnits ? ['SERVICES'] : []), ...(vip ? [`VIP ${vip}`] : []), ...(withHaproxy ? ['HAPROXY'] : [])],
     rows: statuses.map((s) => [
       s.host,
       s.readyz,
+      ...(withUnits ? [s.units ? unitsCell(s.units) : '-'] : []),
       ...(vip ? [s.holdsVip ? 'holds it' : '-'] : []),
       ...(withHaproxy ? [s.haproxy ?? '-'] : []),
     ]),

@@ -11,7 +11,13 @@ import { parseNodes, parseTokenList, type ControlPlaneStatus, type JoinToken, ty
 const ADMIN_CONF = '/etc/kubernetes/admin.conf';
 const KUBEADM_CA = '/etc/kubernetes/pki/ca.crt';
 
-export const READ_NODES: Command = sh`kubectl --kubeconfig ${ADMIN_CONF} get nodes -o json`;
+/** `kubectl get nodes -o json` with a control plane's admin kubeconfig. */
+export function readNodesCommand(kubeconfig: string): Command {
+  return sh`kubectl --kubeconfig ${kubeconfig} get nodes -o json`;
+}
+
+/** kubeadm's: `kubectl get nodes -o json` with /etc/kubernetes/admin.conf. */
+export const READ_NODES: Command = readNodesCommand(ADMIN_CONF);
 
 /**
  * `kubeadm token list`, each token's secret replaced on the host by as many asterisks (the columns
@@ -25,24 +31,30 @@ async function mustProbe(ctx: Pick<CheckContext, 'probe'>, command: Command, wha
   return result.stdout;
 }
 
+export interface ReadNodesParams {
+  /** The admin kubeconfig on the host; default kubeadm's /etc/kubernetes/admin.conf (the hard way's: /var/lib/kubernetes/admin.kubeconfig). */
+  kubeconfig?: string;
+}
+
 /**
- * The cluster's nodes from `kubectl get nodes -o json` with kubeadm's admin.conf (read-only, never
- * drifts): name, roles, kubelet version, Ready, internal IP. Run it on a control plane.
+ * The cluster's nodes from `kubectl get nodes -o json` with the control plane's admin kubeconfig
+ * (read-only, never drifts): name, roles, kubelet version, Ready, internal IP. Run it on a control plane.
  *
  * @example const nodes = readNodes(); const result = await play('nodes', 'control_plane', [nodes]); result.value(nodes);
  */
-export function readNodes(options?: TaskOptions): Task<NodeStatus[]> {
-  return defineTask<Record<string, never>, NodeStatus[]>(
+export function readNodes(params: ReadNodesParams = {}, options?: TaskOptions): Task<NodeStatus[]> {
+  const command = (p: ReadNodesParams) => readNodesCommand(p.kubeconfig ?? ADMIN_CONF);
+  return defineTask<ReadNodesParams, NodeStatus[]>(
     {
       kind: 'status',
       id: () => 'status:nodes',
       title: () => 'read nodes (kubectl get nodes)',
-      probes: () => [{ kind: 'exec', command: READ_NODES }],
+      probes: (p) => [{ kind: 'exec', command: command(p) }],
       check: async () => [],
       apply: async () => undefined,
-      result: async (ctx) => parseNodes(await mustProbe(ctx, READ_NODES, 'kubectl get nodes')),
+      result: async (ctx, p) => parseNodes(await mustProbe(ctx, command(p), 'kubectl get nodes')),
     },
-    {},
+    params,
     options,
   );
 }
@@ -69,22 +81,46 @@ export function readJoinTokens(options?: TaskOptions): Task<JoinToken[]> {
   );
 }
 
+/** Where a control plane's API server answers /readyz, when it is not read from kubeadm's manifest. */
+export interface ReadyzEndpoint {
+  /** e.g. https://127.0.0.1:6443/readyz */
+  url: string;
+  /** The cluster CA on the host, to verify the API server's certificate. */
+  cacert: string;
+}
+
 export interface ControlPlaneStatusParams {
-  /** Ask the API server on this host for /readyz (false on an external balancer). */
-  readyz: boolean;
+  /**
+   * Ask the API server on this host for /readyz: true reads its address from kubeadm's
+   * kube-apiserver manifest, an endpoint says where (the hard way); false on an external balancer.
+   */
+  readyz: boolean | ReadyzEndpoint;
+  /** systemd units whose `systemctl is-active` state is shown (the hard way's etcd, kube-apiserver…). */
+  units?: readonly string[];
   /** The keepalived VIP (stacked-ha's vip_address): whether this host holds it. */
   vip?: string;
   /** Whether haproxy runs here (stacked-ha): `systemctl is-active haproxy`. */
   haproxy?: boolean;
 }
 
-async function readyzOf(ctx: Pick<CheckContext, 'probe' | 'readText'>): Promise<string> {
+async function kubeadmReadyzEndpoint(ctx: Pick<CheckContext, 'readText'>): Promise<ReadyzEndpoint | string> {
   const manifest = await ctx.readText(`${MANIFESTS_DIR}/kube-apiserver.yaml`);
   if (manifest === null) return `no ${MANIFESTS_DIR}/kube-apiserver.yaml`;
   const { address, port } = apiserverEndpoint(manifest);
-  const url = `https://${address.includes(':') ? `[${address}]` : address}:${port}/readyz`;
-  const answer = await ctx.probe(sh`curl -sS --max-time 5 --cacert ${KUBEADM_CA} ${url}`);
-  return answer.code === 0 ? answer.stdout.trim() : `${url}: ${answer.stderr.trim() || `curl exit ${answer.code}`}`;
+  return { url: `https://${address.includes(':') ? `[${address}]` : address}:${port}/readyz`, cacert: KUBEADM_CA };
+}
+
+async function readyzOf(ctx: Pick<CheckContext, 'probe' | 'readText'>, where: true | ReadyzEndpoint): Promise<string> {
+  const endpoint = where === true ? await kubeadmReadyzEndpoint(ctx) : where;
+  if (typeof endpoint === 'string') return endpoint;
+  const answer = await ctx.probe(sh`curl -sS --max-time 5 --cacert ${endpoint.cacert} ${endpoint.url}`);
+  return answer.code === 0 ? answer.stdout.trim() : `${endpoint.url}: ${answer.stderr.trim() || `curl exit ${answer.code}`}`;
+}
+
+/** `systemctl is-active` prints one state per unit, in order, exiting non-zero when any is not active (pure). */
+export function unitStates(units: readonly string[], isActiveOutput: string): Record<string, string> {
+  const states = isActiveOutput.split('\n').map((line) => line.trim()).filter(Boolean);
+  return Object.fromEntries(units.map((unit, i) => [unit, states[i] ?? 'unknown']));
 }
 
 /** Whether `ip -o addr show` lists `vip` on one of this host's interfaces (pure). */
@@ -94,7 +130,8 @@ export function holdsAddress(ipAddrOutput: string, vip: string): boolean {
 
 /**
  * A control plane's (or balancer's) serving state, read-only: the API server's /readyz (curl with
- * the cluster CA at the manifest's advertise address), whether it holds the VIP, haproxy's state.
+ * the cluster CA, at the kubeadm manifest's advertise address or the endpoint given), the state of
+ * the systemd units named, whether it holds the VIP, haproxy's state.
  *
  * @example await play('control planes', 'control_plane', [readControlPlaneStatus({ readyz: true, vip: '192.168.0.66', haproxy: true })]);
  */
@@ -103,15 +140,22 @@ export function readControlPlaneStatus(params: ControlPlaneStatusParams, options
     {
       kind: 'status',
       id: () => 'status:control-plane',
-      title: (p) => ['read', p.readyz ? '/readyz' : '', p.vip ? `VIP ${p.vip}` : '', p.haproxy ? 'haproxy' : ''].filter(Boolean).join(' '),
+      title: (p) => ['read', p.readyz ? '/readyz' : '', p.units?.length ? 'services' : '', p.vip ? `VIP ${p.vip}` : '', p.haproxy ? 'haproxy' : ''].filter(Boolean).join(' '),
+      validate: (p) => {
+        if (typeof p.readyz === 'object' && !/^https:\/\/\S+$/.test(p.readyz.url)) throw new Error(`readyz.url must be an https:// URL, got ${JSON.stringify(p.readyz.url)}`);
+        for (const unit of p.units ?? []) if (!/^[\w@.:-]+$/.test(unit)) throw new Error(`not a systemd unit name: ${JSON.stringify(unit)}`);
+      },
       probes: (p) => [
+        ...(p.units?.length ? [{ kind: 'exec' as const, command: sh`systemctl is-active ${p.units}` }] : []),
         ...(p.vip ? [{ kind: 'exec' as const, command: sh`ip -o addr show` }] : []),
         ...(p.haproxy ? [{ kind: 'exec' as const, command: sh`systemctl is-active haproxy` }] : []),
       ],
       check: async () => [],
       apply: async () => undefined,
       async result(ctx, p) {
-        const status: ControlPlaneStatus = { host: ctx.host.name, readyz: p.readyz ? await readyzOf(ctx) : '-' };
+        const status: ControlPlaneStatus = { host: ctx.host.name, readyz: p.readyz ? await readyzOf(ctx, p.readyz) : '-' };
+        // is-active exits 3 when a unit is not active, still printing every state.
+        if (p.units?.length) status.units = unitStates(p.units, (await ctx.probe(sh`systemctl is-active ${p.units}`)).stdout);
         if (p.vip) status.holdsVip = holdsAddress((await mustProbe(ctx, sh`ip -o addr show`, 'ip -o addr show')), p.vip);
         // is-active exits 3 for inactive, still printing the state.
         if (p.haproxy) status.haproxy = (await ctx.probe(sh`systemctl is-active haproxy`)).stdout.trim() || 'unknown';

@@ -77,7 +77,13 @@ describe('playbooks/certs.ts: its plan (no host contacted)', () => {
     expect((bad as Error).message).to.match(/renew.*true, false or force/);
     const days = await plays(certs, single, { renew: 'true', renew_within_days: '400' }).catch((error: unknown) => error);
     expect((days as Error).message).to.match(/renew_within_days/);
-    const hard = await plays(certs, await inventory('hard-way')).catch((error: unknown) => error);
-    expect((hard as Error).message).to.match(/^certs\.ts reads kubeadm clusters, whose inventories have a control_plane group; .*hard-way\.yaml has none/);
+  });
+
+  it('the hard way: reads the controllers\' certificate files; renewing is hard-way.ts\'s, so renew=true is refused', async () => {
+    const hardWay = await inventory('hard-way');
+    expect(summary(await plays(certs, hardWay))).to.deep.equal(['read certificates @ controller-0,controller-1,controller-2: certificates:read']);
+    const renew = await plays(certs, hardWay, { renew: 'true' }).catch((error: unknown) => error);
+    expect(renew).to.be.instanceOf(InputError);
+    expect((renew as Error).message).to.equal(`renew=true: the hard way's certificates are not kubeadm's; hard-way.ts re-issues them from pki_dir in their last 30 days (capstan run playbooks/hard-way.ts -i ${hardWay.source})`);
   });
 });

@@ -5,9 +5,16 @@
  * blanks, "Jan 02, 2006 15:04 MST", ShortHumanDuration); check-expiration-expiring.txt adds the rows
  * certs.go prints for an expired (`<invalid>`), an externally managed and a missing (`!MISSING!`)
  * certificate. openssl's `-enddate` line is OpenSSL's ASN1_TIME_print (day padded with a blank).
+ * The hard way's files are made here with the real openssl, and read by the real command.
  */
 import { expect } from 'chai';
+import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { InputError } from '../../runner/errors.js';
 import {
   expiringWithin,
   formatExpiry,
@@ -17,7 +24,7 @@ import {
   certificateTable,
   shortHumanDuration,
 } from '../../tasks/certs-parse.js';
-import { apiserverEndpoint, expiryWarningText, listeningPorts, parseReadCertificates } from '../../tasks/certs.js';
+import { apiserverEndpoint, expiryWarningText, listeningPorts, parseReadCertificates, readCertificates, readCertificatesCommand } from '../../tasks/certs.js';
 
 const fixture = (name: string) => readFileSync(new URL(`../fixtures/certs/${name}`, import.meta.url), 'utf8');
 const DAY = 86_400;
@@ -121,5 +128,58 @@ describe('the preflight warning (tasks/certs.ts)', () => {
     expect(expiryWarningText({ expiring: [], unreadable: 'kubeadm certs check-expiration failed (exit 1): boom' }, 30)).to.equal(
       "WARNING: could not read the kubeadm certificates' lifetimes: kubeadm certs check-expiration failed (exit 1): boom",
     );
+  });
+});
+
+describe('the hard way\'s certificate files (readCertificatesCommand, run by a local shell on openssl-made files)', () => {
+  const run = promisify(execFile);
+  let dir: string;
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'capstan-certs-'));
+    const openssl = (...args: string[]) => run('openssl', args, { cwd: dir });
+    await openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca-key.pem', '-out', 'ca.pem', '-days', '3650', '-subj', '/CN=Kubernetes');
+    await openssl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'admin-key.pem', '-out', 'admin.csr', '-subj', '/O=system:masters/CN=admin');
+    await openssl('x509', '-req', '-in', 'admin.csr', '-CA', 'ca.pem', '-CAkey', 'ca-key.pem', '-CAcreateserial', '-out', 'admin.pem', '-days', '20');
+    const b64 = async (file: string) => (await readFile(join(dir, file))).toString('base64');
+    // kubectl config set-credentials --embed-certs: the certificate and the key side by side, as the yaml package writes them.
+    await writeFile(join(dir, 'admin.kubeconfig'), `apiVersion: v1\nkind: Config\nusers:\n  - name: admin\n    user:\n      client-certificate-data: ${await b64('admin.pem')}\n      client-key-data: ${await b64('admin-key.pem')}\n`);
+  });
+  after(() => rm(dir, { recursive: true, force: true }));
+
+  it('reads each file and each kubeconfig\'s client certificate in one command, never a key, and names what is missing', async () => {
+    const command = readCertificatesCommand({ files: [`${dir}/ca.pem`, `${dir}/admin.pem`, `${dir}/gone.pem`], kubeconfigs: [`${dir}/admin.kubeconfig`] });
+    const { stdout } = await run('sh', ['-c', command.text]);
+    const keyBody = (await readFile(join(dir, 'admin-key.pem'), 'utf8')).split('\n')[1]!;
+    expect(stdout).not.to.include(keyBody);
+    expect(stdout).not.to.include(Buffer.from(await readFile(join(dir, 'admin-key.pem'))).toString('base64').slice(0, 40));
+    const parsed = parseReadCertificates('controller-0', stdout);
+    expect(parsed.kubeadm).to.equal(undefined);
+    // Residual times against the host's clock, read in the same command: 20 days, less the seconds this test took.
+    const days = (c: { residualSeconds?: number }) => (c.residualSeconds === undefined ? '-' : Math.round(c.residualSeconds / DAY));
+    expect(parsed.files!.map((c) => [c.name, c.authority ?? '-', c.missing, days(c)])).to.deep.equal([
+      [`${dir}/ca.pem`, '-', false, 3650],
+      [`${dir}/admin.pem`, 'Kubernetes', false, 20],
+      [`${dir}/gone.pem`, '-', true, '-'],
+      [`${dir}/admin.kubeconfig`, 'Kubernetes', false, 20],
+    ]);
+    const table = certificateTable([parsed], 30);
+    expect(table.rows.map((row) => [row[1], row[4], row[5]])).to.deep.equal([
+      [`${dir}/ca.pem`, '', ''],
+      [`${dir}/admin.pem`, 'Kubernetes', 'expires within 30 days: hard-way.ts re-issues it in its last 30 days'],
+      [`${dir}/gone.pem`, '', 'missing'],
+      [`${dir}/admin.kubeconfig`, 'Kubernetes', 'expires within 30 days: hard-way.ts re-issues it in its last 30 days'],
+    ]);
+    expect(certificateTable([parsed], 10).rows.map((row) => row[5])).to.deep.equal(['', '', 'missing', '']);
+  });
+
+  it('a file openssl cannot read is an error naming it, not a row made up', async () => {
+    await writeFile(join(dir, 'broken.pem'), 'not a certificate\n');
+    const { stdout } = await run('sh', ['-c', readCertificatesCommand({ files: [`${dir}/broken.pem`] }).text]);
+    expect(() => parseReadCertificates('controller-0', stdout)).to.throw(`could not read the certificate ${dir}/broken.pem:`);
+  });
+
+  it('refuses relative or blank-holding paths before any host is contacted', () => {
+    expect(() => readCertificates({ files: ['ca.pem'] })).to.throw(InputError, /certificate paths must be absolute, without blanks: "ca.pem"/);
+    expect(() => readCertificates({ kubeconfigs: ['/var/lib/kubernetes/my admin.kubeconfig'] })).to.throw(InputError, /without blanks/);
   });
 });

@@ -15,7 +15,7 @@ import { InputError } from '../../runner/errors.js';
 import { loadInventory } from '../../runner/inventory/index.js';
 import status from '../../playbooks/status.js';
 import { controlPlaneTable, joinTokenTable, nodeTable, parseNodes, parseTokenList } from '../../tasks/status-parse.js';
-import { holdsAddress, READ_JOIN_TOKENS } from '../../tasks/status.js';
+import { holdsAddress, READ_JOIN_TOKENS, unitStates } from '../../tasks/status.js';
 import { plays } from '../helpers/plays.js';
 
 const fixture = (name: string) => readFile(fileURLToPath(new URL(`../fixtures/status/${name}`, import.meta.url)), 'utf8');
@@ -97,6 +97,23 @@ describe('status: control planes', () => {
 
   it('has VIP and HAPROXY columns only when the topology has them', () => {
     expect(controlPlaneTable([{ host: 'cp1', readyz: 'ok' }])).to.deep.equal({ title: 'Control planes', columns: ['HOST', 'READYZ'], rows: [['cp1', 'ok']] });
+    // The hard way's SERVICES: `systemctl is-active a b c` prints one state per unit, in order.
+    const units = ['etcd', 'kube-apiserver', 'kube-scheduler'];
+    expect(unitStates(units, 'active\nactive\nactive\n')).to.deep.equal({ etcd: 'active', 'kube-apiserver': 'active', 'kube-scheduler': 'active' });
+    expect(unitStates(units, 'active\nfailed\n')).to.deep.equal({ etcd: 'active', 'kube-apiserver': 'failed', 'kube-scheduler': 'unknown' });
+    expect(controlPlaneTable([
+      { host: 'controller-0', readyz: 'ok', units: unitStates(units, 'active\nactive\nactive\n') },
+      { host: 'controller-1', readyz: 'https://127.0.0.1:6443/readyz: curl: (7) Failed to connect', units: unitStates(units, 'active\nfailed\ninactive\n') },
+      { host: 'loadbalancer', readyz: '-', haproxy: 'active' },
+    ])).to.deep.equal({
+      title: 'Control planes',
+      columns: ['HOST', 'READYZ', 'SERVICES', 'HAPROXY'],
+      rows: [
+        ['controller-0', 'ok', 'all 3 active', '-'],
+        ['controller-1', 'https://127.0.0.1:6443/readyz: curl: (7) Failed to connect', 'kube-apiserver failed, kube-scheduler inactive', '-'],
+        ['loadbalancer', '-', '-', 'active'],
+      ],
+    });
     expect(controlPlaneTable([{ host: 'cp1', readyz: 'ok', holdsVip: true, haproxy: 'active' }, { host: 'cp2', readyz: 'ok', holdsVip: false, haproxy: 'inactive' }], '192.168.0.66')).to.deep.equal({
       title: 'Control planes',
       columns: ['HOST', 'READYZ', 'VIP 192.168.0.66', 'HAPROXY'],
@@ -117,8 +134,25 @@ describe('status.ts plan', () => {
     const badVip = await plays(status, await inventory('single'), { vip_address: '192.168.0.666' }).catch((error: unknown) => error);
     expect(badVip).to.be.instanceOf(InputError);
     expect((badVip as Error).message).to.include('vip_address');
-    const hard = await plays(status, await inventory('hard-way')).catch((error: unknown) => error);
-    expect(hard).to.be.instanceOf(InputError);
-    expect((hard as Error).message).to.match(/status\.ts reads kubeadm clusters, whose inventories have a control_plane group; .*hard-way\.yaml has none/);
+  });
+
+  it('the hard way: through the controllers (no join tokens: no kubeadm), haproxy on the loadbalancer, certificates on the controllers', async () => {
+    expect((await plays(status, await inventory('hard-way'))).map((p) => `${p.title} @ ${p.pattern}: ${p.tasks.join(' ')}`)).to.deep.equal([
+      'read control planes @ controller-0,controller-1,controller-2: status:nodes status:control-plane etcd-members:local',
+      'read balancer @ loadbalancer: status:control-plane',
+      'read certificates @ controller-0,controller-1,controller-2: certificates:read',
+    ]);
+  });
+
+  it('refuses an inventory with neither control_plane nor controllers, naming the file', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'capstan-status-'));
+    try {
+      await writeFile(join(dir, 'odd.yaml'), 'all:\n  children:\n    nodes:\n      hosts:\n        n1: { ansible_host: 10.0.0.1 }\n');
+      const refused = await plays(status, await loadInventory(join(dir, 'odd.yaml'))).catch((error: unknown) => error);
+      expect(refused).to.be.instanceOf(InputError);
+      expect((refused as Error).message).to.equal(`status.ts reads a cluster through its control planes: ${join(dir, 'odd.yaml')} has neither a control_plane group (kubeadm topologies) nor a controllers group (the hard way)`);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
