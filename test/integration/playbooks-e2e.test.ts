@@ -319,6 +319,25 @@ describe('playbooks end to end (lab, Kubernetes stand-ins)', function () {
       const after = Object.fromEntries(await Promise.all(lab.hosts.map(async (h) => [h.name, await sh(lab, h.name, BOOT)])));
       expect(after).to.deep.equal(before);
     });
+
+    it('status.ts on the Pi cluster: three Ready nodes with their roles, pi-01 ready, one etcd member, the bootstrap token by id; nothing changed', async () => {
+      const result = await capstan(['run', 'playbooks/status.ts', '-i', lab.inventoryPath, '--json']);
+      expect(result.code, result.stdout.slice(-3000) + result.stderr).to.equal(0);
+      const reports = reportsOf(result.stdout);
+      expect(reports.map((r) => r.title)).to.deep.equal(['Nodes', 'Control planes', 'etcd members', 'Certificates', 'Join tokens']);
+      expect(reports[0]!.rows.map((r) => [r[0], r[1], r[2], r[3], r[4]])).to.deep.equal(
+        ['pi-01', 'pi-02', 'pi-03'].map((name) => [name, name === 'pi-01' ? 'control-plane' : '<none>', 'v1.34.1', 'Ready', ip(lab, name)]),
+      );
+      expect(reports[1]).to.deep.equal({ title: 'Control planes', columns: ['HOST', 'READYZ'], rows: [['pi-01', 'ok']] });
+      expect(reports[2]!.rows.map((r) => [r[0], r[2], r[4]])).to.deep.equal([['pi-01', `https://${ip(lab, 'pi-01')}:2380`, 'healthy']]);
+      // kubeadm's certificates on pi-01 and every node's kubelet client certificate, none expiring.
+      expect(reports[3]!.rows.filter((r) => r[1] === 'kubelet-client').map((r) => r[0])).to.deep.equal(['pi-01', 'pi-02', 'pi-03']);
+      expect(reports[3]!.rows.every((r) => r[5] === '')).to.equal(true);
+      const tokens = (await sh(lab, 'pi-01', "kubeadm token list | awk 'NR > 1 { print substr($1, 1, 6) }'")).trim().split('\n');
+      expect(reports[4]!.rows.map((r) => r[0]).sort()).to.deep.equal(tokens.sort());
+      expect(result.stdout).not.to.match(/[a-z0-9]{6}\.[a-z0-9]{16}/);
+      expectNothingChanged(result.stdout, lab.hosts.map((h) => h.name));
+    });
   });
 
   describe('stacked-ha.ts, external balancer (inventory/ha.yaml, seed 002)', () => {
@@ -367,6 +386,22 @@ describe('playbooks end to end (lab, Kubernetes stand-ins)', function () {
     it('a second run changes nothing', async () => {
       const result = await capstan(args);
       expect(result.code, result.stderr).to.equal(0);
+      expectNothingChanged(result.stdout, lab.hosts.map((h) => h.name));
+    });
+
+    it('status.ts on this cluster: the three masters ready, haproxy active on the balancer, etcd three healthy members; nothing changed', async () => {
+      const result = await capstan(['run', 'playbooks/status.ts', '-i', lab.inventoryPath, '--json']);
+      expect(result.code, result.stdout.slice(-3000) + result.stderr).to.equal(0);
+      const reports = reportsOf(result.stdout);
+      expect(reports.map((r) => r.title)).to.deep.equal(['Nodes', 'Control planes', 'etcd members', 'Certificates', 'Join tokens']);
+      expect(reports[0]!.rows.map((r) => `${r[0]} ${r[1]} ${r[3]}`)).to.deep.equal(masters.map((m) => `${m} control-plane Ready`));
+      expect(reports[1]).to.deep.equal({
+        title: 'Control planes',
+        columns: ['HOST', 'READYZ', 'HAPROXY'],
+        rows: [...masters.map((m) => [m, 'ok', '-']), ['balancer', '-', 'active']],
+      });
+      expect(reports[2]!.rows.map((r) => [r[0], r[2], r[4]]).sort()).to.deep.equal(masters.map((m) => [m, `https://${ip(lab, m)}:2380`, 'healthy']));
+      expect(reports[3]!.rows.filter((r) => r[1] === 'apiserver').map((r) => r[0])).to.deep.equal(masters);
       expectNothingChanged(result.stdout, lab.hosts.map((h) => h.name));
     });
 
@@ -655,3 +690,8 @@ describe('playbooks end to end (lab, Kubernetes stand-ins)', function () {
     });
   });
 });
+
+/** A playbook's tables: its `report` events in --json, in order. */
+function reportsOf(stdout: string): { title: string; columns: string[]; rows: string[][] }[] {
+  return eventsOf(stdout).filter((e) => e.type === 'report').map((e) => ({ title: String(e.title), columns: e.columns as string[], rows: e.rows as string[][] }));
+}
