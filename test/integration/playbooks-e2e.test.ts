@@ -525,10 +525,28 @@ describe('playbooks end to end (lab, Kubernetes stand-ins)', function () {
       });
       console.log(`      [playbooks] VIP ${vip} moved from ${first} to ${second} in ${((Date.now() - started) / 1000).toFixed(1)} s`);
       expect(await until('the API through the VIP', 15_000, async () => ((await healthz()) === '200 ok' ? 'ok' : undefined))).to.equal('ok');
-      await sh(lab, first!, 'systemctl start keepalived');
-      await sleep(6_000); // several advertisement intervals: a preempting node would have taken it back by now
-      expect(await holders()).to.deep.equal([second]);
-      expect(await healthz()).to.equal('200 ok');
+      // Every node has priority 100, and VRRP never preempts on a tie: the old holder comes back with a
+      // higher one (150), so that without nopreempt it WOULD take the VIP back on the first
+      // advertisement it hears. It stays BACKUP: asserted from keepalived's own VRRP counters after it
+      // has heard the holder's advertisements, and from its state changes in the journal — no sleep.
+      const conf = '/etc/keepalived/keepalived.conf';
+      await sh(lab, first!, `sed -i 's/^    priority 100$/    priority 150/' ${conf} && grep -qx '    priority 150' ${conf}`);
+      const cursor = /^-- cursor: (.+)$/m.exec(await sh(lab, first!, 'journalctl -u keepalived -n 0 --show-cursor --no-pager'))![1]!;
+      try {
+        await sh(lab, first!, 'systemctl start keepalived');
+        const stats = await until('the restarted keepalived to hear 3 of the holder\'s advertisements', 30_000, async () => {
+          const text = await sh(lab, first!, `rm -f /tmp/keepalived.stats; systemctl kill -s USR2 --kill-whom=main keepalived; for i in $(seq 50); do [ -s /tmp/keepalived.stats ] && break; sleep 0.1; done; cat /tmp/keepalived.stats`);
+          const received = Number(/Advertisements:\s*\n\s*Received: (\d+)/.exec(text)?.[1] ?? 0);
+          return received >= 3 ? text : undefined;
+        });
+        expect(/Became master: (\d+)/.exec(stats)?.[1]).to.equal('0');
+        const states = await sh(lab, first!, `journalctl -u keepalived --after-cursor '${cursor}' -o cat --no-pager | grep -o 'Entering [A-Z]* STATE' || true`);
+        expect(states.trim().split('\n')).to.deep.equal(['Entering BACKUP STATE']);
+        expect(await holders()).to.deep.equal([second]);
+        expect(await healthz()).to.equal('200 ok');
+      } finally {
+        await sh(lab, first!, `sed -i 's/^    priority 150$/    priority 100/' ${conf} && systemctl restart keepalived`);
+      }
     });
 
     it('the check script gives the VIP up when the holder\'s haproxy stops answering', async () => {
