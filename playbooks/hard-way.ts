@@ -70,8 +70,8 @@ import {
   httpAnswers,
   HEALTHZ_SITE_NAME,
   KUBERNETES_DIR,
-  parseKubernetesVersion,
 } from '../tasks/control-plane.js';
+import { parseKubernetesVersion } from '../tasks/kubernetes-version.js';
 import { ensureEtcdMember, etcdHealthy } from '../tasks/etcd.js';
 import { ensurePki, installPkiFiles, type CertificateRequest } from '../tasks/pki.js';
 import { clusterSource, hostIp, hostsOf, VarReader } from './vars.js';

@@ -1,9 +1,9 @@
 import { posix } from 'node:path';
-import semver from 'semver';
 import { raw, sh, type Command } from '../runner/quote.js';
 import { defineTask, type ApplyContext, type CheckContext, type Drift, type HostView, type PerHost, type PerHostParams, type Task, type TaskOptions } from '../runner/task.js';
 import type { RunResult } from '../runner/index.js';
 import { requireAbsolutePath, requireString } from './validate.js';
+import { kubernetesMinor } from './kubernetes-version.js';
 
 /*
  * apt: signing keys, repositories and packages, as in the seeds (000/001/002):
@@ -472,12 +472,6 @@ export const KUBERNETES_KEY_FINGERPRINT = 'DE15B14486CD377B9E876E1A234654DA9A296
 /** Docker's release key ("Docker Release (CE deb)"). */
 export const DOCKER_KEY_FINGERPRINT = '9DC858229FC7DD38854AE2D88D81803C0EBFCD88';
 
-/** `1.34.2`, `v1.34`, `1.34.0-rc.1` → `v1.34` (pure). */
-export function kubernetesMinor(version: string): string {
-  const parsed = typeof version === 'string' && /^v?\d+\.\d+(\.\d+)?([-+].*)?$/.test(version.trim()) ? semver.coerce(version) : null;
-  if (!parsed) throw new Error(`not a Kubernetes version (like 1.34.2): ${JSON.stringify(version)}`);
-  return `v${parsed.major}.${parsed.minor}`;
-}
 
 /** pkgs.k8s.io's base URL: one repository per minor below it. */
 export const KUBERNETES_REPO_BASE_URL = 'https://pkgs.k8s.io';

@@ -5,6 +5,7 @@ import { defineTask, type CheckContext, type Drift, type HostView, type PerHost,
 import { ensureDirectory, ensureFile } from './files.js';
 import { ensureService, ensureSystemdUnit, reloadService, renderServiceUnit, restartService, unitFilePath } from './systemd.js';
 import { requireAbsolutePath } from './validate.js';
+import { parseKubernetesVersion } from './kubernetes-version.js';
 
 /*
  * The Kubernetes control plane "the hard way" (seed 003): no kubeadm, no static Pods. The binaries
@@ -42,16 +43,9 @@ export const HEALTHZ_SITE_NAME = 'kubernetes.default.svc.cluster.local';
 
 /* ------------------------------------------------------------------ versions */
 
-/** "v1.34.1", "1.34" → [1, 34, 1] / [1, 34, 0]. Throws on anything else. Pure. */
-export function parseKubernetesVersion(version: string): [number, number, number] {
-  const match = /^v?(\d+)\.(\d+)(?:\.(\d+))?(?:[-+][0-9A-Za-z.-]+)?$/.exec(String(version).trim());
-  if (!match) throw new Error(`not a Kubernetes version: ${JSON.stringify(version)} (expected like 1.34.1)`);
-  return [Number(match[1]), Number(match[2]), Number(match[3] ?? 0)];
-}
-
 /** True when `version` is at least `major.minor`. Pure. */
 function atLeast(version: string, major: number, minor: number): boolean {
-  const [ma, mi] = parseKubernetesVersion(version);
+  const { major: ma, minor: mi } = parseKubernetesVersion(version);
   return ma > major || (ma === major && mi >= minor);
 }
 

@@ -9,7 +9,8 @@ export type { CommandParams } from './command.js';
 // Node preparation (seeds 000, 001, 002, 004)
 export { ensureSwapOff } from './swap.js';
 export { ensureModule, ensureSysctl, ensureKernelCmdline, ensureMemoryCgroup, reboot } from './kernel.js';
-export { ensureAptKey, ensureAptRepo, ensureAptSource, ensurePackages, aptUpdate, kubernetesRepo, kubernetesRepoUrl, dockerRepo, kubernetesMinor, KUBERNETES_KEY_FINGERPRINT, KUBERNETES_REPO_BASE_URL } from './apt.js';
+export { parseKubernetesVersion, kubernetesMinor, releasedVersion, type KubernetesVersion } from './kubernetes-version.js';
+export { ensureAptKey, ensureAptRepo, ensureAptSource, ensurePackages, aptUpdate, kubernetesRepo, kubernetesRepoUrl, dockerRepo, KUBERNETES_KEY_FINGERPRINT, KUBERNETES_REPO_BASE_URL } from './apt.js';
 export type { AptKeyParams, AptRepoParams, AptSource } from './apt.js';
 export { ensureContainerdCgroup, ensureDockerCgroupDriver } from './containerd.js';
 export { ensureService, restartService, reloadService, ensureSystemdUnit } from './systemd.js';

@@ -1,10 +1,10 @@
 import { createHash, X509Certificate } from 'node:crypto';
-import semver from 'semver';
 import { stringify } from 'yaml';
 import { sh } from '../runner/quote.js';
 import { RefusalError } from '../runner/errors.js';
 import { Secret } from '../runner/secret.js';
 import { defineTask, Pending, type ApplyContext, type CheckContext, type PerHostParams, type Task, type TaskOptions } from '../runner/task.js';
+import { parseKubernetesVersion, type KubernetesVersion } from './kubernetes-version.js';
 
 /** Where kubeadm keeps what these tasks look at. */
 export const ADMIN_CONF = '/etc/kubernetes/admin.conf';
@@ -46,9 +46,13 @@ export interface KubeadmInitParams {
 
 /** The kubeadm config API for a kubeadm version: v1beta4 from 1.31 on, v1beta3 before (pure). */
 export function kubeadmApiVersion(kubeadmVersion: string): 'kubeadm.k8s.io/v1beta4' | 'kubeadm.k8s.io/v1beta3' {
-  const version = semver.coerce(kubeadmVersion);
-  if (!version) throw new Error(`cannot read a version from kubeadm's ${JSON.stringify(kubeadmVersion)}`);
-  return semver.gte(version, '1.31.0') ? 'kubeadm.k8s.io/v1beta4' : 'kubeadm.k8s.io/v1beta3';
+  let version: KubernetesVersion;
+  try {
+    version = parseKubernetesVersion(kubeadmVersion);
+  } catch {
+    throw new Error(`cannot read a version from kubeadm's ${JSON.stringify(kubeadmVersion)}`);
+  }
+  return version.major > 1 || version.minor >= 31 ? 'kubeadm.k8s.io/v1beta4' : 'kubeadm.k8s.io/v1beta3';
 }
 
 /**
@@ -173,7 +177,7 @@ export function kubeadmInit(params: PerHostParams<KubeadmInitParams>, options?: 
         if (p.controlPlaneEndpoint !== undefined && !/^[A-Za-z0-9.-]+:\d+$|^[A-Za-z0-9.-]+$/.test(p.controlPlaneEndpoint)) {
           throw new Error(`controlPlaneEndpoint must be host or host:port, got ${JSON.stringify(p.controlPlaneEndpoint)}`);
         }
-        if (p.kubernetesVersion !== undefined && !semver.valid(semver.coerce(p.kubernetesVersion))) throw new Error(`kubernetesVersion is not a version: ${p.kubernetesVersion}`);
+        if (p.kubernetesVersion !== undefined) parseKubernetesVersion(p.kubernetesVersion);
       },
       probes: () => [{ kind: 'stat', path: ADMIN_CONF }],
       provides: () => [{ file: ADMIN_CONF }, { file: KUBELET_CONF }, { running: 'kubelet.service' }],

@@ -1,7 +1,8 @@
 import { posix } from 'node:path';
 import { sh } from '../runner/quote.js';
 import { defineTask, type Drift, type HostView, type PerHost, type PerHostParams, type Task, type TaskOptions } from '../runner/task.js';
-import { describeKey, downloadKey, KUBERNETES_KEY_FINGERPRINT, kubernetesMinor, normaliseFingerprint } from './apt.js';
+import { describeKey, downloadKey, KUBERNETES_KEY_FINGERPRINT, normaliseFingerprint } from './apt.js';
+import { kubernetesMinor } from './kubernetes-version.js';
 import { requireAbsolutePath } from './validate.js';
 
 /*

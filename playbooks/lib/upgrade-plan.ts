@@ -25,7 +25,7 @@
  * A node at the target that an interrupted run left cordoned is planned an uncordon only.
  */
 import semver from 'semver';
-import { parseKubernetesVersion } from '../../tasks/control-plane.js';
+import { releasedVersion } from '../../tasks/kubernetes-version.js';
 
 /** What the playbook read from one node. Versions as the tools print them ("v1.34.1" or "1.34.1"). */
 export interface NodeVersions {
@@ -84,16 +84,6 @@ export type UpgradePlan =
   | { ok: true; target: string; /** In order; a batch's nodes may go together. */ batches: NodePlan[][] }
   | { ok: false; refusals: Refusal[] };
 
-/** "v1.35.1" / "1.35.1" → a semver of a released version, or null (pure). */
-function released(version: string): semver.SemVer | null {
-  try {
-    parseKubernetesVersion(version);
-  } catch {
-    return null;
-  }
-  const parsed = semver.parse(version.trim().replace(/^v/, ''));
-  return parsed && parsed.prerelease.length === 0 ? parsed : null;
-}
 
 function versionsOf(node: NodeVersions): { component: string; version: string }[] {
   return [
@@ -105,14 +95,14 @@ function versionsOf(node: NodeVersions): { component: string; version: string }[
 
 /** Every rule the request breaks (pure). */
 export function upgradeRefusals(request: UpgradeRequest): Refusal[] {
-  const target = released(request.target);
+  const target = releasedVersion(request.target);
   if (!target) {
     return [{ rule: 'invalid-version', nodes: [], message: `${JSON.stringify(request.target)} is not a released Kubernetes version (like 1.35.1)` }];
   }
   const refusals: Refusal[] = [];
   const wanted = `v${target.version}`;
-  if (!request.available.some((version) => released(version)?.version === target.version)) {
-    const carried = request.available.filter((version) => released(version)?.minor === target.minor).map((version) => `v${released(version)!.version}`);
+  if (!request.available.some((version) => releasedVersion(version)?.version === target.version)) {
+    const carried = request.available.filter((version) => releasedVersion(version)?.minor === target.minor).map((version) => `v${releasedVersion(version)!.version}`);
     refusals.push({
       rule: 'not-in-repository',
       nodes: [],
@@ -121,7 +111,7 @@ export function upgradeRefusals(request: UpgradeRequest): Refusal[] {
   }
   const offenders = (test: (version: semver.SemVer) => boolean) =>
     request.nodes
-      .map((node) => ({ node, bad: versionsOf(node).filter(({ version }) => { const parsed = released(version); return parsed !== null && test(parsed); }) }))
+      .map((node) => ({ node, bad: versionsOf(node).filter(({ version }) => { const parsed = releasedVersion(version); return parsed !== null && test(parsed); }) }))
       .filter(({ bad }) => bad.length > 0);
   const named = (list: ReturnType<typeof offenders>) => list.map(({ node, bad }) => `${node.name} (${bad.map((b) => `${b.component} ${b.version}`).join(', ')})`).join(', ');
   const newer = offenders((version) => semver.gt(version, target));
@@ -136,12 +126,12 @@ export function upgradeRefusals(request: UpgradeRequest): Refusal[] {
       message: `${wanted} skips a minor on ${named(behind)}: upgrade one minor at a time (to v${target.major}.${target.minor - 1} first)`,
     });
   }
-  const unparsable = request.nodes.filter((node) => versionsOf(node).some(({ version }) => released(version) === null));
+  const unparsable = request.nodes.filter((node) => versionsOf(node).some(({ version }) => releasedVersion(version) === null));
   if (unparsable.length > 0) {
     refusals.push({
       rule: 'invalid-version',
       nodes: unparsable.map((node) => node.name),
-      message: `unreadable versions on ${unparsable.map((node) => `${node.name} (${versionsOf(node).filter(({ version }) => released(version) === null).map((v) => `${v.component} ${JSON.stringify(v.version)}`).join(', ')})`).join(', ')}`,
+      message: `unreadable versions on ${unparsable.map((node) => `${node.name} (${versionsOf(node).filter(({ version }) => releasedVersion(version) === null).map((v) => `${v.component} ${JSON.stringify(v.version)}`).join(', ')})`).join(', ')}`,
     });
   }
   const notReady = request.nodes.filter((node) => !node.ready).map((node) => node.name);
@@ -165,8 +155,8 @@ export function planUpgrade(request: UpgradeRequest): UpgradePlan {
   if (!Number.isInteger(batchSize) || batchSize < 1) throw new Error(`the worker batch size must be a whole number ≥ 1, not ${batchSize}`);
   const refusals = upgradeRefusals(request);
   if (refusals.length > 0) return { ok: false, refusals };
-  const target = released(request.target)!;
-  const at = (version: string | undefined) => version !== undefined && released(version)?.version === target.version;
+  const target = releasedVersion(request.target)!;
+  const at = (version: string | undefined) => version !== undefined && releasedVersion(version)?.version === target.version;
   const controlPlanes = request.nodes.filter((node) => node.controlPlane);
   const workers = request.nodes.filter((node) => !node.controlPlane);
   // `upgrade apply` once, on the first control plane whose API server is not there yet, unless one already is.

@@ -10,7 +10,6 @@ import {
   ensureAptRepo,
   ensureAptSource,
   ensurePackages,
-  kubernetesMinor,
   kubernetesRepo,
   normaliseFingerprint,
   packagesDrift,
@@ -135,10 +134,6 @@ describe('apt repositories (pure)', () => {
   });
 
   it('derives the pkgs.k8s.io minor from a semver version', () => {
-    expect(kubernetesMinor('1.34.2')).to.equal('v1.34');
-    expect(kubernetesMinor('v1.33')).to.equal('v1.33');
-    expect(kubernetesMinor('1.35.0-rc.1')).to.equal('v1.35');
-    expect(() => kubernetesMinor('latest')).to.throw(/not a Kubernetes version/);
     const k8s = kubernetesRepo('1.34.2');
     expect(k8s.key).to.deep.equal({
       url: 'https://pkgs.k8s.io/core:/stable:/v1.34/deb/Release.key',

@@ -21,7 +21,6 @@ import {
   objectDifferences,
   parseClusterObjects,
   parseHttpAnswer,
-  parseKubernetesVersion,
   renderFrontEndHaproxyConfig,
   renderHealthzSite,
   renderKubeApiserverUnit,
@@ -185,13 +184,6 @@ RestartSec=5
 [Install]
 WantedBy=multi-user.target
 `);
-  });
-
-  it('parses versions', () => {
-    expect(parseKubernetesVersion('v1.34.1')).to.deep.equal([1, 34, 1]);
-    expect(parseKubernetesVersion('1.18')).to.deep.equal([1, 18, 0]);
-    expect(parseKubernetesVersion('1.35.0-alpha.1')).to.deep.equal([1, 35, 0]);
-    expect(() => parseKubernetesVersion('1')).to.throw(/not a Kubernetes version/);
   });
 });
 
