@@ -39,6 +39,18 @@ export interface WriteOptions {
   group?: string;
   /** Copy the current file to `<path>.<timestamp>.capstan-backup` first. */
   backup?: boolean;
+  /**
+   * A check of the new content before it replaces the file (Ansible's `validate`): called with the
+   * path of the temp file, it gives the command to run on the host (as the write's user, root when
+   * becoming) once that file holds the whole content with its final mode and owner, just before the
+   * rename. A non-zero exit removes the temp file, leaves the target as it was, and fails the write
+   * with a CommandError naming the path, the exit code and the command's stderr (or its stdout when
+   * stderr is empty). Capstan never puts the content in the error, and Secret content is redacted
+   * from the command's output.
+   *
+   * @example const options: WriteOptions = { mode: '0644', validate: (path) => sh`haproxy -c -q -f ${path}` };
+   */
+  validate?: (path: string) => Command;
 }
 
 /**

@@ -1,4 +1,5 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import { posix } from 'node:path';
 import { asArgument, Command, sh } from './quote.js';
 import { CapstanError, CommandError, CommandTimeoutError, InputError, TransportError } from './errors.js';
 import { redact, Secret } from './secret.js';
@@ -23,17 +24,24 @@ const MISSING = 44;
 /**
  * The script behind every file write, on every transport. Atomic: content goes to a temp file in
  * the same directory, its size and sha256 are checked (a connection that drops mid-transfer gives
- * a short file, which is discarded — never renamed over the target), it is fsynced, then renamed over
- * the target and the directory is fsynced. The target is therefore always either the old or the new content.
+ * a short file, which is discarded — never renamed over the target), the optional validate command
+ * is run on it, it is fsynced, then renamed over the target and the directory is fsynced. The target
+ * is therefore always either the old or the new content, and never content its validator refused.
  *
- * The temp file gets its final owner, group and mode while it is still empty, each in one step from
- * mktemp's 0600: a mode is never widened on the way (a 0644 moment would let anyone open a key file and
- * keep reading it after the mode narrows). Owner before mode, because chown clears setuid/setgid bits.
+ * The temp file's name is chosen by the caller (random, so that the validate command can be built
+ * with it) and created exclusively, as mktemp does: `dd conv=excl` opens it O_CREAT|O_EXCL, which
+ * refuses an existing file or a symlink planted at that name, with umask 077 (mode 0600). It gets
+ * its final owner, group and mode while it is still empty, each in one step from 0600: a mode is
+ * never widened on the way (a 0644 moment would let anyone open a key file and keep reading it after
+ * the mode narrows). Owner before mode, because chown clears setuid/setgid bits.
+ *
+ * A validate command that exits non-zero makes the script exit 92 with a last stderr line
+ * `capstan-validate: exit <code>` after the command's own output (see {@link Host.writeFile}).
  */
 export const ATOMIC_WRITE = `set -e
-p=$1 mode=$2 owner=$3 group=$4 size=$5 sum=$6 backup=$7
+p=$1 mode=$2 owner=$3 group=$4 size=$5 sum=$6 backup=$7 t=$8 validate=$9
 d=$(dirname -- "$p")
-t=$(mktemp "$d/.capstan.XXXXXX")
+(umask 077; exec dd if=/dev/null of="$t" conv=excl status=none)
 trap 'rm -f -- "$t"' EXIT
 trap 'rm -f -- "$t"; exit 129' HUP INT TERM PIPE
 if [ -n "$owner" ]; then chown "$owner" -- "$t"; elif [ -e "$p" ]; then chown --reference="$p" -- "$t" 2>/dev/null || true; fi
@@ -42,11 +50,30 @@ if [ -n "$mode" ]; then chmod "$mode" -- "$t"; elif [ -e "$p" ]; then chmod --re
 cat > "$t"
 [ "$(wc -c < "$t")" -eq "$size" ] || { echo "capstan: short write ($(wc -c < "$t") of $size bytes); $p left unchanged" >&2; exit 90; }
 [ "$(sha256sum < "$t" | cut -d' ' -f1)" = "$sum" ] || { echo "capstan: checksum mismatch; $p left unchanged" >&2; exit 91; }
+if [ -n "$validate" ]; then
+  status=0
+  sh -c "$validate" capstan-validate < /dev/null || status=$?
+  [ "$status" -eq 0 ] || { printf '\\ncapstan-validate: exit %s\\n' "$status" >&2; exit 92; }
+fi
 if [ "$backup" = 1 ] && [ -e "$p" ]; then cp -p -- "$p" "$p.$(date +%Y%m%d%H%M%S).capstan-backup"; fi
 sync -- "$t" 2>/dev/null || sync
 mv -f -- "$t" "$p"
 trap - EXIT
 sync -- "$d" 2>/dev/null || true`;
+
+/** ATOMIC_WRITE's exit code when the validate command refused the content. */
+const VALIDATION_REFUSED = 92;
+/** ATOMIC_WRITE's last stderr line after a refusal: the validate command's own exit code. */
+const REFUSAL_LINE = /\ncapstan-validate: exit (\d+)\n*$/;
+
+/**
+ * A fresh temp file name in `path`'s directory, for ATOMIC_WRITE: random (64 bits), so nobody can
+ * claim it first, and known here, so that a validate command can name it.
+ */
+export function tempPathBeside(path: string): string {
+  const dir = posix.dirname(path);
+  return `${dir === '/' ? '' : dir}/.capstan.${randomBytes(8).toString('hex')}`;
+}
 
 /**
  * One inventory host with its connection. Everything that touches the host goes through here, so
@@ -208,12 +235,34 @@ export class Host {
     return parseStat(result.stdout);
   }
 
-  /** Writes a whole file atomically (see ATOMIC_WRITE). Secret content is sent on stdin, never in argv. */
+  /**
+   * Writes a whole file atomically (see ATOMIC_WRITE). Secret content is sent on stdin, never in argv,
+   * and is redacted from anything the write prints. With `options.validate`, the command it builds for
+   * the temp file runs before the rename; when it refuses the content (non-zero exit) the target is
+   * untouched, the temp file removed, and this throws a CommandError with the path, the command's exit
+   * code and its stderr (or stdout when stderr is empty).
+   */
   async writeFile(path: string, content: string | Buffer | Secret, options: WriteOptions = {}): Promise<void> {
     const bytes = content instanceof Secret ? Buffer.from(content.reveal()) : Buffer.from(content);
     const sum = createHash('sha256').update(bytes).digest('hex');
-    const command = sh`sh -c ${ATOMIC_WRITE} capstan-write ${path} ${options.mode ?? ''} ${options.owner ?? ''} ${options.group ?? ''} ${bytes.length} ${sum} ${options.backup ? '1' : '0'}`;
-    const result = await this.exec(new Command(command.text, `write ${path}`), { stdin: bytes });
+    const temp = tempPathBeside(path);
+    const validate = options.validate?.(temp);
+    const command = sh`sh -c ${ATOMIC_WRITE} capstan-write ${path} ${options.mode ?? ''} ${options.owner ?? ''} ${options.group ?? ''} ${bytes.length} ${sum} ${options.backup ? '1' : '0'} ${temp} ${validate ? asArgument(validate) : ''}`;
+    const secrets = content instanceof Secret ? [...command.secrets, content] : command.secrets;
+    const result = await this.exec(new Command(command.text, `write ${path}`, secrets), { stdin: bytes });
+    const refusal = validate && result.code === VALIDATION_REFUSED ? REFUSAL_LINE.exec(result.stderr) : null;
+    if (validate && refusal) {
+      const code = Number(refusal[1]);
+      const stderr = result.stderr.slice(0, refusal.index).trim();
+      const output = stderr || result.stdout.trim();
+      throw new CommandError(
+        `${path} not replaced: the new content failed validation (exit ${code})${output ? `\n${output}` : ''}`,
+        validate.display,
+        code,
+        stderr,
+        { host: this.name },
+      );
+    }
     if (result.code !== 0) {
       throw new CommandError(`cannot write ${path}: ${result.stderr.trim() || `exit ${result.code}`}`, `write ${path}`, result.code, result.stderr, { host: this.name });
     }

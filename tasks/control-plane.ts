@@ -3,6 +3,7 @@ import { parseAllDocuments } from 'yaml';
 import { sh } from '../runner/quote.js';
 import { defineTask, type CheckContext, type Drift, type HostView, type PerHost, type PerHostParams, type Task, type TaskOptions } from '../runner/task.js';
 import { ensureDirectory, ensureFile } from './files.js';
+import { haproxyConfigCheck } from './haproxy.js';
 import { ensureService, ensureSystemdUnit, reloadService, renderServiceUnit, restartService, unitFilePath } from './systemd.js';
 import { requireAbsolutePath } from './validate.js';
 import { parseKubernetesVersion } from './kubernetes-version.js';
@@ -825,11 +826,11 @@ function validateFrontEndServers(servers: readonly FrontEndServer[]): void {
 }
 
 const HAPROXY_CONFIG = '/etc/haproxy/haproxy.cfg';
-const HAPROXY_CANDIDATE = `${HAPROXY_CONFIG}.capstan-check`;
 
 /**
  * The seed's load balancer on the balancer host: haproxy.cfg exactly {@link renderFrontEndHaproxyConfig}
- * (checked with `haproxy -c` before it replaces the old file), haproxy enabled and running
+ * (checked with `haproxy -c` in the write's temp file, before the rename that would replace the old
+ * file: a configuration haproxy refuses never replaces a working one), haproxy enabled and running
  * (`systemctl enable haproxy`, `systemctl start haproxy`), restarted — a handler, once — only when
  * the file changed (or when it runs an older file than the one on disk). Install the haproxy
  * package first. Config id: `file:/etc/haproxy/haproxy.cfg`.
@@ -854,11 +855,7 @@ export function ensureFrontEndHaproxy(params: PerHostParams<{ servers: readonly 
       async apply(ctx, p) {
         const desired = renderFrontEndHaproxyConfig(p.servers);
         await ctx.run(sh`mkdir -p -m 0755 /etc/haproxy`);
-        await ctx.writeFile(HAPROXY_CANDIDATE, desired, { mode: '0644' });
-        const checked = await ctx.exec(sh`haproxy -c -q -f ${HAPROXY_CANDIDATE}`);
-        await ctx.run(sh`rm -f -- ${HAPROXY_CANDIDATE}`);
-        if (checked.code !== 0) throw new Error(`haproxy refuses the configuration (haproxy -c, exit ${checked.code}): ${(checked.stderr || checked.stdout).trim()}`);
-        await ctx.writeFile(HAPROXY_CONFIG, desired, { mode: '0644' });
+        await ctx.writeFile(HAPROXY_CONFIG, desired, { mode: '0644', validate: haproxyConfigCheck });
       },
     },
     params,

@@ -1,5 +1,5 @@
 import { isIP } from 'node:net';
-import { sh } from '../runner/quote.js';
+import { sh, type Command } from '../runner/quote.js';
 import { defineTask, type PerHostParams, type Task, type TaskOptions } from '../runner/task.js';
 import { ensureService, restartService } from './systemd.js';
 
@@ -19,8 +19,8 @@ import { ensureService, restartService } from './systemd.js';
  *     with a warning at every start.
  *
  * The whole file is Capstan's (rendered by {@link renderHaproxyConfig}, a pure function), checked
- * with `haproxy -c` before it replaces the old one, and haproxy is restarted when it runs an older
- * configuration (ensureService's restartOn: the effect, not the edit).
+ * with `haproxy -c` as part of the atomic write, before it replaces the old one, and haproxy is
+ * restarted when it runs an older configuration (ensureService's restartOn: the effect, not the edit).
  */
 
 /** Where Debian's, Ubuntu's and RHEL's haproxy packages read their configuration. */
@@ -162,14 +162,23 @@ export function renderHaproxyConfig(p: HaproxyParams): string {
   ].join('\n');
 }
 
-/** A scratch copy next to the real file, for `haproxy -c` before the real file is replaced. */
-const CANDIDATE = `${HAPROXY_CONFIG}.capstan-check`;
+/**
+ * The check of a new haproxy.cfg, for WriteOptions.validate: `haproxy -c` on the write's temp file
+ * (`-q`: the exit code alone says whether haproxy accepts it). In a task's apply:
+ * `ctx.writeFile(HAPROXY_CONFIG, text, { mode: '0644', validate: haproxyConfigCheck })`.
+ *
+ * @example haproxyConfigCheck('/etc/haproxy/.capstan.0123456789abcdef') // haproxy -c -q -f /etc/haproxy/.capstan.0123456789abcdef
+ */
+export function haproxyConfigCheck(path: string): Command {
+  return sh`haproxy -c -q -f ${path}`;
+}
 
 /**
  * Ensures /etc/haproxy/haproxy.cfg is exactly {@link renderHaproxyConfig}'s file (mode 0644). The new
- * file is first written beside the old one and checked with `haproxy -c`: a configuration haproxy
- * refuses never replaces a working one. Run it after the haproxy package is installed; restart
- * haproxy with {@link ensureHaproxy}'s service task (or a restartService handler). Id:
+ * file is checked with `haproxy -c` ({@link haproxyConfigCheck}) in the write's temp file, before the
+ * rename that would replace the old one: a configuration haproxy refuses never replaces a working
+ * one, and the task fails with haproxy's exit code. Run it after the haproxy package is installed;
+ * restart haproxy with {@link ensureHaproxy}'s service task (or a restartService handler). Id:
  * `file:/etc/haproxy/haproxy.cfg`.
  *
  * @example ensureHaproxyConfig({ bind: '172.27.11.200:6443', check: 'tcp', servers: [{ name: 'master1', address: '172.27.11.10', port: 6443 }] })
@@ -190,11 +199,7 @@ export function ensureHaproxyConfig(params: PerHostParams<HaproxyParams>, option
       async apply(ctx, p) {
         const desired = renderHaproxyConfig(p);
         await ctx.run(sh`mkdir -p -m 0755 /etc/haproxy`);
-        await ctx.writeFile(CANDIDATE, desired, { mode: '0644' });
-        const checked = await ctx.exec(sh`haproxy -c -q -f ${CANDIDATE}`);
-        await ctx.run(sh`rm -f -- ${CANDIDATE}`);
-        if (checked.code !== 0) throw new Error(`haproxy refuses the configuration (haproxy -c, exit ${checked.code}): ${(checked.stderr || checked.stdout).trim()}`);
-        await ctx.writeFile(HAPROXY_CONFIG, desired, { mode: '0644' });
+        await ctx.writeFile(HAPROXY_CONFIG, desired, { mode: '0644', validate: haproxyConfigCheck });
       },
     },
     params,

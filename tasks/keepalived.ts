@@ -1,5 +1,5 @@
 import { isIP } from 'node:net';
-import { sh } from '../runner/quote.js';
+import { sh, type Command } from '../runner/quote.js';
 import { Secret } from '../runner/secret.js';
 import { defineTask, type CheckContext, type Drift, type PerHostParams, type Task, type TaskOptions } from '../runner/task.js';
 import { ensureService, restartService } from './systemd.js';
@@ -141,15 +141,28 @@ async function resolveInterface(ctx: CheckContext, p: KeepalivedParams): Promise
   return found;
 }
 
-/** A file next to the real one for `keepalived --config-test`, and its log. */
-const CANDIDATE = `${KEEPALIVED_CONFIG}.capstan-check`;
-const TEST_LOG = '/run/capstan-keepalived-config-test.log';
+/**
+ * The check of a new keepalived.conf, for WriteOptions.validate: `keepalived --config-test` on the
+ * write's temp file. keepalived's exit code says nothing (it ends killed by its own SIGTERM whether
+ * or not the file is fine); what it found is what it prints, on stderr (the same lines
+ * `--config-test=LOG_FILE` writes to a log file). The check therefore fails, with those lines on its
+ * stderr, exactly when there are any. The braces keep dash's "Terminated" note about the killed
+ * keepalived out of them. In a task's apply:
+ * `ctx.writeFile(KEEPALIVED_CONFIG, text, { mode: '0640', validate: keepalivedConfigCheck })`.
+ *
+ * @example keepalivedConfigCheck('/etc/keepalived/.capstan.0123456789abcdef') // keepalived --config-test -f /etc/keepalived/.capstan.0123456789abcdef, its report on stderr
+ */
+export function keepalivedConfigCheck(path: string): Command {
+  return sh`{ problems=$(keepalived --config-test -f ${path} 2>&1 >/dev/null); } 2>/dev/null; [ -z "$problems" ] || { printf '%s\\n' "$problems" >&2; exit 1; }`;
+}
 
 /**
  * Ensures /etc/keepalived/keepalived.conf is exactly {@link renderKeepalivedConfig}'s file (mode
  * 0640: it holds the VRRP password, shown as a Secret in diffs), for the interface given or the
- * one that carries this node's address. A new file is checked first with `keepalived
- * --config-test` (which reports problems in its log file). Id: `file:/etc/keepalived/keepalived.conf`.
+ * one that carries this node's address. A new file is checked with `keepalived --config-test`
+ * ({@link keepalivedConfigCheck}) in the write's temp file, before the rename that would replace the
+ * old one: a configuration keepalived finds problems in never replaces a working one, and the task
+ * fails with keepalived's report. Id: `file:/etc/keepalived/keepalived.conf`.
  *
  * @example ensureKeepalivedConfig({ vip: '192.168.0.66', port: 8888, address: '192.168.0.61', authPass: 'ZqSj#f1G' })
  */
@@ -176,13 +189,8 @@ export function ensureKeepalivedConfig(params: PerHostParams<KeepalivedParams>, 
       async apply(ctx, p) {
         const want = await desired(ctx, p);
         await ctx.run(sh`mkdir -p -m 0755 /etc/keepalived`);
-        await ctx.writeFile(CANDIDATE, p.authPass === undefined ? want : new Secret(want), { mode: '0640' });
-        // keepalived --config-test exits oddly (SIGTERM) when the file is fine; what it found is in its log.
-        await ctx.exec(sh`rm -f -- ${TEST_LOG}; keepalived --config-test=${TEST_LOG} -f ${CANDIDATE} >/dev/null 2>&1`);
-        const problems = ((await ctx.readText(TEST_LOG)) ?? '').trim();
-        await ctx.run(sh`rm -f -- ${CANDIDATE} ${TEST_LOG}`);
-        if (problems) throw new Error(`keepalived refuses the configuration: ${problems}`);
-        await ctx.writeFile(KEEPALIVED_CONFIG, p.authPass === undefined ? want : new Secret(want), { mode: '0640', owner: 'root', group: 'root' });
+        const content = p.authPass === undefined ? want : new Secret(want);
+        await ctx.writeFile(KEEPALIVED_CONFIG, content, { mode: '0640', owner: 'root', group: 'root', validate: keepalivedConfigCheck });
       },
     },
     params,

@@ -124,6 +124,23 @@ describe('become: the sudo password goes only to a sudo that asks for it', funct
     }
   });
 
+  it('a validated write through sudo with a password: the check runs as root on the temp file, and a refusal keeps the old file', async () => {
+    const host = node1();
+    const path = '/root/capstan-validate-test.conf';
+    try {
+      await host.writeFile(path, 'good\n', { mode: '0600', validate: (temp) => sh`[ "$(id -u)" = 0 ] && grep -qx good ${temp}` });
+      const refused = await host
+        .writeFile(path, 'bad\n', { mode: '0600', validate: (temp) => sh`grep -qx good ${temp} || { echo "not good, says $(id -un)" >&2; exit 5; }` })
+        .then(() => null, (error: unknown) => error as Error);
+      expect(refused?.message).to.equal(`${path} not replaced: the new content failed validation (exit 5)\nnot good, says root`);
+      expect(refused?.message).not.to.include(LAB_USER_PASSWORD);
+      const left = await asRoot(lab, 'node1', `stat -c "%U %a" ${path}; cat ${path}; ls -A /root | grep -c '^[.]capstan[.]'; rm -f ${path}`);
+      expect(left).to.equal('root 600\ngood\n0\n');
+    } finally {
+      await host.close();
+    }
+  });
+
   it('capstan run -K with cached credentials writes exact files', async () => {
     await setSudoers(`Defaults:${LAB_USER} timestamp_type=global`);
     await asRoot(lab, 'node1', 'rm -rf /etc/capstan-demo');

@@ -1,12 +1,13 @@
 import { expect } from 'chai';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import ssh2 from 'ssh2';
-import { CommandTimeoutError, InputError, TransportError } from '../../runner/errors.js';
+import { CommandError, CommandTimeoutError, InputError, TransportError } from '../../runner/errors.js';
+import { Host } from '../../runner/host.js';
 import { sh } from '../../runner/quote.js';
 import { Secret } from '../../runner/secret.js';
 import { fingerprint } from '../../runner/transport/known-hosts.js';
@@ -196,6 +197,30 @@ describe('SshTransport against a loopback sshd', function () {
       const token = new Secret('s3cr3t-join-token');
       const error = await outcome(transport().exec(sh`sleep 5 || echo ${token}`, { timeoutMs: 300 }));
       expect((error as Error).message).to.equal('host web1: command timed out after 0.3s: sleep 5 || echo ***');
+    });
+  });
+
+  describe('atomic writes through a Host on this transport', () => {
+    it('validate runs on the temp file before the rename: an accepted file replaces the old one, a refused one leaves it and no temp file', async () => {
+      const host = new Host('web1', {}, transport(), { enabled: false, user: 'root' }, sshd.user);
+      await host.connect();
+      const dir = await mkdtemp(join(scratch, 'write-'));
+      const path = join(dir, 'haproxy.cfg');
+      await writeFile(path, 'old\n', { mode: 0o644 });
+      // The checker sees the complete temp file, with its final mode, beside the target.
+      const check = (temp: string) => sh`[ "$(stat -c %a -- ${temp})" = 640 ] && grep -qx good ${temp} || { echo "refused $(basename -- ${temp}):" >&2; cat -- ${temp} >&2; exit 7; }`;
+      await host.writeFile(path, 'good\n', { mode: '0640', validate: check });
+      expect(await readFile(path, 'utf8')).to.equal('good\n');
+      expect((await stat(path)).mode & 0o777).to.equal(0o640);
+      expect(await readdir(dir)).to.deep.equal(['haproxy.cfg']);
+
+      const refused = await outcome(host.writeFile(path, new Secret('bad secret line\n'), { mode: '0640', validate: check }));
+      expect(refused).to.be.instanceOf(CommandError);
+      expect((refused as CommandError).exitCode).to.equal(7);
+      expect((refused as CommandError).message).to.match(new RegExp(`^${path} not replaced: the new content failed validation \\(exit 7\\)\\nrefused \\.capstan\\.[0-9a-f]{16}:\\n\\*\\*\\*$`));
+      expect(await readFile(path, 'utf8')).to.equal('good\n');
+      expect(await readdir(dir)).to.deep.equal(['haproxy.cfg']);
+      await host.close();
     });
   });
 

@@ -33,6 +33,7 @@ import {
 import hardWay, { binarySource, firstServiceIp, HARD_WAY_BINARIES, readHardWayVars } from '../../playbooks/hard-way.js';
 import { VarReader } from '../../playbooks/vars.js';
 import { localHost, run } from '../helpers/local.js';
+import { recordingContext } from '../helpers/apply-context.js';
 import { plays } from '../helpers/plays.js';
 
 /** Seed 003's kube-apiserver.service heredoc as it lands on disk (`\\` → `\`), INTERNAL_IP=10.240.0.10. */
@@ -308,6 +309,17 @@ listen stats
     expect(service!.static!.desired).to.deep.equal({ name: 'haproxy.service', enabled: true, running: true, restartOn: ['/etc/haproxy/haproxy.cfg'] });
     expect(() => renderFrontEndHaproxyConfig([])).to.throw(/at least one controller/);
     expect(() => renderFrontEndHaproxyConfig([{ name: 'a', address: 'controller-0' }])).to.throw(/not an IP address/);
+  });
+
+  it('HAProxy applies with one write whose temp file haproxy -c checks before the rename (no candidate file beside it)', async () => {
+    const servers = CONTROLLERS.map((address, i) => ({ name: `controller-${i}`, address }));
+    const { ctx, log, writes } = recordingContext();
+    await ensureFrontEndHaproxy({ servers })[0]!.static!.apply(ctx, []);
+    expect(log).to.deep.equal([
+      'run mkdir -p -m 0755 /etc/haproxy',
+      'write /etc/haproxy/haproxy.cfg mode=0644 validate: haproxy -c -q -f /etc/haproxy/.capstan.0123456789abcdef',
+    ]);
+    expect(writes[0]!.content).to.equal(renderFrontEndHaproxyConfig(servers));
   });
 });
 

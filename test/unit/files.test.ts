@@ -1,8 +1,13 @@
 import { expect } from 'chai';
-import { readdirSync, readFileSync, statSync, writeFileSync, chmodSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, chmodSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { editBlock, editLine, ensureBlock, ensureDirectory, ensureLine, command } from '../../tasks/index.js';
-import { ATOMIC_WRITE } from '../../runner/host.js';
+import { ATOMIC_WRITE, tempPathBeside } from '../../runner/host.js';
+import { checkContext } from '../../runner/engine.js';
+import { CommandError } from '../../runner/errors.js';
+import { Secret } from '../../runner/secret.js';
+import { defineTask } from '../../runner/task.js';
 import { parseStat } from '../../runner/stat.js';
 import { sh } from '../../runner/quote.js';
 import { serialBatches } from '../../runner/playbook.js';
@@ -95,7 +100,7 @@ describe('atomic write', () => {
   afterEach(() => local.cleanup());
 
   const write = (path: string, declaredSize: number, sum: string, stdin: string) =>
-    local.host.transport.exec(sh`sh -c ${ATOMIC_WRITE} capstan-write ${path} ${''} ${''} ${''} ${declaredSize} ${sum} 0`, { stdin });
+    local.host.transport.exec(sh`sh -c ${ATOMIC_WRITE} capstan-write ${path} ${''} ${''} ${''} ${declaredSize} ${sum} 0 ${tempPathBeside(path)} ${''}`, { stdin });
 
   it('leaves the target untouched and no temp file when the transfer is short (connection dropped)', async () => {
     const path = join(local.dir, 'target');
@@ -134,6 +139,111 @@ describe('atomic write', () => {
     expect(readFileSync(path).equals(bytes)).to.equal(true);
     expect((await local.host.readFile(path))!.equals(bytes)).to.equal(true);
     expect(await local.host.readFile(join(local.dir, 'missing'))).to.equal(null);
+  });
+});
+
+describe('atomic write with validate', () => {
+  let local: ReturnType<typeof localHost>;
+  /** Where validators leave notes: outside local.dir, whose listing the tests compare. */
+  let notes: string;
+  beforeEach(() => {
+    local = localHost();
+    notes = mkdtempSync(join(tmpdir(), 'capstan-validate-notes-'));
+  });
+  afterEach(() => {
+    local.cleanup();
+    rmSync(notes, { recursive: true, force: true });
+  });
+
+  it('runs the command on the complete temp file beside the target, with its final mode, then replaces the file', async () => {
+    const path = join(local.dir, 'haproxy.cfg');
+    writeFileSync(path, 'old\n', { mode: 0o644 });
+    const seen = join(notes, 'seen');
+    await local.host.writeFile(path, 'new content\n', {
+      mode: '0640',
+      validate: (temp) => sh`{ printf '%s\n' ${temp}; stat -c %a -- ${temp}; cat -- ${temp}; } > ${seen}`,
+    });
+    const [temp, mode, content] = readFileSync(seen, 'utf8').split('\n');
+    expect(temp).to.match(new RegExp(`^${local.dir}/\\.capstan\\.[0-9a-f]{16}$`));
+    expect([mode, content]).to.deep.equal(['640', 'new content']);
+    expect(readFileSync(path, 'utf8')).to.equal('new content\n');
+    expect(statSync(path).mode & 0o777).to.equal(0o640);
+    expect(readdirSync(local.dir)).to.deep.equal(['haproxy.cfg']);
+  });
+
+  it('a refused content leaves the old file byte for byte, no temp file and no backup, and says why', async () => {
+    const path = join(local.dir, 'target');
+    const old = Buffer.from([0xff, 0x00, 0x0a, 0xfe, 0x41]);
+    writeFileSync(path, old, { mode: 0o600 });
+    let validatorDisplay = '';
+    const error = await local.host
+      .writeFile(path, 'new\n', {
+        mode: '0644',
+        backup: true,
+        validate: (temp) => {
+          const command = sh`echo ignored; printf '  line one\nline two\n\n' >&2; test -s ${temp} && exit 3`;
+          validatorDisplay = command.display;
+          return command;
+        },
+      })
+      .then(() => null, (caught: unknown) => caught);
+    expect(error).to.be.instanceOf(CommandError);
+    expect((error as CommandError).message).to.equal(`${path} not replaced: the new content failed validation (exit 3)\nline one\nline two`);
+    expect((error as CommandError).exitCode).to.equal(3);
+    expect((error as CommandError).stderr).to.equal('line one\nline two');
+    expect((error as CommandError).command).to.equal(validatorDisplay);
+    expect((error as CommandError).host).to.equal('local');
+    expect(readFileSync(path).equals(old)).to.equal(true);
+    expect(statSync(path).mode & 0o777).to.equal(0o600);
+    expect(readdirSync(local.dir)).to.deep.equal(['target']);
+  });
+
+  it('shows the command\'s stdout when its stderr is empty, and a new file that is refused is never created', async () => {
+    const path = join(local.dir, 'new.conf');
+    const error = await local.host.writeFile(path, 'x\n', { validate: () => sh`echo '  bad line 1  '; exit 1` }).then(() => null, (caught: unknown) => caught);
+    expect((error as CommandError).message).to.equal(`${path} not replaced: the new content failed validation (exit 1)\nbad line 1`);
+    expect(readdirSync(local.dir)).to.deep.equal([]);
+  });
+
+  it('never shows secret content, even when the command prints the whole file', async () => {
+    const path = join(local.dir, 'keepalived.conf');
+    writeFileSync(path, 'old\n');
+    const content = new Secret('auth_pass ZqSj#f1G\n');
+    const error = await local.host.writeFile(path, content, { mode: '0640', validate: (temp) => sh`cat -- ${temp} >&2; exit 1` }).then(() => null, (caught: unknown) => caught);
+    expect((error as CommandError).message).to.equal(`${path} not replaced: the new content failed validation (exit 1)\n***`);
+    expect((error as CommandError).stderr).not.to.include('ZqSj#f1G');
+    expect(readFileSync(path, 'utf8')).to.equal('old\n');
+  });
+
+  it('never runs in check mode: the check context has no write, and the change is only reported', async () => {
+    const path = join(local.dir, 'app.conf');
+    writeFileSync(path, 'old\n');
+    const ran = join(notes, 'validated');
+    const task = defineTask<{ content: string }>(
+      {
+        kind: 'validated-file',
+        id: () => `file:${path}`,
+        title: () => `validated ${path}`,
+        async check(ctx, p) {
+          const current = await ctx.readText(path);
+          return current === p.content ? [] : [{ subject: 'content', file: path, current, desired: p.content }];
+        },
+        async apply(ctx, p) {
+          await ctx.writeFile(path, p.content, { validate: (temp) => sh`touch ${ran}; test -s ${temp}` });
+        },
+      },
+      { content: 'new\n' },
+    );
+    expect(Object.keys(checkContext(local.host, local.view, true, { pendingChanges: [] }))).not.to.include('writeFile');
+    const checked = await run(local, task, true);
+    expect(checked.status).to.equal('changed');
+    expect(existsSync(ran)).to.equal(false);
+    expect(readFileSync(path, 'utf8')).to.equal('old\n');
+    expect(readdirSync(local.dir)).to.deep.equal(['app.conf']);
+    expect((await run(local, task)).status).to.equal('changed');
+    expect(existsSync(ran)).to.equal(true);
+    expect(readFileSync(path, 'utf8')).to.equal('new\n');
+    expect((await run(local, task)).status).to.equal('ok');
   });
 });
 

@@ -1,5 +1,6 @@
 import { expect } from 'chai';
-import { ensureHaproxy, ensureHaproxyConfig, renderHaproxyConfig, validateHaproxyParams, HAPROXY_CONFIG } from '../../tasks/haproxy.js';
+import { ensureHaproxy, ensureHaproxyConfig, haproxyConfigCheck, renderHaproxyConfig, validateHaproxyParams, HAPROXY_CONFIG } from '../../tasks/haproxy.js';
+import { recordingContext } from '../helpers/apply-context.js';
 
 const masters = [
   { name: 'master1', address: '172.27.11.10', port: 6443 },
@@ -110,5 +111,17 @@ backend apiserver
     expect(service!.static!.id).to.equal('service:haproxy');
     expect(service!.static!.desired).to.deep.equal({ name: 'haproxy.service', enabled: true, running: true, restartOn: [HAPROXY_CONFIG] });
     expect(() => ensureHaproxyConfig({ bind: 'nope', check: 'tcp', servers: masters })).to.throw(/invalid parameters for haproxy-config task: bind must be/);
+  });
+
+  it('applies with one write whose temp file haproxy -c checks before the rename (no candidate file beside it)', async () => {
+    const params = { bind: '172.27.11.200:6443', check: 'tcp' as const, servers: masters };
+    const { ctx, log, writes } = recordingContext();
+    await ensureHaproxyConfig(params).static!.apply(ctx, []);
+    expect(log).to.deep.equal([
+      'run mkdir -p -m 0755 /etc/haproxy',
+      'write /etc/haproxy/haproxy.cfg mode=0644 validate: haproxy -c -q -f /etc/haproxy/.capstan.0123456789abcdef',
+    ]);
+    expect(writes[0]!.content).to.equal(renderHaproxyConfig(params));
+    expect(haproxyConfigCheck("/etc/haproxy/.capstan.it's").text).to.equal("haproxy -c -q -f '/etc/haproxy/.capstan.it'\\''s'");
   });
 });

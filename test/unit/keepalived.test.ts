@@ -1,11 +1,15 @@
 import { expect } from 'chai';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Secret } from '../../runner/secret.js';
-import { CHECK_SCRIPT, KEEPALIVED_CONFIG, ensureKeepalived, ensureKeepalivedConfig, interfaceOf, renderCheckScript, renderKeepalivedConfig, validateKeepalivedParams } from '../../tasks/keepalived.js';
+import { CommandError } from '../../runner/errors.js';
+import { sh } from '../../runner/quote.js';
+import { CHECK_SCRIPT, KEEPALIVED_CONFIG, ensureKeepalived, ensureKeepalivedConfig, interfaceOf, keepalivedConfigCheck, renderCheckScript, renderKeepalivedConfig, validateKeepalivedParams } from '../../tasks/keepalived.js';
+import { recordingContext } from '../helpers/apply-context.js';
+import { localHost } from '../helpers/local.js';
 
 describe('keepalived: the API server VIP', () => {
   it('renders seed 004\'s keepalived.conf exactly: BACKUP, nopreempt, PASS authentication, the check script tracked', () => {
@@ -138,4 +142,63 @@ fi
     const config = ensureKeepalivedConfig({ vip: '192.168.0.66', port: 8888, interface: 'eth1', authPass: new Secret('ZqSj#f1G') });
     expect(config.static!.title).to.equal('keepalived: VIP 192.168.0.66 (router 5, priority 100, nopreempt)');
 });
+
+  it('applies with one write whose temp file keepalived --config-test checks before the rename (no candidate file, no test log)', async () => {
+    const params = { vip: '192.168.0.66', port: 8888, interface: 'eth1', authPass: new Secret('ZqSj#f1G') };
+    const { ctx, log, writes } = recordingContext();
+    await ensureKeepalivedConfig(params).static!.apply(ctx, []);
+    expect(log).to.deep.equal([
+      'run mkdir -p -m 0755 /etc/keepalived',
+      `write /etc/keepalived/keepalived.conf mode=0640 owner=root group=root validate: { problems=$(keepalived --config-test -f /etc/keepalived/.capstan.0123456789abcdef 2>&1 >/dev/null); } 2>/dev/null; [ -z "$problems" ] || { printf '%s\\n' "$problems" >&2; exit 1; }`,
+    ]);
+    // The file holds the VRRP password: it is written as a Secret.
+    expect(writes[0]!.content).to.be.instanceOf(Secret);
+    expect((writes[0]!.content as Secret).reveal()).to.equal(renderKeepalivedConfig(params));
+  });
+
+  describe('keepalivedConfigCheck in a real write (local host, dash), with a stand-in keepalived', () => {
+    let local: ReturnType<typeof localHost>;
+    let bin: string;
+    before(() => {
+      bin = mkdtempSync(join(tmpdir(), 'capstan-keepalived-bin-'));
+      // Like keepalived 2.2's --config-test: problems on stderr (one line each), chatter on stdout,
+      // and the end is its own SIGTERM, whether or not it found anything.
+      writeFileSync(
+        join(bin, 'keepalived'),
+        `#!/bin/sh
+[ "$1" = --config-test ] && [ "$2" = -f ] || { echo "unexpected arguments: $*" >&2; exit 2; }
+echo "Starting Keepalived"
+grep -n bogus "$3" | while IFS=: read -r line _; do echo "($3: Line $line) Unknown keyword 'bogus'" >&2; done
+kill -TERM $$
+`,
+      );
+      chmodSync(join(bin, 'keepalived'), 0o755);
+    });
+    beforeEach(() => (local = localHost()));
+    afterEach(() => local.cleanup());
+    after(() => rmSync(bin, { recursive: true, force: true }));
+
+    const write = (path: string, content: string) =>
+      local.host.writeFile(path, new Secret(content), { mode: '0640', validate: (temp) => sh`PATH=${bin}:"$PATH"; ${keepalivedConfigCheck(temp)}` });
+
+    it('passes a file keepalived says nothing about, though keepalived was killed by SIGTERM', async () => {
+      const path = join(local.dir, 'keepalived.conf');
+      writeFileSync(path, 'old\n');
+      await write(path, 'global_defs {\n}\n');
+      expect(readFileSync(path, 'utf8')).to.equal('global_defs {\n}\n');
+      expect(readdirSync(local.dir)).to.deep.equal(['keepalived.conf']);
+    });
+
+    it('refuses a file keepalived reports problems in, with its report (and no "Terminated") in the error', async () => {
+      const path = join(local.dir, 'keepalived.conf');
+      writeFileSync(path, 'old\n');
+      const error = await write(path, 'global_defs {\n    bogus 1\n}\n').then(() => null, (caught: unknown) => caught);
+      expect(error).to.be.instanceOf(CommandError);
+      expect((error as CommandError).message).to.match(
+        new RegExp(`^${path} not replaced: the new content failed validation \\(exit 1\\)\\n\\(${local.dir}/\\.capstan\\.[0-9a-f]{16}: Line 2\\) Unknown keyword 'bogus'$`),
+      );
+      expect(readFileSync(path, 'utf8')).to.equal('old\n');
+      expect(readdirSync(local.dir)).to.deep.equal(['keepalived.conf']);
+    });
+  });
 });
