@@ -163,14 +163,15 @@ export function renderHaproxyConfig(p: HaproxyParams): string {
 }
 
 /**
- * The check of a new haproxy.cfg, for WriteOptions.validate: `haproxy -c` on the write's temp file
- * (`-q`: the exit code alone says whether haproxy accepts it). In a task's apply:
+ * The check of a new haproxy.cfg, for WriteOptions.validate: `haproxy -c` on the write's temp file,
+ * without `-q`, so that a refusal carries haproxy's ALERT lines (the line and keyword it refused;
+ * `-q` makes it print nothing at all). In a task's apply:
  * `ctx.writeFile(HAPROXY_CONFIG, text, { mode: '0644', validate: haproxyConfigCheck })`.
  *
- * @example haproxyConfigCheck('/etc/haproxy/.capstan.0123456789abcdef') // haproxy -c -q -f /etc/haproxy/.capstan.0123456789abcdef
+ * @example haproxyConfigCheck('/etc/haproxy/.capstan.0123456789abcdef') // haproxy -c -f /etc/haproxy/.capstan.0123456789abcdef
  */
 export function haproxyConfigCheck(path: string): Command {
-  return sh`haproxy -c -q -f ${path}`;
+  return sh`haproxy -c -f ${path}`;
 }
 
 /**

@@ -119,9 +119,9 @@ backend apiserver
     await ensureHaproxyConfig(params).static!.apply(ctx, []);
     expect(log).to.deep.equal([
       'run mkdir -p -m 0755 /etc/haproxy',
-      'write /etc/haproxy/haproxy.cfg mode=0644 validate: haproxy -c -q -f /etc/haproxy/.capstan.0123456789abcdef',
+      'write /etc/haproxy/haproxy.cfg mode=0644 validate: haproxy -c -f /etc/haproxy/.capstan.0123456789abcdef',
     ]);
     expect(writes[0]!.content).to.equal(renderHaproxyConfig(params));
-    expect(haproxyConfigCheck("/etc/haproxy/.capstan.it's").text).to.equal("haproxy -c -q -f '/etc/haproxy/.capstan.it'\\''s'");
+    expect(haproxyConfigCheck("/etc/haproxy/.capstan.it's").text).to.equal("haproxy -c -f '/etc/haproxy/.capstan.it'\\''s'");
   });
 });
