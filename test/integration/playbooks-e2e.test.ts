@@ -168,6 +168,11 @@ describe('playbooks end to end (lab, Kubernetes stand-ins)', function () {
       expect(await nodesReady(lab, 'k8s-01')).to.deep.equal(['k8s-01 Ready', 'k8s-02 Ready', 'k8s-03 Ready']);
       expect(await sh(lab, 'k8s-01', 'grep -E "podSubnet|advertiseAddress" /etc/kubernetes/kubeadm-config.yaml')).to.equal(`  advertiseAddress: ${ip(lab, 'k8s-01')}\n  podSubnet: 10.10.0.0/16\n`);
       expect(await sh(lab, 'k8s-01', 'kubectl get ds weave-net -n kube-system -o yaml')).to.match(/- name: IPALLOC_RANGE\n\s+value: 10\.10\.0\.0\/16\n/);
+      // Weave's manifest is one `kind: List` (its RBAC objects, then the DaemonSet): every item was applied, and
+      // IPALLOC_RANGE went to the weave container, after INIT_CONTAINER and HOSTNAME, not to weave-npc.
+      const weave = "'{.spec.template.spec.initContainers[*].name}{range .spec.template.spec.containers[*]} {.name}={.env[*].name}{end}'";
+      expect(await sh(lab, 'k8s-01', `kubectl get ds weave-net -n kube-system -o jsonpath=${weave}`)).to.equal('weave-init weave=INIT_CONTAINER HOSTNAME IPALLOC_RANGE weave-npc=HOSTNAME');
+      expect(await sh(lab, 'k8s-01', 'kubectl get clusterrolebinding weave-net --no-headers')).to.match(/^weave-net +ClusterRole\/weave-net +\S+\n$/);
       await expectSmokeTestPassed(lab, apply);
       expect(await sh(lab, 'k8s-02', 'grep -c "SystemdCgroup = true" /etc/containerd/config.toml; systemctl is-active containerd; systemctl is-enabled kubelet')).to.equal('1\nactive\nenabled\n');
       // The cluster's admin kubeconfig, merged on this machine under the context single-node.
@@ -381,6 +386,7 @@ describe('playbooks end to end (lab, Kubernetes stand-ins)', function () {
       expect(at('task-start', 'master3')).to.be.greaterThan(at('task', 'master2'));
       expect(await nodesReady(lab, 'master2')).to.deep.equal(['master1 Ready', 'master2 Ready', 'master3 Ready']);
       expect(await sh(lab, 'master1', 'kubectl get ds calico-node -n kube-system -o yaml')).to.match(/- name: CALICO_IPV4POOL_CIDR\n\s+value: 10\.244\.0\.0\/16\n/);
+      expect(await sh(lab, 'master1', "kubectl get ds calico-node -n kube-system -o jsonpath='{.spec.template.spec.initContainers[*].name} {.spec.template.spec.containers[*].name}'")).to.equal('upgrade-ipam install-cni mount-bpffs calico-node');
     });
 
     it('a second run changes nothing', async () => {

@@ -1,5 +1,6 @@
 import { expect } from 'chai';
 import { X509Certificate, createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { labDown, type LabState } from '../../runner/lab/index.js';
 import { skipUnlessLabSupported, sshToLab, withLab, type SshResult } from '../helpers/lab.js';
 import { installKubernetesStandIns } from '../lab/install.js';
@@ -177,21 +178,21 @@ describe('Kubernetes stand-ins on lab hosts (kubeadm, kubelet, kubectl)', functi
     expect(list.split('\n')[0]).to.equal('TOKEN                     TTL         EXPIRES                USAGES                   DESCRIPTION                                                EXTRA GROUPS');
   });
 
-  it('makes nodes Ready once a CNI DaemonSet has written its config', async function () {
-    const cni = [
-      'apiVersion: apps/v1', 'kind: DaemonSet', 'metadata:', '  name: weave-net', '  namespace: kube-system', 'spec:',
-      '  selector:', '    matchLabels:', '      name: weave-net', '  template:', '    metadata:', '      labels:', '        name: weave-net',
-      '    spec:', '      hostNetwork: true', '      tolerations:', '      - operator: Exists', '      containers:', '      - name: weave',
-      '        image: weaveworks/weave-kube:2.8.1', '      volumes:', '      - name: cni-conf', '        hostPath:', '          path: /etc/cni/net.d', '',
-    ].join('\n');
+  it('applies weave\'s `kind: List` manifest item by item; nodes are Ready once its init container has written the CNI config', async function () {
+    // The lab's Weave Net manifest, in the shape of the real one: one List (RBAC objects, then the
+    // DaemonSet, whose init container weave-init mounts the host's /etc).
+    const cni = readFileSync(new URL('../fixtures/cni/weave-lab.yaml', import.meta.url), 'utf8');
+    const objects = ['serviceaccount/weave-net', 'clusterrole.rbac.authorization.k8s.io/weave-net', 'clusterrolebinding.rbac.authorization.k8s.io/weave-net',
+      'role.rbac.authorization.k8s.io/weave-net', 'rolebinding.rbac.authorization.k8s.io/weave-net', 'daemonset.apps/weave-net'];
     const applied = await ok('node1', `${admin} kubectl apply -f - <<'EOF'\n${cni}EOF`);
-    expect(applied).to.equal('daemonset.apps/weave-net created\n');
+    expect(applied).to.equal(objects.map((o) => `${o} created\n`).join(''));
+    expect(await ok('node1', `${admin} kubectl get clusterrolebinding weave-net --no-headers`)).to.match(/^weave-net +ClusterRole\/weave-net +\S+\n$/);
     expect(await ok('node1', `${admin} kubectl wait --for=condition=Ready nodes --all --timeout=60s`)).to.equal(
       'node/node1 condition met\nnode/node2 condition met\n',
     );
     expect(await ok('node2', 'ls /etc/cni/net.d')).to.equal('10-weave-net.conflist\n');
     expect(await ok('node1', `${admin} kubectl get nodes -o jsonpath='{range .items[*]}{.metadata.name}={.status.conditions[?(@.type=="Ready")].status}{"\\n"}{end}'`)).to.equal('node1=True\nnode2=True\n');
-    expect(await ok('node1', `${admin} kubectl apply -f - <<'EOF'\n${cni}EOF`)).to.equal('daemonset.apps/weave-net unchanged\n');
+    expect(await ok('node1', `${admin} kubectl apply -f - <<'EOF'\n${cni}EOF`)).to.equal(objects.map((o) => `${o} unchanged\n`).join(''));
   });
 
   it('keeps a node NotReady while a plugin its CNI config names is missing from /opt/cni/bin', async function () {

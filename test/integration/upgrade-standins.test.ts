@@ -113,7 +113,8 @@ describe('Kubernetes upgrades with the stand-ins installed from the lab package 
       'apiVersion: apps/v1', 'kind: DaemonSet', 'metadata:', '  name: weave-net', '  namespace: kube-system', 'spec:',
       '  selector:', '    matchLabels:', '      name: weave-net', '  template:', '    metadata:', '      labels:', '        name: weave-net',
       '    spec:', '      hostNetwork: true', '      tolerations:', '      - operator: Exists', '      containers:', '      - name: weave',
-      '        image: weaveworks/weave-kube:2.8.1', '      volumes:', '      - name: cni-conf', '        hostPath:', '          path: /etc/cni/net.d', '',
+      '        image: weaveworks/weave-kube:2.8.1', '        volumeMounts:', '        - name: cni-conf', '          mountPath: /host/etc/cni/net.d',
+      '      volumes:', '      - name: cni-conf', '        hostPath:', '          path: /etc/cni/net.d', '',
     ].join('\n');
     await ok('node1', `${admin} kubectl apply -f - <<'EOF'\n${cni}EOF`);
     await ok('node1', `${admin} kubectl wait --for=condition=Ready nodes --all --timeout=120s`);

@@ -2,11 +2,13 @@ import { expect } from 'chai';
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { parseAllDocuments } from 'yaml';
 
 /**
- * The pure parts of the kubelet and kubectl stand-ins (test/lab/standins/pflag.py and
- * kubelet_node.py), run with python3: pflag's parsing and errors, kubelet's swap check, the runtime
- * settings read from `containerd config dump`, and CNI readiness.
+ * The pure parts of the kubelet and kubectl stand-ins (test/lab/standins/pflag.py, kubelet_node.py
+ * and kubectl.py's flatten), run with python3: pflag's parsing and errors, kubelet's swap check, the
+ * runtime settings read from `containerd config dump`, CNI readiness, which pods install a CNI config,
+ * and how `kubectl apply -f` reads a List.
  */
 const STANDINS = fileURLToPath(new URL('../lab/standins/', import.meta.url));
 
@@ -110,5 +112,66 @@ describe('stand-ins: what the kubelet reads about its node', () => {
     // The first valid config in name order is the network; a broken one before it is passed over.
     expect(check({ '05-broken.conf': '{', '10-bridge.conf': JSON.stringify({ cniVersion: '0.4.0', name: 'b', type: 'bridge' }), '20-weave.conflist': weave }, ['bridge'])).to.equal(null);
     expect(py('kubelet_node', 'cni_plugin_types', JSON.stringify({ name: 'x', plugins: [] }))).to.equal(null);
+  });
+});
+
+describe('stand-ins: the lab\'s CNI manifests (test/fixtures/cni/*-lab.yaml)', () => {
+  /** `module.fn(*args)` for each call, in one python3 run (each run costs seconds on a loaded machine). */
+  function pyEach(module: string, calls: unknown[][]): unknown[] {
+    const script = [
+      'import json, sys',
+      `sys.path.insert(0, ${JSON.stringify(STANDINS)})`,
+      `import ${module}`,
+      'calls = json.loads(sys.stdin.read())',
+      `print(json.dumps([getattr(${module}, call[0])(*call[1:]) for call in calls]))`,
+    ].join('\n');
+    return JSON.parse(execFileSync('python3', ['-c', script], { input: JSON.stringify(calls) }).toString()) as unknown[];
+  }
+  type Obj = { kind: string; apiVersion: string; metadata: { name: string }; spec?: { template: { spec: Record<string, unknown> } } };
+  const cniFixture = (name: string) => readFileSync(new URL(`../fixtures/cni/${name}`, import.meta.url), 'utf8');
+  const LAB = ['weave-lab.yaml', 'calico-lab.yaml', 'flannel-lab.yaml'];
+  /** What kubectl acts on for each lab manifest: flatten (kubectl.py) of each of its documents. */
+  let applied: Obj[][] = [];
+  before(() => {
+    const docs = LAB.map((name) => parseAllDocuments(cniFixture(name)).map((doc) => doc.toJS() as unknown));
+    const flat = pyEach('kubectl', docs.flat().map((doc) => ['flatten', doc])) as Obj[][];
+    let at = 0;
+    applied = docs.map((list) => flat.slice(at, (at += list.length)).flat());
+  });
+
+  it('kubectl apply -f reads a List as its items, in order, as kubectl flattens it (weave\'s manifest is one)', () => {
+    expect(applied.map((objects) => objects.map((o) => `${o.kind}/${o.metadata.name}`))).to.deep.equal([
+      ['ServiceAccount/weave-net', 'ClusterRole/weave-net', 'ClusterRoleBinding/weave-net', 'Role/weave-net', 'RoleBinding/weave-net', 'DaemonSet/weave-net'],
+      ['ServiceAccount/calico-node', 'ConfigMap/calico-config', 'DaemonSet/calico-node'],
+      ['Namespace/kube-flannel', 'ServiceAccount/flannel', 'ClusterRole/flannel', 'ClusterRoleBinding/flannel', 'ConfigMap/kube-flannel-cfg', 'DaemonSet/kube-flannel-ds'],
+    ]);
+    const item = (kind: string) => ({ apiVersion: 'v1', kind, metadata: { name: kind.toLowerCase() } });
+    expect(pyEach('kubectl', [
+      // A List inside a List: its items come after the outer list's own (FlattenListVisitor's queue).
+      ['flatten', { apiVersion: 'v1', kind: 'List', items: [item('A'), { apiVersion: 'v1', kind: 'List', items: [item('B')] }, item('C')] }],
+      // A typed list's items without kind and apiVersion get the list's (decodeToList).
+      ['flatten', { apiVersion: 'v1', kind: 'ConfigMapList', items: [{ metadata: { name: 'x' } }] }],
+      ['flatten', { apiVersion: 'v1', kind: 'List', items: null }],
+      ['flatten', item('ConfigMap')],
+    ])).to.deep.equal([[item('A'), item('C'), item('B')], [{ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'x' } }], [], [item('ConfigMap')]]);
+  });
+
+  it('the kubelet stand-in lets a pod whose container or init container mounts the host\'s CNI config directory install a config', () => {
+    const specs = applied.map((objects) => objects.find((o) => o.kind === 'DaemonSet')!.spec!.template.spec);
+    const volume = (path: string) => ({ volumes: [{ name: 'v', hostPath: { path } }] });
+    const mounted = (path: string, mount: Record<string, unknown> = {}) => ({ ...volume(path), containers: [{ name: 'c', volumeMounts: [{ name: 'v', mountPath: '/host', ...mount }] }] });
+    const cases: [string, unknown, boolean][] = [
+      ...LAB.map((name, index): [string, unknown, boolean] => [name, specs[index], true]),
+      // weave: only its init container weave-init mounts cni-conf (the host's /etc).
+      ['weave without weave-init', { ...specs[0], initContainers: [] }, false],
+      ['a volume no container mounts', volume('/etc/cni/net.d'), false],
+      ['/etc/cni/net.d/', mounted('/etc/cni/net.d/'), true],
+      ['/etc/cni', mounted('/etc/cni'), true],
+      ['read-only', mounted('/etc/cni/net.d', { readOnly: true }), false],
+      ['/etc/cnix', mounted('/etc/cnix'), false],
+      ['/run/xtables.lock', mounted('/run/xtables.lock'), false],
+    ];
+    const got = pyEach('kubelet_node', cases.map(([, spec]) => ['installs_cni_config', spec]));
+    expect(cases.map(([name], index) => `${name}: ${got[index]}`)).to.deep.equal(cases.map(([name, , want]) => `${name}: ${want}`));
   });
 });

@@ -342,6 +342,37 @@ def cmd_get(args):
     sys.stdout.write('\n'.join(blocks))
 
 
+def is_list(obj) -> bool:
+    """apimachinery's unstructuredJSONScheme.decode: an object with an `items` field is a list
+    (UnstructuredList), whatever its kind says."""
+    return isinstance(obj, dict) and 'items' in obj and (obj['items'] is None or isinstance(obj['items'], list))
+
+
+def flatten(doc) -> list:
+    """The objects kubectl acts on for one manifest document, in its order. kubectl reads -f through
+    cli-runtime's resource.Builder with Flatten(): its FlattenListVisitor visits a list's items one by
+    one instead of the list, so `kubectl apply -f` of weave's `apiVersion: v1` / `kind: List` manifest
+    applies its ServiceAccount, RBAC objects and DaemonSet (`serviceaccount/weave-net created`, ...),
+    never a List object. Lists inside a list are expanded after the list's own items (the visitor's
+    queue); an item with neither kind nor apiVersion takes the list's apiVersion and its kind without
+    the `List` suffix (unstructuredJSONScheme.decodeToList)."""
+    if not is_list(doc):
+        return [doc]
+    out, queue = [], [doc]
+    while queue:
+        current = queue.pop(0)
+        if not is_list(current):
+            out.append(current)
+            continue
+        item_kind = current.get('kind', '') if isinstance(current.get('kind'), str) else ''
+        item_kind = item_kind[:-len('List')] if item_kind.endswith('List') else item_kind
+        for item in current['items'] or []:
+            if isinstance(item, dict) and not item.get('kind') and not item.get('apiVersion'):
+                item = {**item, 'kind': item_kind, 'apiVersion': current.get('apiVersion', '')}
+            queue.append(item)
+    return out
+
+
 def read_manifests(path: str) -> list[dict]:
     if path == '-':
         text = sys.stdin.read()
@@ -362,14 +393,9 @@ def read_manifests(path: str) -> list[dict]:
         docs = common.load_yaml_documents(text)
     except common.yaml.YAMLError as error:
         raise Fail(f'error: error parsing {path}: error converting YAML to JSON: {error}')
-    out = []
-    for doc in docs:
-        if doc.get('kind', '').endswith('List') and 'items' in doc:
-            out += doc['items']
-        else:
-            out.append(doc)
+    out = [obj for doc in docs for obj in flatten(doc)]
     for doc in out:
-        if not doc.get('kind') or not doc.get('apiVersion'):
+        if not isinstance(doc, dict) or not doc.get('kind') or not doc.get('apiVersion'):
             raise Fail(f'error: error validating "{path}": error validating data: [apiVersion not set, kind not set]; if you choose to ignore these errors, turn validation off with --validate=false')
     return out
 

@@ -249,11 +249,12 @@ CNI_PLUGIN_STANDIN = '/usr/lib/capstan-standin/cni-plugin'
 
 
 def play_cni_pods(pods: list[dict], runtime: Runtime) -> None:
-    """A CNI DaemonSet pod (one mounting /etc/cni/net.d from the host) installs its plugin binary in
-    the CNI bin directory, then writes its CNI config, as weave/calico/flannel's install steps do
-    (once, when the config is missing: a plugin removed later stays missing, as it would until the
-    pod restarts). The config names the plugin and portmap (kubernetes-cni's, which the kubelet
-    package depends on)."""
+    """A running CNI DaemonSet pod (one whose container or init container mounts the host's
+    /etc/cni/net.d or a directory above it: node_checks.installs_cni_config) installs its plugin
+    binary in the CNI bin directory, then writes its CNI config, as weave/calico/flannel's install
+    steps do (once, when the config is missing: a plugin removed later stays missing, as it would
+    until the pod restarts). The config names the plugin and portmap (kubernetes-cni's, which the
+    kubelet package depends on)."""
     settings = runtime.current()
     conf_dir = settings.get('cni_conf_dir', node_checks.DEFAULT_CNI_CONF_DIR)
     bin_dir = settings.get('cni_bin_dirs', [node_checks.DEFAULT_CNI_BIN_DIR])[0]
@@ -261,8 +262,7 @@ def play_cni_pods(pods: list[dict], runtime: Runtime) -> None:
         refs = pod['metadata'].get('ownerReferences') or []
         if not refs or refs[0]['kind'] != 'DaemonSet' or pod['status'].get('phase') != 'Running':
             continue
-        volumes = pod['spec'].get('volumes') or []
-        if not any((v.get('hostPath') or {}).get('path', '').rstrip('/') in ('/etc/cni/net.d', '/etc/cni') for v in volumes):
+        if not node_checks.installs_cni_config(pod['spec']):
             continue
         name = refs[0]['name']
         path = os.path.join(conf_dir, f'10-{name}.conflist')

@@ -1,7 +1,7 @@
 """What the kubelet stand-in reads about its node, as pure functions (no I/O; unit-tested from
 test/unit/standins-kubelet.test.ts): swap in /proc/swaps, the container runtime's cgroup driver and
-CNI directories from `containerd config dump`, and whether a CNI config and the plugins it names
-are there.
+CNI directories from `containerd config dump`, whether a CNI config and the plugins it names are
+there, and which pods install one.
 """
 from __future__ import annotations
 
@@ -116,6 +116,31 @@ def cni_not_ready(configs: dict[str, str], missing_plugins) -> str | None:
             continue
         return None if not missing_plugins(types) else CNI_NOT_READY
     return CNI_NOT_READY
+
+
+def installs_cni_config(pod_spec: dict, cni_dir: str = DEFAULT_CNI_CONF_DIR) -> bool:
+    """Whether a pod installs a CNI config on its node: one of its containers or init containers
+    mounts, writable, a hostPath volume that is the host's CNI config directory (/etc/cni/net.d, where
+    the CNIs write theirs) or a directory above it. That is the install step of each CNI's DaemonSet,
+    an init container in the current manifests: weave's weave-init mounts the host's /etc at /host/etc
+    (init.sh writes /host/etc/cni/net.d/10-weave.conflist), calico's install-cni mounts /etc/cni/net.d
+    at /host/etc/cni/net.d, flannel's install-cni mounts it where its `cp` writes 10-flannel.conflist.
+    A volume no container mounts gives the pod no access."""
+    def normal(path: str) -> str:
+        return '/' + '/'.join(part for part in path.split('/') if part)
+    target = normal(cni_dir)
+    reaching = set()
+    for volume in pod_spec.get('volumes') or []:
+        path = (volume.get('hostPath') or {}).get('path')
+        if isinstance(path, str) and path.startswith('/'):
+            path = normal(path)
+            if target == path or target.startswith(path.rstrip('/') + '/'):
+                reaching.add(volume.get('name'))
+    for container in (pod_spec.get('initContainers') or []) + (pod_spec.get('containers') or []):
+        for mount in container.get('volumeMounts') or []:
+            if mount.get('name') in reaching and not mount.get('readOnly'):
+                return True
+    return False
 
 
 def cgroup_driver_mismatch(kubelet_driver: str, systemd_cgroup: bool) -> str | None:
