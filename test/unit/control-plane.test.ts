@@ -317,7 +317,7 @@ listen stats
     await ensureFrontEndHaproxy({ servers })[0]!.static!.apply(ctx, []);
     expect(log).to.deep.equal([
       'run mkdir -p -m 0755 /etc/haproxy',
-      'write /etc/haproxy/haproxy.cfg mode=0644 validate: haproxy -c -q -f /etc/haproxy/.capstan.0123456789abcdef',
+      'write /etc/haproxy/haproxy.cfg mode=0644 validate: haproxy -c -f /etc/haproxy/.capstan.0123456789abcdef',
     ]);
     expect(writes[0]!.content).to.equal(renderFrontEndHaproxyConfig(servers));
   });
