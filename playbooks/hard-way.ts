@@ -57,8 +57,7 @@
 import { isIP } from 'node:net';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { InputError, playbook } from '../runner/index.js';
-import type { HostView } from '../runner/task.js';
+import { InputError, playbook, type HostView } from '../runner/index.js';
 import { ensureFirewallPorts, ensurePackages, firewallPortsForRole, preflight } from '../tasks/index.js';
 import { ensureBinary } from '../tasks/binary.js';
 import {

@@ -37,8 +37,7 @@
  * @example capstan run playbooks/stacked-ha.ts -i inventory/ha.yaml --check
  * @example capstan run playbooks/stacked-ha.ts --lab -i inventory/ha-vip.yaml
  */
-import { playbook } from '../runner/index.js';
-import type { TaskOptions } from '../runner/task.js';
+import { playbook, type TaskOptions } from '../runner/index.js';
 import {
   ensureAlternatives,
   ensureHostname,

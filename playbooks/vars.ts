@@ -14,10 +14,8 @@
  * comma-separated lists are accepted where a boolean, a number or a list is expected.
  */
 import { isIP } from 'node:net';
-import { InputError } from '../runner/errors.js';
+import { InputError, type HostView, type PlaybookContext, type PlayResult, type Task, type TaskOptions } from '../runner/index.js';
 import type { Inventory, InventoryHost } from '../runner/inventory/index.js';
-import type { PlayResult, PlaybookContext } from '../runner/playbook.js';
-import type { HostView, Task, TaskOptions } from '../runner/task.js';
 import {
   CNI_MANIFESTS,
   dockerRepo,

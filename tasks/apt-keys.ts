@@ -2,9 +2,7 @@
  * Repository signing keys: downloaded on the host, dearmored, fingerprint-checked, kept in /etc/apt/keyrings.
  */
 import { posix } from 'node:path';
-import { raw, sh, type Command } from '../runner/quote.js';
-import { defineTask, type Drift, type PerHostParams, type Task, type TaskOptions } from '../runner/task.js';
-import type { RunResult } from '../runner/index.js';
+import { defineTask, raw, sh, type Command, type Drift, type PerHostParams, type RunResult, type Task, type TaskOptions } from '../runner/index.js';
 import { requireAbsolutePath } from './validate.js';
 import { markStale, notifyingUpdate, tail } from './apt-update.js';
 

@@ -1,8 +1,7 @@
 /**
  * Packages: installed at a version, held, or removed, as dpkg sees them.
  */
-import { sh, type Command } from '../runner/quote.js';
-import { defineTask, type CheckContext, type Drift, type PerHost, type Task, type TaskOptions } from '../runner/task.js';
+import { defineTask, sh, type CheckContext, type Command, type Drift, type PerHost, type Task, type TaskOptions } from '../runner/index.js';
 import { APT_ENV, clearStale, LOCK_TIMEOUT, runAptUpdate, staleReasons, tail } from './apt-update.js';
 
 /* ------------------------------------------------------------------ packages */

@@ -1,8 +1,7 @@
 /**
  * Repository sources (one-line .list or deb822 .sources) and the seeds' repositories: pkgs.k8s.io and Docker's.
  */
-import { sh } from '../runner/quote.js';
-import { defineTask, type CheckContext, type Drift, type HostView, type PerHostParams, type Task, type TaskOptions } from '../runner/task.js';
+import { defineTask, sh, type CheckContext, type Drift, type HostView, type PerHostParams, type Task, type TaskOptions } from '../runner/index.js';
 import { requireString } from './validate.js';
 import { kubernetesMinor } from './kubernetes-version.js';
 import { ensureAptKey, requireKeyring, requireUrl, type AptKeyParams } from './apt-keys.js';

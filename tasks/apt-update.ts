@@ -2,8 +2,7 @@
  * apt's package lists: which hosts changed a key or repository in this run (their lists are stale),
  * and the one `apt-get update` per host that refreshes them (see apt.ts for why it is not a plain handler).
  */
-import { raw, sh, type Command } from '../runner/quote.js';
-import { defineTask, type ApplyContext, type HostView, type Task, type TaskOptions } from '../runner/task.js';
+import { defineTask, raw, sh, type ApplyContext, type Command, type HostView, type Task, type TaskOptions } from '../runner/index.js';
 
 /* ------------------------------------------------------------------ per-host apt state */
 

@@ -3,9 +3,7 @@ import { mkdir, readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { writeLocalFileAtomic } from '../runner/local-file.js';
-import { sh } from '../runner/quote.js';
-import { defineTask, type Drift, type PerHostParams, type Task, type TaskOptions } from '../runner/task.js';
+import { defineTask, sh, writeLocalFileAtomic, type Drift, type PerHostParams, type Task, type TaskOptions } from '../runner/index.js';
 import { normaliseMode, requireAbsolutePath } from './validate.js';
 
 export interface BinaryParams {

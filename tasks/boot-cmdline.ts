@@ -1,15 +1,7 @@
 /**
  * The kernel command line of a Raspberry Pi (cmdline.txt) and the memory cgroup it enables.
  */
-import { sh } from '../runner/quote.js';
-import {
-  defineTask,
-  type ApplyContext,
-  type CheckContext,
-  type PerHostParams,
-  type Task,
-  type TaskOptions,
-} from '../runner/task.js';
+import { defineTask, sh, type ApplyContext, type CheckContext, type PerHostParams, type Task, type TaskOptions } from '../runner/index.js';
 import { readBytesAsText, type SpecWithClaims } from './kernel-files.js';
 import { CMDLINE_TITLE, DEFAULT_REBOOT_TIMEOUT_MS, REBOOT_REQUIRED, rebootAndWait, validateTimeout } from './reboot.js';
 

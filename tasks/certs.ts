@@ -7,8 +7,7 @@
  * ten years), and the docs' next step is to restart the static Pods by moving their manifests out
  * of /etc/kubernetes/manifests and back, since the kubelet stops a Pod whose manifest went away.
  */
-import { raw, sh, type Command } from '../runner/quote.js';
-import { defineTask, type ApplyContext, type CheckContext, type Drift, type Task, type TaskOptions } from '../runner/task.js';
+import { defineTask, raw, sh, type ApplyContext, type CheckContext, type Command, type Drift, type Task, type TaskOptions } from '../runner/index.js';
 import {
   expiringWithin,
   formatExpiry,

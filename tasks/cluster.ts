@@ -1,5 +1,4 @@
-import { sh, type Command } from '../runner/quote.js';
-import { defineTask, type CheckContext, type PerHostParams, type Task, type TaskOptions } from '../runner/task.js';
+import { defineTask, sh, type CheckContext, type Command, type PerHostParams, type Task, type TaskOptions } from '../runner/index.js';
 import { ADMIN_CONF } from './kubeadm.js';
 
 const kubectl = (args: ReturnType<typeof sh>) => sh`kubectl --kubeconfig=${ADMIN_CONF} ${args}`;

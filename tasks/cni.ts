@@ -2,8 +2,7 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { isMap, isScalar, isSeq, parseAllDocuments, type Document, type YAMLMap, type YAMLSeq } from 'yaml';
-import { sh } from '../runner/quote.js';
-import { defineTask, type PerHostParams, type Task, type TaskOptions } from '../runner/task.js';
+import { defineTask, sh, type PerHostParams, type Task, type TaskOptions } from '../runner/index.js';
 import { ADMIN_CONF, CA_CERT } from './kubeadm.js';
 
 export type CniName = 'weave' | 'calico' | 'flannel' | 'cilium';

@@ -1,5 +1,4 @@
-import { Command, sh } from '../runner/quote.js';
-import { defineTask, type PerHostParams, type Task, type TaskOptions } from '../runner/task.js';
+import { Command, defineTask, sh, type PerHostParams, type Task, type TaskOptions } from '../runner/index.js';
 import { requireAbsolutePath } from './validate.js';
 
 export interface CommandParams {

@@ -1,7 +1,6 @@
 import { isDeepStrictEqual } from 'node:util';
 import { parse, stringify, TomlError, type TomlTable } from 'smol-toml';
-import { sh, type Command } from '../runner/quote.js';
-import { defineTask, type ApplyContext, type CheckContext, type Drift, type PerHostParams, type Task, type TaskOptions } from '../runner/task.js';
+import { defineTask, sh, type ApplyContext, type CheckContext, type Command, type Drift, type PerHostParams, type Task, type TaskOptions } from '../runner/index.js';
 import { requireAbsolutePath } from './validate.js';
 
 /*

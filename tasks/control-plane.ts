@@ -1,7 +1,6 @@
 import { isIP } from 'node:net';
 import { parseAllDocuments } from 'yaml';
-import { sh } from '../runner/quote.js';
-import { defineTask, type CheckContext, type Drift, type HostView, type PerHost, type PerHostParams, type Task, type TaskOptions } from '../runner/task.js';
+import { defineTask, sh, type CheckContext, type Drift, type HostView, type PerHost, type PerHostParams, type Task, type TaskOptions } from '../runner/index.js';
 import { ensureDirectory, ensureFile } from './files.js';
 import { haproxyConfigCheck } from './haproxy.js';
 import { ensureService, ensureSystemdUnit, reloadService, renderServiceUnit, restartService, unitFilePath } from './systemd.js';

@@ -1,6 +1,5 @@
 import { isIP } from 'node:net';
-import { raw, sh, type Command } from '../runner/quote.js';
-import { defineTask, type ApplyContext, type CheckContext, type Drift, type HostView, type PerHostParams, type Task, type TaskOptions } from '../runner/task.js';
+import { defineTask, raw, sh, type ApplyContext, type CheckContext, type Command, type Drift, type HostView, type PerHostParams, type Task, type TaskOptions } from '../runner/index.js';
 import { APT_GET_UPDATE, dpkgQueryCommand, packagesDrift, parseDpkgQuery } from './apt.js';
 import { ensureSystemdUnit, renderServiceUnit } from './systemd.js';
 import { requireAbsolutePath } from './validate.js';

@@ -1,7 +1,4 @@
-import { sh } from '../runner/quote.js';
-import { isSecret, Secret } from '../runner/secret.js';
-import { defineTask, type ApplyContext, type CheckContext, type Drift, type PerHostParams, type Task, type TaskOptions } from '../runner/task.js';
-import type { FileStat } from '../runner/index.js';
+import { defineTask, isSecret, Secret, sh, type ApplyContext, type CheckContext, type Drift, type FileStat, type PerHostParams, type Task, type TaskOptions } from '../runner/index.js';
 import { normaliseMode, requireAbsolutePath, requireAccountName, requireString } from './validate.js';
 
 /* ------------------------------------------------------------------ ensureFile */

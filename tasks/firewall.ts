@@ -3,8 +3,7 @@
  * firewalld is active on a host, the ports its role needs are opened; a host with neither active is
  * left alone, silently. Capstan never enables a firewall and never closes a port.
  */
-import { sh } from '../runner/quote.js';
-import { defineTask, type ApplyContext, type CheckContext, type Drift, type PerHost, type Task, type TaskOptions } from '../runner/task.js';
+import { defineTask, sh, type ApplyContext, type CheckContext, type Drift, type PerHost, type Task, type TaskOptions } from '../runner/index.js';
 import type { CniName } from './cni.js';
 
 /* ================================================================== rules */

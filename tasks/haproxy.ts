@@ -1,6 +1,5 @@
 import { isIP } from 'node:net';
-import { sh, type Command } from '../runner/quote.js';
-import { defineTask, type PerHostParams, type Task, type TaskOptions } from '../runner/task.js';
+import { defineTask, sh, type Command, type PerHostParams, type Task, type TaskOptions } from '../runner/index.js';
 import { ensureService, restartService } from './systemd.js';
 
 /*

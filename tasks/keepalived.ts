@@ -1,7 +1,5 @@
 import { isIP } from 'node:net';
-import { sh, type Command } from '../runner/quote.js';
-import { Secret } from '../runner/secret.js';
-import { defineTask, type CheckContext, type Drift, type PerHostParams, type Task, type TaskOptions } from '../runner/task.js';
+import { defineTask, Secret, sh, type CheckContext, type Command, type Drift, type PerHostParams, type Task, type TaskOptions } from '../runner/index.js';
 import { ensureService, restartService } from './systemd.js';
 
 /*

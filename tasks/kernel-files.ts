@@ -2,7 +2,7 @@
  * What the kernel families share: the header of the files Capstan owns in /etc/modules-load.d and
  * /etc/sysctl.d, the claims a multi-key task makes, and byte-exact reads of those files.
  */
-import type { CheckContext, TaskSpec } from '../runner/task.js';
+import type { CheckContext, TaskSpec } from '../runner/index.js';
 
 /** The first line of every file Capstan owns in /etc/modules-load.d and /etc/sysctl.d. */
 export const MANAGED_HEADER = '# Managed by Capstan';

@@ -1,16 +1,7 @@
 /**
  * Kernel modules: loaded now (modprobe) and at every boot (a line in /etc/modules-load.d/k8s.conf).
  */
-import { sh, type Command } from '../runner/quote.js';
-import {
-  defineTask,
-  type CheckContext,
-  type Drift,
-  type PerHost,
-  type PerHostParams,
-  type Task,
-  type TaskOptions,
-} from '../runner/task.js';
+import { defineTask, sh, type CheckContext, type Command, type Drift, type PerHost, type PerHostParams, type Task, type TaskOptions } from '../runner/index.js';
 import { decodeBase64, MANAGED_HEADER } from './kernel-files.js';
 
 export const MODULES_FILE = '/etc/modules-load.d/k8s.conf';

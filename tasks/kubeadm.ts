@@ -1,9 +1,6 @@
 import { createHash, X509Certificate } from 'node:crypto';
 import { stringify } from 'yaml';
-import { sh } from '../runner/quote.js';
-import { RefusalError } from '../runner/errors.js';
-import { Secret } from '../runner/secret.js';
-import { defineTask, Pending, type ApplyContext, type CheckContext, type PerHostParams, type Task, type TaskOptions } from '../runner/task.js';
+import { defineTask, Pending, RefusalError, Secret, sh, type ApplyContext, type CheckContext, type PerHostParams, type Task, type TaskOptions } from '../runner/index.js';
 import { parseKubernetesVersion, type KubernetesVersion } from './kubernetes-version.js';
 
 /** Where kubeadm keeps what these tasks look at. */

@@ -2,10 +2,7 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { parse, stringify } from 'yaml';
-import { writeLocalFileAtomic } from '../runner/local-file.js';
-import { sh } from '../runner/quote.js';
-import { Secret } from '../runner/secret.js';
-import { defineTask, type PerHostParams, type Task, type TaskOptions } from '../runner/task.js';
+import { defineTask, Secret, sh, writeLocalFileAtomic, type PerHostParams, type Task, type TaskOptions } from '../runner/index.js';
 import { requireAccountName } from './validate.js';
 import { ADMIN_CONF } from './kubeadm.js';
 

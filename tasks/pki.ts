@@ -5,9 +5,7 @@ import { chmod, mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises
 import { isIP } from 'node:net';
 import { join, resolve } from 'node:path';
 import { parse, stringify } from 'yaml';
-import { sh } from '../runner/quote.js';
-import { isSecret, Secret } from '../runner/secret.js';
-import { defineTask, Pending, type ApplyContext, type Drift, type PerHostParams, type Task, type TaskOptions } from '../runner/task.js';
+import { defineTask, isSecret, Pending, Secret, sh, type ApplyContext, type Drift, type PerHostParams, type Task, type TaskOptions } from '../runner/index.js';
 import { requireAbsolutePath, requireString } from './validate.js';
 
 x509.cryptoProvider.set(webcrypto as unknown as Crypto);

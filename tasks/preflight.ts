@@ -1,7 +1,4 @@
-import { InputError, PlaybookError } from '../runner/errors.js';
-import type { PlaybookContext } from '../runner/playbook.js';
-import { sh } from '../runner/quote.js';
-import { defineTask, type CheckContext, type PerHost, type PerHostParams, type Task, type TaskOptions } from '../runner/task.js';
+import { defineTask, InputError, PlaybookError, sh, type CheckContext, type PerHost, type PerHostParams, type PlaybookContext, type Task, type TaskOptions } from '../runner/index.js';
 import { warnExpiringCertificates } from './certs.js';
 
 /*

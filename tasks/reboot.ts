@@ -1,16 +1,7 @@
 /**
  * Rebooting a host and waiting for it to come back (a new boot id), when a change needs it.
  */
-import { sh } from '../runner/quote.js';
-import { TransportError } from '../runner/errors.js';
-import {
-  defineTask,
-  type ApplyContext,
-  type CheckContext,
-  type PerHostParams,
-  type Task,
-  type TaskOptions,
-} from '../runner/task.js';
+import { defineTask, sh, TransportError, type ApplyContext, type CheckContext, type PerHostParams, type Task, type TaskOptions } from '../runner/index.js';
 
 /** Debian's "reboot needed" flag (also read by unattended-upgrades and motd); `reboot({ ifRequired: true })` honours it. */
 export const REBOOT_REQUIRED = '/run/reboot-required';

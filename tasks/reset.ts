@@ -7,8 +7,7 @@
  *
  * Every task reports what it would remove as drift, so `--check` is the list of what a reset deletes.
  */
-import { sh } from '../runner/quote.js';
-import { defineTask, type CheckContext, type Drift, type Task, type TaskOptions } from '../runner/task.js';
+import { defineTask, sh, type CheckContext, type Drift, type Task, type TaskOptions } from '../runner/index.js';
 import { CNI_STAMP } from './cni.js';
 import { ADMIN_CONF, JOIN_CONFIG, KUBEADM_CONFIG, redactKubeadmOutput } from './kubeadm.js';
 

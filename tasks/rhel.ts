@@ -1,6 +1,5 @@
 import { posix } from 'node:path';
-import { sh } from '../runner/quote.js';
-import { defineTask, type Drift, type HostView, type PerHost, type PerHostParams, type Task, type TaskOptions } from '../runner/task.js';
+import { defineTask, sh, type Drift, type HostView, type PerHost, type PerHostParams, type Task, type TaskOptions } from '../runner/index.js';
 import { describeKey, downloadKey, KUBERNETES_KEY_FINGERPRINT, normaliseFingerprint } from './apt.js';
 import { kubernetesMinor } from './kubernetes-version.js';
 import { requireAbsolutePath } from './validate.js';

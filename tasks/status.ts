@@ -3,8 +3,7 @@
  * tokens outstanding, and each control plane's /readyz, VIP and haproxy. None of them changes
  * anything: `check` finds no drift, the reading is in `result`, so --check shows the same.
  */
-import { sh, type Command } from '../runner/quote.js';
-import { defineTask, type CheckContext, type Task, type TaskOptions } from '../runner/task.js';
+import { defineTask, sh, type CheckContext, type Command, type Task, type TaskOptions } from '../runner/index.js';
 import { apiserverEndpoint, MANIFESTS_DIR } from './certs.js';
 import { parseNodes, parseTokenList, type ControlPlaneStatus, type JoinToken, type NodeStatus } from './status-parse.js';
 

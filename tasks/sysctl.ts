@@ -2,16 +2,7 @@
  * Kernel parameters: the live value (sysctl -w) and the owned drop-in in /etc/sysctl.d, and the later
  * files that would override it at boot.
  */
-import { sh, type Command } from '../runner/quote.js';
-import {
-  defineTask,
-  type CheckContext,
-  type Drift,
-  type PerHost,
-  type PerHostParams,
-  type Task,
-  type TaskOptions,
-} from '../runner/task.js';
+import { defineTask, sh, type CheckContext, type Command, type Drift, type PerHost, type PerHostParams, type Task, type TaskOptions } from '../runner/index.js';
 import { decodeBase64, MANAGED_HEADER, type Claim, type SpecWithClaims } from './kernel-files.js';
 
 export const SYSCTL_FILE = '/etc/sysctl.d/99-kubernetes.conf';

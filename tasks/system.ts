@@ -1,6 +1,5 @@
 import { isIP } from 'node:net';
-import { sh } from '../runner/quote.js';
-import { defineTask, type CheckContext, type Drift, type PerHost, type PerHostParams, type Task, type TaskOptions } from '../runner/task.js';
+import { defineTask, sh, type CheckContext, type Drift, type PerHost, type PerHostParams, type Task, type TaskOptions } from '../runner/index.js';
 import { isRhelFamilyOs } from './rhel.js';
 import { requireAbsolutePath } from './validate.js';
 

@@ -1,5 +1,4 @@
-import { sh } from '../runner/quote.js';
-import { defineTask, type ApplyContext, type CheckContext, type Drift, type PerHostParams, type Task, type TaskOptions } from '../runner/task.js';
+import { defineTask, sh, type ApplyContext, type CheckContext, type Drift, type PerHostParams, type Task, type TaskOptions } from '../runner/index.js';
 import { requireAbsolutePath } from './validate.js';
 
 /*

@@ -3,8 +3,7 @@
  * clusters": versions, node health, the package repository of the target minor). Commands plus pure
  * parsers; {@link upgradeFacts} is the read-only task that makes every read of a host in one round trip.
  */
-import { sh, type Command } from '../runner/quote.js';
-import { defineTask, type CheckContext, type PerHostParams, type Task, type TaskOptions } from '../runner/task.js';
+import { defineTask, sh, type CheckContext, type Command, type PerHostParams, type Task, type TaskOptions } from '../runner/index.js';
 import { ADMIN_CONF } from './kubeadm.js';
 
 /** Where the upgrade tasks record "this node was cordoned by the upgrade" (so only they uncordon it). */

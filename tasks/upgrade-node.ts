@@ -2,8 +2,7 @@
  * The node's own steps of kubeadm's upgrade (see tasks/upgrade.ts for the whole procedure): cordon,
  * drain, restart the kubelet and wait for Ready at the new version, uncordon.
  */
-import { sh } from '../runner/quote.js';
-import { defineTask, type PerHostParams, type Task, type TaskOptions } from '../runner/task.js';
+import { defineTask, sh, type PerHostParams, type Task, type TaskOptions } from '../runner/index.js';
 import { readOwnNode, UPGRADE_CORDON_MARKER } from './upgrade-facts.js';
 import { admin, drainOrUncordon, pendingOf, sleep, stillCordoned, validateDrainTimeout, validateStep, type UpgradeStepParams } from './upgrade-step.js';
 

@@ -2,9 +2,7 @@
  * What every step of the upgrade (tasks/upgrade.ts, tasks/upgrade-node.ts) and of a removal (tasks/remove-node.ts) shares: the node it is
  * about, the target, where cluster-admin kubectl runs, and how a step says what it waits for in --check.
  */
-import { sh, type Command } from '../runner/quote.js';
-import type { RunOptions, RunResult } from '../runner/contract.js';
-import type { CheckContext } from '../runner/task.js';
+import { sh, type CheckContext, type Command, type RunOptions, type RunResult } from '../runner/index.js';
 import { ADMIN_CONF } from './kubeadm.js';
 
 /** What every per-node step knows. */

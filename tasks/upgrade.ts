@@ -16,8 +16,7 @@
  * Cordoning writes UPGRADE_CORDON_MARKER (tasks/upgrade-facts.ts) on the node first: only a node
  * the upgrade cordoned is uncordoned by it, and an interrupted run uncordons it once it is upgraded.
  * Here: the packages and kubeadm's steps; the node's own (cordon … uncordon) are in tasks/upgrade-node.ts.
- */import { raw, sh } from '../runner/quote.js';
-import { defineTask, type ApplyContext, type Drift, type PerHostParams, type Task, type TaskOptions } from '../runner/task.js';
+ */import { defineTask, raw, sh, type ApplyContext, type Drift, type PerHostParams, type Task, type TaskOptions } from '../runner/index.js';
 import { APT_GET_UPDATE, dpkgQueryCommand, parseDpkgQuery } from './apt.js';
 import { manifestImageTag, readOwnNode } from './upgrade-facts.js';
 import { pendingOf, sleep, stillCordoned, tail, validateStep, type UpgradeStepParams } from './upgrade-step.js';
