@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
-import { isMap, isScalar, isSeq, parseAllDocuments, type Document, type YAMLMap, type YAMLSeq } from 'yaml';
+import { isMap, isScalar, isSeq, parseAllDocuments, type Document, type Scalar, type YAMLMap } from 'yaml';
 import { defineTask, sh, type PerHostParams, type Task, type TaskOptions } from '../runner/index.js';
 import { ADMIN_CONF, CA_CERT } from './kubeadm.js';
 
@@ -81,52 +81,111 @@ function container(workload: YAMLMap, cni: CniName, kind: string, workloadName: 
   return match;
 }
 
+/** One replacement in the manifest's text: [start, end) becomes `text`. */
+interface TextEdit {
+  start: number;
+  end: number;
+  text: string;
+}
+
+const spaces = (n: number) => ' '.repeat(n);
+const lineStart = (source: string, pos: number) => source.lastIndexOf('\n', pos - 1) + 1;
+const lineEnd = (source: string, pos: number) => {
+  const newline = source.indexOf('\n', pos);
+  return newline < 0 ? source.length : newline + 1;
+};
+const column = (source: string, pos: number) => pos - lineStart(source, pos);
+
+/** A string scalar written in the style it had (double- or single-quoted, or plain: a CIDR needs no quotes). */
+function scalarText(style: Scalar['type'], value: string): string {
+  if (style === 'QUOTE_DOUBLE') return JSON.stringify(value);
+  if (style === 'QUOTE_SINGLE') return `'${value.replaceAll("'", "''")}'`;
+  return value;
+}
+
+/** The edit that gives a scalar node a new string value in its own style. */
+function scalarEdit(node: Scalar, value: string): TextEdit {
+  return { start: node.range![0], end: node.range![1], text: scalarText(node.type, value) };
+}
+
 /**
- * Sets env `name` to `value` on a container: an existing entry is changed in place; one shipped
- * commented out (calico's `# - name: CALICO_IPV4POOL_CIDR`) is un-commented where it stood, as seed 002
- * does by hand; otherwise the entry is added at the end. The rest of the list keeps its order and comments.
+ * Sets env `name` to `value` on a container, as a text edit: an existing entry's value is replaced
+ * in its own quoting (or the entry rewritten when it had valueFrom); one shipped commented out
+ * (calico's `# - name: CALICO_IPV4POOL_CIDR` / `#   value: …`) is un-commented where it stands, as
+ * seed 002 does by hand; otherwise an entry is added after the last one, at the list's indentation.
  */
-function setEnv(doc: Document.Parsed, target: YAMLMap, name: string, value: string): void {
-  const found: unknown = target.get('env', true);
-  const list = isSeq(found) ? found : (doc.createNode([]) as YAMLSeq);
-  if (list !== found) target.set('env', list);
-  const entry = doc.createNode({ name, value }) as YAMLMap;
-  const existing = list.items.find((item) => stringAt(item, 'name') === name);
-  if (isMap(existing)) {
-    existing.delete('valueFrom');
-    existing.set('value', value);
-    return;
+function envEdit(source: string, target: YAMLMap, cni: CniName, containerName: string, name: string, value: string): TextEdit {
+  const env: unknown = target.get('env', true);
+  if (!isSeq(env) || env.items.length === 0 || !isMap(env.items[0])) throw new Error(`the ${cni} manifest's container ${containerName} has no env list to add ${name} to`);
+  const entries = env.items.filter(isMap);
+  const dashOf = (item: YAMLMap) => {
+    const at = item.range![0];
+    return { dash: column(source, source.lastIndexOf('-', at - 1)), key: column(source, at) };
+  };
+  const existing = entries.find((item) => stringAt(item, 'name') === name);
+  if (existing) {
+    const current = existing.get('value', true);
+    if (isScalar(current) && current.range) return scalarEdit(current, value);
+    const { key } = dashOf(existing);
+    // A block map's range ends after its last line break: keep the breaks and what follows.
+    const [start, valueEnd] = existing.range!;
+    const end = start + source.slice(start, valueEnd).trimEnd().length;
+    return { start, end, text: `name: ${name}\n${spaces(key)}value: ${JSON.stringify(value)}` };
   }
-  const commentedName = new RegExp(`^\\s*- name: ${name}\\s*$`);
-  for (let index = 0; index < list.items.length; index++) {
-    const item = list.items[index] as YAMLMap;
-    const lines = item.commentBefore?.split('\n') ?? [];
-    const at = lines.findIndex((line) => commentedName.test(line));
-    if (at < 0) continue;
-    // The commented entry is its name line and the indented lines under it (value:).
-    let after = at + 1;
-    while (after < lines.length && /^\s{3,}\S/.test(lines[after]!) && !/^\s*- /.test(lines[after]!)) after++;
-    const explanation = lines.slice(0, at).join('\n');
-    if (explanation) entry.commentBefore = explanation;
-    const rest = lines.slice(after).join('\n');
-    item.commentBefore = rest || undefined;
-    list.items.splice(index, 0, entry);
-    return;
+  const region = source.slice(0, target.range![2]);
+  const commented = new RegExp(`^([ \\t]*)#[ \\t]?-([ \\t]+)name: ${name}[ \\t]*\\n\\1#[ \\t]*value:.*$`, 'm');
+  const from = env.range![0];
+  const match = commented.exec(region.slice(from));
+  if (match) {
+    const [indent, gap] = [match[1]!, match[2]!];
+    const start = from + match.index;
+    return { start, end: start + match[0].length, text: `${indent}-${gap}name: ${name}\n${indent} ${gap}value: ${JSON.stringify(value)}` };
   }
-  list.items.push(entry);
+  const last = entries[entries.length - 1]!;
+  const { dash, key } = dashOf(last);
+  const at = lineEnd(source, last.range![1] - 1);
+  const newline = at === source.length && !source.endsWith('\n') ? '\n' : '';
+  return { start: at, end: at, text: `${newline}${spaces(dash)}-${spaces(key - dash - 1)}name: ${name}\n${spaces(key)}value: ${JSON.stringify(value)}\n` };
 }
 
-/** Sets a ConfigMap's `data` key, keeping the scalar's style (a block literal stays one). */
-function setData(map: YAMLMap, key: string, value: string, cni: CniName, configMap: string): void {
-  const data = child(map, 'data');
-  const node = child(data, key);
-  if (!isMap(data) || !isScalar(node)) throw new Error(`the ${cni} manifest's ConfigMap ${configMap} has no data key ${key}`);
-  node.value = value;
+/** A ConfigMap's `data` scalar at `key`, or a clear error. */
+function dataScalar(map: YAMLMap, key: string, cni: CniName, configMap: string): Scalar {
+  const node = child(child(map, 'data'), key);
+  if (!isScalar(node) || typeof node.value !== 'string' || !node.range) throw new Error(`the ${cni} manifest's ConfigMap ${configMap} has no data key ${key}`);
+  return node;
 }
 
 /**
- * The manifest with the pod CIDR patched in (pure), edited structurally with the yaml Document API
- * (comments and order kept; patching twice is patching once), per CNI:
+ * flannel's net-conf.json with "Network" set, as a text edit inside the block scalar: the value of
+ * the top-level "Network" replaced where it stands; without one, the JSON re-rendered at the
+ * block's indentation with Network first.
+ */
+function netConfEdit(source: string, node: Scalar, podCidr: string): TextEdit {
+  let config: Record<string, unknown>;
+  try {
+    config = JSON.parse(String(node.value)) as Record<string, unknown>;
+  } catch (error) {
+    throw new Error(`the flannel manifest's net-conf.json is not JSON: ${(error as Error).message}`);
+  }
+  const [start, end] = node.range!;
+  const block = source.slice(start, end);
+  const network = /("Network"\s*:\s*)"[^"\\]*"/.exec(block);
+  if (typeof config.Network === 'string' && network) {
+    const at = start + network.index + network[1]!.length;
+    return { start: at, end: at + network[0].length - network[1]!.length, text: JSON.stringify(podCidr) };
+  }
+  const contentStart = lineEnd(source, start);
+  const indent = /^[ \t]*/.exec(source.slice(contentStart))![0];
+  const json = JSON.stringify({ ...config, Network: podCidr }, null, 2).split('\n').map((line) => `${indent}${line}`).join('\n');
+  return { start: contentStart, end, text: `${json}\n` };
+}
+
+/**
+ * The manifest with the pod CIDR patched in (pure). The edit is made in the TEXT of the download:
+ * the YAML is parsed to find where (which document, workload, container, key), then only those
+ * bytes change — comments, key order, quoting, indentation and sequence style stay the download's,
+ * so the patched file differs from upstream's by the CIDR lines alone. Patching twice is patching
+ * once. Per CNI:
  * - weave: env IPALLOC_RANGE on the `weave` container of DaemonSet weave-net (weave-npc never reads it);
  * - calico: env CALICO_IPV4POOL_CIDR on the calico-node container of DaemonSet calico-node, un-commented where
  *   upstream ships it commented out (seed 002's edit);
@@ -138,38 +197,30 @@ export function patchCniManifest(name: CniName, manifest: string, podCidr: strin
   const docs = parseAllDocuments(manifest);
   if (!Array.isArray(docs)) throw new Error(`the ${name} manifest is not YAML documents`);
   for (const doc of docs) if (doc.errors.length) throw new Error(`the ${name} manifest is not valid YAML: ${doc.errors[0]!.message}`);
-  const docOf = (node: YAMLMap) => docs.find((doc) => resources([doc]).includes(node))!;
+  let edit: TextEdit;
   switch (name) {
     case 'weave': {
       const ds = resource(docs, name, 'DaemonSet', 'weave-net');
-      setEnv(docOf(ds), container(ds, name, 'DaemonSet', 'weave-net', 'weave'), 'IPALLOC_RANGE', podCidr);
+      edit = envEdit(manifest, container(ds, name, 'DaemonSet', 'weave-net', 'weave'), name, 'weave', 'IPALLOC_RANGE', podCidr);
       break;
     }
     case 'calico': {
       const ds = resource(docs, name, 'DaemonSet', 'calico-node');
-      setEnv(docOf(ds), container(ds, name, 'DaemonSet', 'calico-node', 'calico-node'), 'CALICO_IPV4POOL_CIDR', podCidr);
+      edit = envEdit(manifest, container(ds, name, 'DaemonSet', 'calico-node', 'calico-node'), name, 'calico-node', 'CALICO_IPV4POOL_CIDR', podCidr);
       break;
     }
     case 'flannel': {
       const cm = resource(docs, name, 'ConfigMap', 'kube-flannel-cfg');
-      const text = stringAt(cm, 'data', 'net-conf.json');
-      if (text === undefined) throw new Error('the flannel manifest\'s ConfigMap kube-flannel-cfg has no data key net-conf.json');
-      let config: Record<string, unknown>;
-      try {
-        config = JSON.parse(text) as Record<string, unknown>;
-      } catch (error) {
-        throw new Error(`the flannel manifest's net-conf.json is not JSON: ${(error as Error).message}`);
-      }
-      setData(cm, 'net-conf.json', `${JSON.stringify({ ...config, Network: podCidr }, null, 2)}\n`, name, 'kube-flannel-cfg');
+      edit = netConfEdit(manifest, dataScalar(cm, 'net-conf.json', name, 'kube-flannel-cfg'), podCidr);
       break;
     }
     case 'cilium': {
       const cm = resource(docs, name, 'ConfigMap', 'cilium-config');
-      setData(cm, 'cluster-pool-ipv4-cidr', podCidr, name, 'cilium-config');
+      edit = scalarEdit(dataScalar(cm, 'cluster-pool-ipv4-cidr', name, 'cilium-config'), podCidr);
       break;
     }
   }
-  return docs.map((doc) => doc.toString({ lineWidth: 0 })).join('');
+  return manifest.slice(0, edit.start) + edit.text + manifest.slice(edit.end);
 }
 
 /** Refuses a manifest URL that is not https (or a file on this machine): it is applied as cluster-admin. */
