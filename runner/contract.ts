@@ -48,7 +48,7 @@ export interface WriteOptions {
    * stderr is empty). Capstan never puts the content in the error, and Secret content is redacted
    * from the command's output.
    *
-   * @example const options: WriteOptions = { mode: '0644', validate: (path) => sh`haproxy -c -q -f ${path}` };
+   * @example const options: WriteOptions = { mode: '0644', validate: (path) => sh`haproxy -c -f ${path}` };
    */
   validate?: (path: string) => Command;
 }
