@@ -51,11 +51,9 @@ const X509_FIELDS = '-noout -enddate -subject -issuer -nameopt RFC2253';
  */
 export function readCertificatesCommand(p: CertificateFiles = {}): Command {
   if (!p.files?.length && !p.kubeconfigs?.length) return READ_CERTIFICATES;
-  const files = p.files?.length ? p.files : [];
-  const kubeconfigs = p.kubeconfigs?.length ? p.kubeconfigs : [];
   return sh`${READ_CERTIFICATES}
-for f in ${files}; do if [ -e "$f" ]; then echo "## file $f"; openssl x509 ${raw(X509_FIELDS)} -in "$f" 2>&1; else echo "## missing $f"; fi; done
-for f in ${kubeconfigs}; do if [ -e "$f" ]; then echo "## kubeconfig $f"; sed -n 's/^ *client-certificate-data: *//p' "$f" | head -n 1 | base64 -d 2>&1 | openssl x509 ${raw(X509_FIELDS)} 2>&1; else echo "## missing $f"; fi; done; true`;
+for f in ${p.files ?? []}; do if [ -e "$f" ]; then echo "## file $f"; openssl x509 ${raw(X509_FIELDS)} -in "$f" 2>&1; else echo "## missing $f"; fi; done
+for f in ${p.kubeconfigs ?? []}; do if [ -e "$f" ]; then echo "## kubeconfig $f"; sed -n 's/^ *client-certificate-data: *//p' "$f" | head -n 1 | base64 -d 2>&1 | openssl x509 ${raw(X509_FIELDS)} 2>&1; else echo "## missing $f"; fi; done; true`;
 }
 
 /** One `openssl x509 -enddate -subject -issuer` reading: a CA is self-issued, a leaf names its issuer's CN (pure). */
