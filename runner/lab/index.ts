@@ -92,6 +92,18 @@ function seconds(since: number): string {
 async function bootHost(record: LabRecord, host: HostRecord, log: Log): Promise<void> {
   const started = Date.now();
   await createHostNetwork(host);
+  await bootUntilSshd(record, host, log);
+  log(`${host.name} up at ${host.address} in ${seconds(started)}`);
+}
+
+/**
+ * Mounts the host's root, boots it and waits for its sshd, with one more boot when the first did
+ * not come up. Seen in CI on a loaded machine, about once in a thousand boots: a container that
+ * exited at once with an empty console, or one whose boot never opened logins; each booted on the
+ * next try. The log keeps the first failure with what systemd was waiting for; a second failure is
+ * a real fault and fails with it.
+ */
+async function bootUntilSshd(record: LabRecord, host: HostRecord, log: Log): Promise<void> {
   await prepareRoot(host, record.rootfs);
   const boot = () =>
     bootContainer(host, (pid) => {
@@ -102,16 +114,11 @@ async function bootHost(record: LabRecord, host: HostRecord, log: Log): Promise<
   try {
     await waitForSshd(host);
   } catch (error) {
-    // Seen in CI on a loaded machine, about once in a thousand boots: a container that exited at
-    // once with an empty console, or one whose boot never opened logins; each booted on the next
-    // try. The log keeps the first failure with what systemd was waiting for; a second failure is a
-    // real fault and fails with it.
     log(`${host.name}: booting it once more, after: ${(error as Error).message}`);
     await stopContainer(host);
     await boot();
     await waitForSshd(host);
   }
-  log(`${host.name} up at ${host.address} in ${seconds(started)}`);
 }
 
 async function bringUp(record: LabRecord, log: Log): Promise<void> {
@@ -264,15 +271,10 @@ export async function stopHost(name: string): Promise<void> {
  * Boots a host stopped by `stopHost` again, with the same overlay, address and host keys, and
  * waits for its sshd. Does nothing if it is running.
  */
-export async function startHost(name: string): Promise<void> {
+export async function startHost(name: string, options: { log?: Log } = {}): Promise<void> {
   await withHost(name, async (record, host) => {
     if (containerRunning(host)) return;
-    await prepareRoot(host, record.rootfs);
-    await bootContainer(host, (pid) => {
-      host.pid = pid;
-      writeRecord(record);
-    });
-    await waitForSshd(host);
+    await bootUntilSshd(record, host, options.log ?? (() => {}));
   });
 }
 

@@ -1,8 +1,8 @@
 import { APT_PROXY_URL, GATEWAY } from './paths.js';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
-import { join } from 'node:path';
+import { appendFileSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, readlinkSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { basename, join } from 'node:path';
 import { CapstanError } from '../errors.js';
 import { mountOverlay } from './mounts.js';
 import { sshdAnswers } from './probe.js';
@@ -10,7 +10,7 @@ import { inotifyReport } from './inotify.js';
 import { generateHostKeys } from './keys.js';
 import { hostCgroupProcs, removeHostCgroups } from './cgroup.js';
 import { quote } from '../quote.js';
-import { processMatches, run, systemEnv, tail, terminate, waitUntil } from './proc.js';
+import { processAlive, processMatches, run, systemEnv, tail, terminate, waitUntil } from './proc.js';
 import type { HostRecord } from './state.js';
 
 /**
@@ -91,8 +91,25 @@ export async function bootContainer(host: HostRecord, record: (pid: number) => v
     env: systemEnv({ SYSTEMD_NSPAWN_API_VFS_WRITABLE: 'yes' }),
   });
   closeSync(output);
+  const pid = child.pid ?? 0;
+  // Its end goes into the console too: "exited at once with an empty console" then says how.
+  child.on('exit', (code, signal) => appendFileSync(host.console, `--- capstan lab: systemd-nspawn (PID ${pid}) ended: ${signal ?? `exit code ${code}`} (${new Date().toISOString()})\n`));
   child.unref();
-  record(child.pid ?? 0);
+  record(pid);
+  // Until the shell has become nspawn, /proc/PID/cmdline can read empty (mid-exec, the new program's
+  // arguments are not in place yet): containerRunning() then said "exited" of a container that was
+  // booting (seen in CI as "the container exited" with an empty console, about one boot in a
+  // thousand on a loaded machine). Past the exec the command line is stable.
+  await waitUntil(() => !processAlive(pid) || execName(pid) === 'systemd-nspawn', 10_000, 5);
+}
+
+/** The file name of the program `pid` runs, or '' when it cannot be read. */
+function execName(pid: number): string {
+  try {
+    return basename(readlinkSync(`/proc/${pid}/exe`));
+  } catch {
+    return '';
+  }
 }
 
 function nspawnArgs(host: HostRecord): string[] {
