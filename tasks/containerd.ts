@@ -1,6 +1,7 @@
 import { isDeepStrictEqual } from 'node:util';
 import { parse, stringify, TomlError, type TomlTable } from 'smol-toml';
-import { defineTask, sh, type ApplyContext, type CheckContext, type Command, type Drift, type PerHostParams, type Task, type TaskOptions } from '../runner/index.js';
+import { defineTask, sh, type ApplyContext, type CheckContext, type Drift, type PerHostParams, type Task, type TaskOptions } from '../runner/index.js';
+import { changedSinceStart, parseUnitState, unitProbe, type UnitState } from './systemd.js';
 import { requireAbsolutePath } from './validate.js';
 
 /*
@@ -330,59 +331,24 @@ export function systemdCgroupOf(text: string): boolean | undefined {
 
 /* ------------------------------------------------------------------ services */
 
-/** A systemd unit's state and when it last became active, with a file's mtime (epoch seconds). */
-export interface ServiceState {
-  /** loaded, not-found, … ; '' without systemd */
-  loadState: string;
-  activeState: string;
-  mainPid: number;
-  /** When the unit last entered `active`, epoch seconds; null if never. */
-  startedAt: number | null;
-  /** The config file's mtime, epoch seconds; null if missing. */
-  configMtime: number | null;
-}
-
-/** One probe for a unit's state and start time and a file's mtime; read-only. */
-export function serviceStateCommand(unit: string, path: string): Command {
-  return sh`systemctl show -p LoadState -p ActiveState -p MainPID ${unit} 2>/dev/null
-ts=$(systemctl show --timestamp=unix -p ActiveEnterTimestamp --value ${unit} 2>/dev/null) || ts=$(systemctl show -p ActiveEnterTimestamp --value ${unit} 2>/dev/null)
-case "$ts" in @*) echo "started=\${ts#@}" ;; "") echo "started=" ;; *) echo "started=$(date -d "$ts" +%s 2>/dev/null)" ;; esac
-echo "mtime=$(stat -c %Y -- ${path} 2>/dev/null)"`;
-}
-
-/** Parses serviceStateCommand's output (pure). */
-export function parseServiceState(output: string): ServiceState {
-  const values = new Map<string, string>();
-  for (const line of output.split('\n')) {
-    const eq = line.indexOf('=');
-    if (eq > 0) values.set(line.slice(0, eq), line.slice(eq + 1).trim());
-  }
-  const number = (key: string) => (values.get(key) ? Number(values.get(key)) : null);
-  return {
-    loadState: values.get('LoadState') ?? '',
-    activeState: values.get('ActiveState') ?? '',
-    mainPid: Number(values.get('MainPID') ?? 0) || 0,
-    startedAt: number('started'),
-    configMtime: number('mtime'),
-  };
-}
-
 /**
  * Drift of a runtime service against its config (pure): it must be active, and have started no
  * earlier than the config's last change — else it runs an older config (a run that stopped
- * between writing and restarting, or a hand edit), which a restart fixes.
+ * between writing and restarting, or a hand edit), which a restart fixes. No unit (no systemd, or
+ * the package not installed): the file is all there is to manage.
  */
-export function serviceDrift(unit: string, state: ServiceState): Drift[] {
+export function serviceDrift(unit: string, state: UnitState, configPath: string): Drift[] {
   if (state.loadState !== 'loaded') return [];
-  if (state.activeState !== 'active') return [{ subject: unit, current: state.activeState || 'unknown', desired: 'active' }];
-  if (state.startedAt !== null && state.configMtime !== null && state.configMtime > state.startedAt) {
+  if (state.active !== 'active') return [{ subject: unit, current: state.active || 'unknown', desired: 'active' }];
+  const mtime = state.mtimes[configPath];
+  if (mtime !== undefined && changedSinceStart(mtime, state)) {
     return [{ subject: unit, current: 'running an older config', desired: 'restarted with the current config' }];
   }
   return [];
 }
 
-async function probeService(ctx: CheckContext, unit: string, path: string): Promise<ServiceState> {
-  return parseServiceState((await ctx.probe(serviceStateCommand(unit, path))).stdout);
+async function probeService(ctx: CheckContext, unit: string, path: string): Promise<UnitState> {
+  return parseUnitState((await ctx.probe(unitProbe(unit, [path]))).stdout);
 }
 
 /** `systemctl restart` and wait until the unit is active; fails with the unit's last log lines otherwise. */
@@ -442,13 +408,13 @@ export function ensureContainerdCgroup(params: PerHostParams<ContainerdCgroupPar
       },
       // `containerd config default` makes the desired file: in --check on a fresh host, it waits for the package.
       needs: () => [{ command: 'containerd' }],
-      probes: (p) => [{ kind: 'read', path: p.path ?? CONTAINERD_CONFIG }, { kind: 'exec', command: serviceStateCommand('containerd', p.path ?? CONTAINERD_CONFIG) }],
+      probes: (p) => [{ kind: 'read', path: p.path ?? CONTAINERD_CONFIG }, { kind: 'exec', command: unitProbe('containerd', [p.path ?? CONTAINERD_CONFIG]) }],
       async check(ctx, p) {
         const path = p.path ?? CONTAINERD_CONFIG;
         const current = await ctx.readText(path);
         const desired = await desiredContainerdConfig(ctx, current);
         if (desired !== current) return [{ subject: 'content', file: path, current, desired }];
-        return serviceDrift('containerd', await probeService(ctx, 'containerd', path));
+        return serviceDrift('containerd', await probeService(ctx, 'containerd', path), path);
       },
       async apply(ctx, p, drift) {
         const path = p.path ?? CONTAINERD_CONFIG;
@@ -544,8 +510,8 @@ export function ensureDockerCgroupDriver(params: PerHostParams<DockerCgroupParam
         const desired = editDockerDaemonJson(current);
         if (desired !== current) return [{ subject: 'content', file: path, current, desired }];
         const state = await probeService(ctx, 'docker', path);
-        const drift = serviceDrift('docker', state);
-        if (drift.length === 0 && state.activeState === 'active') {
+        const drift = serviceDrift('docker', state, path);
+        if (drift.length === 0 && state.active === 'active') {
           // The effect, not the file: what the running daemon uses.
           const info = await ctx.probe(sh`docker info --format '{{.CgroupDriver}} {{.LoggingDriver}}'`);
           const [cgroupDriver = '', logDriver = ''] = info.stdout.trim().split(' ');

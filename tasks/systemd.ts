@@ -69,28 +69,47 @@ export interface UnitState {
   needDaemonReload: boolean;
   mainPid: number;
   canReload: boolean;
-  /** When the unit last became active (ActiveEnterTimestamp), in Unix seconds; null when never. */
+  /** When the unit last became active (ActiveEnterTimestamp), in Unix seconds with microseconds when systemd printed them; null when never. */
   activeSince: number | null;
-  /** Modification times (Unix seconds) of the `restartOn` paths that exist. */
+  /** Whether `activeSince` has microseconds (systemd ≥ 248 prints them with `--timestamp=us+utc`) or whole seconds only. */
+  activeSincePrecise: boolean;
+  /** Modification times (Unix seconds with nanoseconds) of the `restartOn` paths that exist. */
   mtimes: Record<string, number>;
 }
 
 /** The probe for one unit: is-enabled, is-active, show -p … and the mtimes of `paths`, as key=value lines. */
 export function unitProbe(unit: string, paths: readonly string[] = []) {
-  // TZ=UTC: ActiveEnterTimestamp is printed in the local zone, whose abbreviation may be ambiguous; in UTC it parses exactly.
+  // TZ=UTC: ActiveEnterTimestamp is printed in the local zone, whose abbreviation may be ambiguous; in
+  // UTC it parses exactly. Microseconds (systemd ≥ 248) and nanosecond mtimes (date -r): in whole
+  // seconds, a config written in the second the service started looked older than the start, and
+  // the restart it needed was missed. Older systemds reject --timestamp and print whole seconds.
+  const properties = sh`-p LoadState -p ActiveState -p SubState -p NeedDaemonReload -p MainPID -p CanReload -p ActiveEnterTimestamp -- ${unit}`;
   return sh`if [ -d /run/systemd/system ]; then echo Systemd=yes; else echo Systemd=no; exit 0; fi
 printf 'IsEnabled=%s\\n' "$(systemctl is-enabled -- ${unit} 2>/dev/null)"
 printf 'IsActive=%s\\n' "$(systemctl is-active -- ${unit} 2>/dev/null)"
-TZ=UTC LC_ALL=C systemctl show -p LoadState -p ActiveState -p SubState -p NeedDaemonReload -p MainPID -p CanReload -p ActiveEnterTimestamp -- ${unit}
-${paths.length ? sh`stat -c 'Mtime=%Y %n' -- ${paths} 2>/dev/null || true` : sh`true`}`;
+TZ=UTC LC_ALL=C systemctl show --timestamp=us+utc ${properties} 2>/dev/null || TZ=UTC LC_ALL=C systemctl show ${properties}
+${paths.length ? sh`for f in ${paths}; do if [ -e "$f" ]; then printf 'Mtime=%s %s\\n' "$(date -r "$f" +%s.%N)" "$f"; fi; done` : sh`true`}`;
 }
 
-/** Parses `systemctl show`'s `ActiveEnterTimestamp` printed with TZ=UTC ("Sat 2026-11-21 21:56:19 UTC") to Unix seconds. Pure. */
+/**
+ * True when a file modified at `mtime` changed after the unit became active. With whole-second
+ * start times (systemd < 248) the file counts only from the next second, as before: a restart
+ * the comparison cannot tell from a change would repeat on every run.
+ */
+export function changedSinceStart(mtime: number, state: Pick<UnitState, 'activeSince' | 'activeSincePrecise'>): boolean {
+  if (state.activeSince === null) return false;
+  return state.activeSincePrecise ? mtime > state.activeSince : Math.floor(mtime) > state.activeSince;
+}
+
+/**
+ * Parses `systemctl show`'s `ActiveEnterTimestamp` printed with TZ=UTC ("Sat 2026-11-21 21:56:19 UTC",
+ * or with microseconds "Sat 2026-11-21 21:56:19.152667 UTC") to Unix seconds, keeping the fraction. Pure.
+ */
 export function parseSystemdTimestamp(text: string): number | null {
-  const match = /(\d{4})-(\d{2})-(\d{2}) (\d{2}):(\d{2}):(\d{2})(?:\.\d+)? UTC$/.exec(text.trim());
+  const match = /(\d{4})-(\d{2})-(\d{2}) (\d{2}):(\d{2}):(\d{2})(\.\d+)? UTC$/.exec(text.trim());
   if (!match) return null;
-  const [, y, mo, d, h, mi, s] = match.map(Number) as number[];
-  return Date.UTC(y!, mo! - 1, d!, h!, mi!, s!) / 1000;
+  const [y, mo, d, h, mi, s] = match.slice(1, 7).map(Number) as number[];
+  return Date.UTC(y!, mo! - 1, d!, h!, mi!, s!) / 1000 + Number(`0${match[7] ?? ''}`);
 }
 
 /** Parses the output of {@link unitProbe}. Pure. */
@@ -103,7 +122,7 @@ export function parseUnitState(output: string): UnitState {
     const key = line.slice(0, eq);
     const value = line.slice(eq + 1);
     if (key === 'Mtime') {
-      const match = /^(\d+) (.+)$/.exec(value);
+      const match = /^(\d+(?:\.\d+)?) (.+)$/.exec(value);
       if (match) mtimes[match[2]!] = Number(match[1]);
     } else if (!values.has(key)) {
       values.set(key, value.trim());
@@ -120,6 +139,7 @@ export function parseUnitState(output: string): UnitState {
     mainPid: Number(get('MainPID')) || 0,
     canReload: get('CanReload') === 'yes',
     activeSince: parseSystemdTimestamp(get('ActiveEnterTimestamp')),
+    activeSincePrecise: /:\d{2}\.\d+ UTC$/.test(get('ActiveEnterTimestamp')),
     mtimes,
   };
 }
@@ -183,7 +203,7 @@ export function serviceDrift(unit: string, state: UnitState, wanted: Pick<Servic
   if (wanted.running === false && (running || state.active === 'activating')) drift.push({ subject: 'running', current: state.active, desired: 'inactive' });
   // A stale configuration matters only for a service that runs and stays running.
   if (running && wanted.running !== false && state.activeSince !== null) {
-    const stale = (wanted.restartOn ?? []).filter((path) => (state.mtimes[path] ?? 0) > state.activeSince!);
+    const stale = (wanted.restartOn ?? []).filter((path) => state.mtimes[path] !== undefined && changedSinceStart(state.mtimes[path]!, state));
     if (stale.length > 0) {
       drift.push({ subject: 'restart', current: `started ${isoSeconds(state.activeSince)}, before ${stale.join(', ')} changed`, desired: 'restarted' });
     }

@@ -7,14 +7,13 @@ import {
   ensureContainerdCgroup,
   ensureDockerCgroupDriver,
   needsDefaultContainerdConfig,
-  parseServiceState,
   parseTableHeader,
   serviceDrift,
-  serviceStateCommand,
   editDockerDaemonJson,
   setSystemdCgroup,
   systemdCgroupOf,
 } from '../../tasks/containerd.js';
+import { parseUnitState } from '../../tasks/systemd.js';
 import { localHost, run } from '../helpers/local.js';
 
 const fixture = (name: string) => readFileSync(join('test/fixtures/containerd', name), 'utf8');
@@ -159,23 +158,36 @@ describe('docker daemon.json: seed 002\'s cgroup driver and log driver (pure)', 
 });
 
 describe('runtime services (pure)', () => {
-  it('probes the unit and the config mtime in one command', () => {
-    expect(serviceStateCommand('containerd', '/etc/containerd/config.toml').text).to.equal(
-      'systemctl show -p LoadState -p ActiveState -p MainPID containerd 2>/dev/null\n' +
-        'ts=$(systemctl show --timestamp=unix -p ActiveEnterTimestamp --value containerd 2>/dev/null) || ts=$(systemctl show -p ActiveEnterTimestamp --value containerd 2>/dev/null)\n' +
-        'case "$ts" in @*) echo "started=${ts#@}" ;; "") echo "started=" ;; *) echo "started=$(date -d "$ts" +%s 2>/dev/null)" ;; esac\n' +
-        'echo "mtime=$(stat -c %Y -- /etc/containerd/config.toml 2>/dev/null)"',
+  const CONFIG = '/etc/containerd/config.toml';
+  /** The unit probe's output on Debian 12 (systemd 252), as tasks/systemd.ts's unitProbe prints it. */
+  const probed = (started: string, mtime: string, active = 'active') =>
+    parseUnitState(
+      `Systemd=yes\nIsEnabled=enabled\nIsActive=${active}\nLoadState=loaded\nActiveState=${active}\nMainPID=812\nActiveEnterTimestamp=${started}\nMtime=${mtime} ${CONFIG}\n`,
     );
+
+  it('wants the service active and started after the config last changed, to the microsecond', () => {
+    // Started at 20:28:55.152667; 1796329735 is 2026-12-03 20:28:55 UTC.
+    const started = 'Thu 2026-12-03 20:28:55.152667 UTC';
+    expect(serviceDrift('containerd', probed(started, '1796329735.100000000'), CONFIG)).to.deep.equal([]);
+    expect(serviceDrift('containerd', probed(started, '1796329730.000000000'), CONFIG)).to.deep.equal([]);
+    // Written in the same second, after the start: whole seconds missed this restart.
+    expect(serviceDrift('containerd', probed(started, '1796329735.400000000'), CONFIG)).to.deep.equal([
+      { subject: 'containerd', current: 'running an older config', desired: 'restarted with the current config' },
+    ]);
+    expect(serviceDrift('containerd', probed(started, '1796329735.400000000', 'failed'), CONFIG)).to.deep.equal([{ subject: 'containerd', current: 'failed', desired: 'active' }]);
   });
 
-  it('wants the service active and started after the config last changed', () => {
-    const state = parseServiceState('LoadState=loaded\nActiveState=active\nMainPID=812\nstarted=1700000100\nmtime=1700000000\n');
-    expect(state).to.deep.equal({ loadState: 'loaded', activeState: 'active', mainPid: 812, startedAt: 1700000100, configMtime: 1700000000 });
-    expect(serviceDrift('containerd', state)).to.deep.equal([]);
-    expect(serviceDrift('containerd', { ...state, configMtime: 1700000101 })).to.deep.equal([{ subject: 'containerd', current: 'running an older config', desired: 'restarted with the current config' }]);
-    expect(serviceDrift('containerd', { ...state, activeState: 'failed' })).to.deep.equal([{ subject: 'containerd', current: 'failed', desired: 'active' }]);
-    expect(serviceDrift('containerd', parseServiceState('LoadState=not-found\nActiveState=inactive\nstarted=\nmtime=\n'))).to.deep.equal([]);
-    expect(serviceDrift('containerd', parseServiceState(''))).to.deep.equal([]);
+  it('with a systemd that prints whole seconds, a change counts from the next second (no restart on every run)', () => {
+    const started = 'Thu 2026-12-03 20:28:55 UTC';
+    expect(serviceDrift('containerd', probed(started, '1796329735.900000000'), CONFIG)).to.deep.equal([]);
+    expect(serviceDrift('containerd', probed(started, '1796329736.000000000'), CONFIG)).to.deep.equal([
+      { subject: 'containerd', current: 'running an older config', desired: 'restarted with the current config' },
+    ]);
+  });
+
+  it('no unit (not installed, or no systemd): nothing to restart', () => {
+    expect(serviceDrift('containerd', parseUnitState('Systemd=yes\nIsEnabled=\nIsActive=inactive\nLoadState=not-found\nActiveState=inactive\n'), CONFIG)).to.deep.equal([]);
+    expect(serviceDrift('containerd', parseUnitState('Systemd=no\n'), CONFIG)).to.deep.equal([]);
   });
 });
 

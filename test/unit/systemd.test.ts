@@ -40,8 +40,9 @@ describe('systemd: unit names and the probe command', () => {
         'if [ -d /run/systemd/system ]; then echo Systemd=yes; else echo Systemd=no; exit 0; fi',
         `printf 'IsEnabled=%s\\n' "$(systemctl is-enabled -- containerd.service 2>/dev/null)"`,
         `printf 'IsActive=%s\\n' "$(systemctl is-active -- containerd.service 2>/dev/null)"`,
-        'TZ=UTC LC_ALL=C systemctl show -p LoadState -p ActiveState -p SubState -p NeedDaemonReload -p MainPID -p CanReload -p ActiveEnterTimestamp -- containerd.service',
-        `stat -c 'Mtime=%Y %n' -- /etc/containerd/config.toml '/etc/it'\\''s' 2>/dev/null || true`,
+        'TZ=UTC LC_ALL=C systemctl show --timestamp=us+utc -p LoadState -p ActiveState -p SubState -p NeedDaemonReload -p MainPID -p CanReload -p ActiveEnterTimestamp -- containerd.service 2>/dev/null || ' +
+          'TZ=UTC LC_ALL=C systemctl show -p LoadState -p ActiveState -p SubState -p NeedDaemonReload -p MainPID -p CanReload -p ActiveEnterTimestamp -- containerd.service',
+        `for f in /etc/containerd/config.toml '/etc/it'\\''s'; do if [ -e "$f" ]; then printf 'Mtime=%s %s\\n' "$(date -r "$f" +%s.%N)" "$f"; fi; done`,
       ].join('\n'),
     );
   });
@@ -56,9 +57,10 @@ describe('systemd: parsing the probe (fixtures from a lab host)', () => {
       loadState: 'loaded',
       subState: 'running',
       needDaemonReload: false,
-      mainPid: 46,
+      mainPid: 49,
       canReload: true,
-      activeSince: Date.UTC(2026, 10, 21, 21, 56, 18) / 1000,
+      activeSince: Date.UTC(2026, 11, 3, 20, 28, 55) / 1000 + 0.152667,
+      activeSincePrecise: true,
       mtimes: { '/etc/ssh/sshd_config': 1777976816 },
     });
   });
@@ -78,7 +80,7 @@ describe('systemd: parsing the probe (fixtures from a lab host)', () => {
 
   it('parses UTC timestamps, with or without microseconds, and nothing else', () => {
     expect(parseSystemdTimestamp('Sat 2026-11-21 21:56:18 UTC')).to.equal(1795298178);
-    expect(parseSystemdTimestamp('Sat 2026-11-21 21:56:18.123456 UTC')).to.equal(1795298178);
+    expect(parseSystemdTimestamp('Sat 2026-11-21 21:56:18.123456 UTC')).to.equal(1795298178.123456);
     expect(parseSystemdTimestamp('')).to.equal(null);
     expect(parseSystemdTimestamp('Sat 2026-11-21 22:56:18 CET')).to.equal(null);
   });
@@ -152,13 +154,21 @@ describe('systemd: serviceDrift (pure)', () => {
     expect(serviceDrift('nosuch.service', missing, { enabled: false, running: false })).to.deep.equal([]);
   });
 
-  it('restartOn: a file modified after the service started means restart; same second or older, or missing, does not', () => {
+  it('restartOn: a file modified after the service started means restart; older, or missing, does not', () => {
     const started = Date.UTC(2026, 10, 21, 21, 56, 18) / 1000;
     const base = state({ activeSince: started, mtimes: { '/etc/a.conf': started + 1, '/etc/b.conf': started } });
     expect(serviceDrift('x.service', base, { running: true, restartOn: ['/etc/a.conf', '/etc/b.conf', '/etc/missing'] })).to.deep.equal([
       { subject: 'restart', current: 'started 2026-11-21T21:56:18Z, before /etc/a.conf changed', desired: 'restarted' },
     ]);
     expect(serviceDrift('x.service', base, { running: true, restartOn: ['/etc/b.conf', '/etc/missing'] })).to.deep.equal([]);
+    // To the microsecond: written 0.3 s after a start at .5 of the same second is a change; with a
+    // systemd that prints whole seconds, the same file counts only from the next second.
+    const half = state({ activeSince: started + 0.5, mtimes: { '/etc/c.conf': started + 0.8, '/etc/d.conf': started + 0.2 } });
+    expect(serviceDrift('x.service', half, { running: true, restartOn: ['/etc/c.conf', '/etc/d.conf'] })).to.deep.equal([
+      { subject: 'restart', current: 'started 2026-11-21T21:56:18.500Z, before /etc/c.conf changed', desired: 'restarted' },
+    ]);
+    const whole = state({ activeSince: started, activeSincePrecise: false, mtimes: { '/etc/c.conf': started + 0.8 } });
+    expect(serviceDrift('x.service', whole, { running: true, restartOn: ['/etc/c.conf'] })).to.deep.equal([]);
     // A stopped service is started, not restarted: it will read the new file anyway.
     expect(serviceDrift('x.service', { ...base, active: 'inactive' }, { running: true, restartOn: ['/etc/a.conf'] })).to.deep.equal([
       { subject: 'running', current: 'inactive', desired: 'active' },
