@@ -2,6 +2,8 @@
 // everything the suite needs, so a skipped or pending test there would be a silent pass.
 module.exports = {
   'node-option': ['import=tsx'],
+  // Root hooks: the secrets scan after every test of the process (test/helpers/root-hooks.ts).
+  require: ['test/helpers/root-hooks.ts'],
   timeout: 20000,
   reporter: 'spec',
   color: false,

@@ -8,8 +8,9 @@ const BIN = fileURLToPath(new URL('../../runner/bin.mjs', import.meta.url));
 
 /**
  * Every CLI run of this test process (its args, stdout and stderr; never its stdin, which carries -K
- * passwords) is appended here as one JSON line, so test/integration/zz-secrets-scan.test.ts, which
- * runs last, can check that no known test secret was ever printed by any test's capstan run.
+ * passwords) is appended here as one JSON line, so the secrets scan (test/helpers/secrets-scan.ts),
+ * run after every test of the process by a root hook, can check that no known test secret was ever
+ * printed by any test's capstan run.
  * `CAPSTAN_TEST_OUTPUT_LOG` overrides the path; by default it is per mocha process.
  */
 export const CLI_OUTPUT_LOG = process.env.CAPSTAN_TEST_OUTPUT_LOG ?? join(tmpdir(), `capstan-cli-output-${process.pid}.jsonl`);
